@@ -1,0 +1,1 @@
+"""tokenwire's gRPC server: auth, limits, templates, memory, routing, providers, usage."""

@@ -1,0 +1,119 @@
+"""The server's one error hierarchy.
+
+    TokenwireError                      500 INTERNAL
+    ├── InvalidRequest                  400 INVALID_ARGUMENT
+    │   └── UnsupportedParameter        400 INVALID_ARGUMENT  (param named)
+    ├── Unprocessable                   422 INVALID_ARGUMENT  (http_status in ErrorInfo)
+    ├── Unauthenticated                 401 UNAUTHENTICATED
+    ├── PaymentRequired                 402 FAILED_PRECONDITION (http_status in ErrorInfo)
+    ├── PermissionDenied                403 PERMISSION_DENIED
+    ├── NotFound                        404 NOT_FOUND
+    ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
+    └── ProviderError                   503 UNAVAILABLE
+        ├── BadUpstream                 502 UNAVAILABLE (http_status in ErrorInfo)
+        └── UpstreamTimeout             504 DEADLINE_EXCEEDED
+
+Every error knows its gRPC code, its HTTP status and its OpenAI error `type`;
+`server.status` turns one into a `google.rpc.Status` the gateway can read.
+Foreign errors (httpx, llama.cpp) are translated into these once, where they
+arise.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class TokenwireError(Exception):
+    grpc_code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.metadata = dict(metadata or {})
+
+
+class InvalidRequest(TokenwireError):
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    code = "unsupported_parameter"
+
+
+class Unprocessable(TokenwireError):
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 422
+    type = "invalid_request_error"
+
+
+class Unauthenticated(TokenwireError):
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+    http_status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PaymentRequired(TokenwireError):
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+    http_status = 402
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class PermissionDenied(TokenwireError):
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+    http_status = 403
+    type = "permission_error"
+
+
+class NotFound(TokenwireError):
+    grpc_code = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class RateLimited(TokenwireError):
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+        self.metadata["retry_after"] = f"{retry_after:g}"
+
+
+class ProviderError(TokenwireError):
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    type = "api_error"
+    code = "provider_unavailable"
+
+
+class BadUpstream(ProviderError):
+    http_status = 502
+    code = "bad_upstream"
+
+
+class UpstreamTimeout(ProviderError):
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 504
+    code = "upstream_timeout"
