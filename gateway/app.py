@@ -1,0 +1,170 @@
+"""The gateway's ASGI app: REST and SSE in, RPCs out, every answer OpenAI-shaped.
+
+A plain ASGI callable rather than a framework: the request path is measured
+in microseconds and the routing comes from the proto anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import Message
+
+from gateway import openapi
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, from_rpc
+from gateway.http import (
+    Receive,
+    Scope,
+    Send,
+    encode_headers,
+    header_map,
+    parse_json,
+    read_body,
+    send_json,
+)
+from gateway.invoker import Invoker, Metadata, RpcFailure
+from gateway.routes import Route, Router, discover
+from gateway.sse import SSE_HEADERS, SseResponse
+from gateway.transcode import TranscodeError, merge_json, to_json
+
+log = logging.getLogger("tokenwire.gateway")
+
+
+class Gateway:
+    """Serves the HTTP bindings of `services` by calling them through `invoker`."""
+
+    def __init__(
+        self, services: Iterable[ServiceDescriptor], invoker: Invoker, config: GatewayConfig
+    ) -> None:
+        self.config = config
+        self.router = Router(discover(services))
+        self.invoker = invoker
+        self.openapi = openapi.document(self.router.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope)
+        request_id = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+        headers["x-request-id"] = request_id
+        out = [(b"x-request-id", request_id.encode("latin-1"))]
+        try:
+            await self._dispatch(scope, receive, send, headers, out)
+        except GatewayError as e:
+            await send_json(send, e.status, e.body(), out + encode_headers(e.headers))
+        except RpcFailure as f:
+            e = from_rpc(f)
+            await send_json(send, e.status, e.body(), out + encode_headers(e.headers))
+        except ConnectionAbortedError:
+            pass  # the client left before sending its whole request
+        except Exception:
+            log.exception("unhandled error serving %s %s", scope["method"], scope["path"])
+            e = GatewayError(500, "The server had an error while processing your request.")
+            await send_json(send, 500, e.body(), out)
+
+    async def _dispatch(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], out: Any
+    ) -> None:
+        verb, path = scope["method"], scope["path"]
+        if verb == "GET" and path == "/openapi.json":
+            await send_json(send, 200, self.openapi, out)
+            return
+        match = self.router.match(verb, path)
+        if match is None:
+            raise self._no_route(verb, path)
+        body = await self._body(scope, receive, match.routes[0])
+        route = _pick(match.routes, body)
+        request = _build_request(route, body, match.params)
+        metadata = self._metadata(headers, scope)
+        if route.streaming:
+            response = SseResponse(
+                self.invoker.stream(route, request, metadata),
+                lambda m: _render(route, m),
+                SSE_HEADERS + out,
+                self.config.keepalive_interval,
+            )
+            await response(send, receive)
+        else:
+            message = await self.invoker.unary(route, request, metadata)
+            await send_json(send, 200, _render(route, message), out)
+
+    def _no_route(self, verb: str, path: str) -> GatewayError:
+        allowed = self.router.allowed(path)
+        if allowed:
+            return GatewayError(
+                405,
+                f"Method {verb} is not allowed on {path}; use {', '.join(allowed)}.",
+                headers={"Allow": ", ".join(allowed)},
+            )
+        return GatewayError(404, f"Unknown request URL: {verb} {path}.", code="unknown_url")
+
+    async def _body(self, scope: Scope, receive: Receive, route: Route) -> Any:
+        raw = await read_body(scope, receive, self.config.max_body_bytes)
+        if not route.body:
+            return None
+        return parse_json(raw)
+
+    def _metadata(self, headers: dict[str, str], scope: Scope) -> Metadata:
+        pairs = [(k, headers[k]) for k in self.config.forwarded_headers if k in headers]
+        client = scope.get("client")
+        if client:
+            pairs.append(("x-forwarded-for", str(client[0])))
+        return tuple(pairs)
+
+
+def _pick(routes: tuple[Route, ...], body: Any) -> Route:
+    """The streaming RPC when the body says `"stream": true`, else the unary one."""
+    if len(routes) == 1:
+        return routes[0]
+    wants_stream = isinstance(body, dict) and body.get("stream") is True
+    return next((r for r in routes if r.streaming == wants_stream), routes[0])
+
+
+def _build_request(route: Route, body: Any, params: dict[str, str]) -> Message:
+    request: Message = route.method.input_type._concrete_class()
+    try:
+        if route.body == "*":
+            merge_json(body, request)
+        elif route.body:
+            merge_json(body, getattr(request, route.body))
+        merge_json(_nest(params), request)
+    except TranscodeError as e:
+        raise GatewayError(400, e.message, param=e.param) from None
+    return request
+
+
+def _nest(params: dict[str, str]) -> dict[str, Any]:
+    """Path variables by field path (`a.b`) as the nested JSON object they stand for."""
+    out: dict[str, Any] = {}
+    for path, value in params.items():
+        *parents, leaf = path.split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return out
+
+
+def _render(route: Route, message: Message) -> Any:
+    if route.response_body:
+        message = getattr(message, route.response_body)
+    return to_json(message)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

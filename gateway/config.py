@@ -1,0 +1,21 @@
+"""The gateway's settings, built once at the edge and passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    # Largest request body accepted; larger ones get 413.
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Seconds between `: keepalive` comments while a stream has nothing to send.
+    keepalive_interval: float = 15.0
+    # Headers forwarded to the server as gRPC metadata (lower-case).
+    forwarded_headers: tuple[str, ...] = (
+        "authorization",
+        "organization_id",
+        "x-session-id",
+        "x-request-id",
+        "traceparent",
+    )

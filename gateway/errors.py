@@ -1,0 +1,97 @@
+"""Errors as OpenAI-shaped JSON: `{"error": {"message", "type", "param", "code"}}`.
+
+    GatewayError        an error the gateway itself finds (bad JSON, 404, 405, 413)
+    RpcFailure          an RPC's non-OK status (`gateway.invoker`), translated here
+
+The HTTP status follows the gRPC code (DESIGN.md's table) unless the status
+carries a `google.rpc.ErrorInfo` whose metadata names `http_status` — how 402,
+422 and 502 cross gRPC. ErrorInfo's `reason` is OpenAI's `code`; its metadata
+`type` and `param` fill the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+from google.rpc import error_details_pb2
+
+from gateway.invoker import RpcFailure
+
+HTTP_STATUS: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+}
+
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+@dataclass
+class GatewayError(Exception):
+    """An error answered by the gateway itself."""
+
+    status: int
+    message: str
+    param: str | None = None
+    code: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    type: str | None = None  # OpenAI's error type; derived from the status when unset
+
+    def body(self) -> dict[str, object]:
+        type_ = self.type or _TYPES.get(self.status, "api_error")
+        return error_body(self.message, type_, self.param, self.code)
+
+
+def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, object]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def from_rpc(failure: RpcFailure) -> GatewayError:
+    """Translate an RPC failure into the HTTP error the client sees."""
+    info = _error_info(failure)
+    meta = dict(info.metadata) if info else {}
+    status = int(meta.get("http_status") or HTTP_STATUS.get(failure.code, 500))
+    headers = {"Retry-After": meta["retry_after"]} if "retry_after" in meta else {}
+    return GatewayError(
+        status,
+        failure.message or failure.code.name.lower(),
+        param=meta.get("param") or None,
+        code=(info.reason if info else None) or failure.code.name.lower(),
+        headers=headers,
+        type=meta.get("type"),
+    )
+
+
+def _error_info(failure: RpcFailure) -> error_details_pb2.ErrorInfo | None:
+    for detail in failure.status.details if failure.status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None

@@ -1,0 +1,180 @@
+"""How the gateway calls an RPC: over a gRPC channel, or in-process.
+
+`ChannelInvoker` speaks gRPC to a server anywhere (scale-out). `LocalInvoker`
+calls the servicers' handlers directly when gateway and server share a process,
+skipping serialization and the HTTP/2 hop (~0.6 ms), as grpc-gateway's
+`Register…HandlerServer` does. Both report failures as one `RpcFailure`
+carrying the gRPC code and the `google.rpc.Status` details.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, NoReturn, Protocol
+
+import grpc
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from gateway.routes import Route
+
+Metadata = tuple[tuple[str, str], ...]
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class RpcFailure(Exception):
+    """An RPC that ended with a non-OK status."""
+
+    def __init__(
+        self, code: grpc.StatusCode, message: str, status: status_pb2.Status | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class Invoker(Protocol):
+    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
+        """Call a unary RPC; raises `RpcFailure`."""
+        ...
+
+    def stream(self, route: Route, request: Message, metadata: Metadata) -> AsyncIterator[Message]:
+        """Call a server-streaming RPC; closing the iterator cancels the call."""
+        ...
+
+
+def _details(trailing: Sequence[tuple[str, str | bytes]] | None) -> status_pb2.Status | None:
+    for key, value in trailing or ():
+        if key == _DETAILS_KEY and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+class ChannelInvoker:
+    """Invokes RPCs over a `grpc.aio.Channel`."""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._channel = channel
+        self._unary: dict[str, Any] = {}
+        self._stream: dict[str, Any] = {}
+
+    def _callable(self, cache: dict[str, Any], route: Route, factory: Callable[..., Any]) -> Any:
+        if route.grpc_path not in cache:
+            output = route.method.output_type._concrete_class
+            cache[route.grpc_path] = factory(
+                route.grpc_path,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=output.FromString,
+            )
+        return cache[route.grpc_path]
+
+    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
+        call = self._callable(self._unary, route, self._channel.unary_unary)
+        try:
+            response: Message = await call(request, metadata=metadata)
+        except grpc.aio.AioRpcError as e:
+            raise _failure(e) from None
+        return response
+
+    async def stream(
+        self, route: Route, request: Message, metadata: Metadata
+    ) -> AsyncIterator[Message]:
+        call = self._callable(self._stream, route, self._channel.unary_stream)(
+            request, metadata=metadata
+        )
+        try:
+            async for message in call:
+                yield message
+        except grpc.aio.AioRpcError as e:
+            raise _failure(e) from None
+        finally:
+            call.cancel()  # a no-op when done; stops the server when the client left
+
+
+def _failure(e: grpc.aio.AioRpcError) -> RpcFailure:
+    return RpcFailure(e.code(), e.details() or "", _details(e.trailing_metadata()))
+
+
+class _CapturingServer:
+    """Stands in for a grpc server to collect the handlers a servicer registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
+        pass  # the registered handlers below carry the same methods
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for name, handler in handlers.items():
+            self.handlers[f"/{service}/{name}"] = handler
+
+
+class LocalContext:
+    """The part of `grpc.aio.ServicerContext` tokenwire's servicers use."""
+
+    def __init__(self, metadata: Metadata, peer: str) -> None:
+        self._metadata = metadata
+        self._peer = peer
+        self._start = time.monotonic()
+        self.trailing: Metadata = ()
+
+    def invocation_metadata(self) -> Metadata:
+        return self._metadata
+
+    def peer(self) -> str:
+        return self._peer
+
+    def set_trailing_metadata(self, metadata: Metadata) -> None:
+        self.trailing = tuple(metadata)
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
+        raise RpcFailure(code, details, _details(trailing_metadata))
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        raise RpcFailure(status.code, status.details, _details(status.trailing_metadata))
+
+
+AddServicer = Callable[[Any, Any], None]
+
+
+class LocalInvoker:
+    """Invokes servicers in this process, with no serialization."""
+
+    def __init__(self, registrations: Sequence[tuple[AddServicer, Any]], peer: str = "local") -> None:
+        server = _CapturingServer()
+        for add, servicer in registrations:
+            add(servicer, server)
+        self._handlers = server.handlers
+        self._peer = peer
+
+    def _handler(self, route: Route) -> grpc.RpcMethodHandler:
+        handler = self._handlers.get(route.grpc_path)
+        if handler is None:
+            raise RpcFailure(grpc.StatusCode.UNIMPLEMENTED, f"{route.grpc_path} is not served")
+        return handler
+
+    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
+        handler = self._handler(route)
+        response: Message = await handler.unary_unary(request, LocalContext(metadata, self._peer))
+        return response
+
+    async def stream(
+        self, route: Route, request: Message, metadata: Metadata
+    ) -> AsyncIterator[Message]:
+        handler = self._handler(route)
+        messages = handler.unary_stream(request, LocalContext(metadata, self._peer))
+        try:
+            async for message in messages:
+                yield message
+        finally:
+            await messages.aclose()  # stops the provider when the client left

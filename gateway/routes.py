@@ -1,0 +1,117 @@
+"""REST routes discovered from the `google.api.http` options of service descriptors.
+
+Adding a bound RPC to the proto adds its route here with no handler code.
+Several RPCs may share one method and path (the unary and the streaming chat
+call); `Route.streaming` tells them apart and the app picks by the body.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.api import annotations_pb2, http_pb2
+from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+
+_VERBS = ("get", "put", "post", "delete", "patch")
+_VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One HTTP binding of one RPC."""
+
+    verb: str  # upper-case HTTP method
+    template: str  # the path template as written in the proto
+    pattern: re.Pattern[str]
+    variables: tuple[str, ...]  # request field paths bound from the path
+    method: MethodDescriptor
+    body: str  # "*", a request field name, or "" for no body
+    response_body: str  # "" for the whole response, else a response field name
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.method.server_streaming)
+
+    @property
+    def grpc_path(self) -> str:
+        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+
+
+def discover(services: Iterable[ServiceDescriptor]) -> tuple[Route, ...]:
+    """Every HTTP binding of every method of the given services."""
+    return tuple(
+        route
+        for service in services
+        for method in service.methods
+        for route in _routes_of(method)
+    )
+
+
+def _routes_of(method: MethodDescriptor) -> list[Route]:
+    options = method.GetOptions()
+    if not options.HasExtension(annotations_pb2.http):
+        return []
+    rule = options.Extensions[annotations_pb2.http]
+    return [_route(method, r) for r in (rule, *rule.additional_bindings)]
+
+
+def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
+    verb = rule.WhichOneof("pattern")
+    if verb not in _VERBS:
+        raise ValueError(f"{method.full_name}: unsupported HTTP pattern {verb!r}")
+    template: str = getattr(rule, verb)
+    pattern, variables = compile_template(template)
+    return Route(
+        verb.upper(), template, pattern, variables, method, rule.body, rule.response_body
+    )
+
+
+def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """`/v1/models/{model=**}` -> a regex with one group per variable."""
+    regex, variables, pos = "", [], 0
+    for m in _VARIABLE.finditer(template):
+        regex += re.escape(template[pos : m.start()])
+        variables.append(m.group(1))
+        segment = m.group(2) or "*"
+        regex += "(.+)" if "**" in segment else "([^/]+)"
+        pos = m.end()
+    regex += re.escape(template[pos:])
+    return re.compile(f"^{regex}$"), tuple(variables)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    routes: tuple[Route, ...]  # same verb and path: the unary and/or streaming RPC
+    params: dict[str, str]
+
+
+class Router:
+    """Finds the routes for a request's method and path."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+        # Literal paths are the common case: one dict lookup instead of a regex scan.
+        self._literal: dict[tuple[str, str], tuple[Route, ...]] = {}
+        for r in self.routes:
+            if not r.variables:
+                key = (r.verb, r.template)
+                self._literal[key] = (*self._literal.get(key, ()), r)
+
+    def match(self, verb: str, path: str) -> Match | None:
+        literal = self._literal.get((verb, path))
+        if literal:
+            return Match(literal, {})
+        found: list[Route] = []
+        params: dict[str, str] = {}
+        for r in self.routes:
+            m = r.pattern.match(path) if r.verb == verb and r.variables else None
+            if m:
+                found.append(r)
+                params = dict(zip(r.variables, m.groups(), strict=True))
+        return Match(tuple(found), params) if found else None
+
+    def allowed(self, path: str) -> list[str]:
+        """The verbs bound to `path`, for 405's `Allow` header (empty means 404)."""
+        return sorted({r.verb for r in self.routes if r.pattern.match(path)})

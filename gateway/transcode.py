@@ -1,0 +1,376 @@
+"""Protobuf messages to and from OpenAI-shaped JSON values.
+
+Driven by descriptors and the `tokenwire.options.v1` JSON options, so it
+knows no message by name. Conventions (see `proto/tokenwire/options/v1/json.proto`):
+keys are field names unless `key` says otherwise; enums print as their
+lower-cased name less the enum's prefix, zero meaning unset; integers are
+JSON numbers; implicit-presence scalars always print, everything else only
+when set (or as `null` when `nullable`). Plans are built once per message
+type and cached, since this runs on every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, TypeVar
+
+import orjson
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from tokenwire.options.v1 import json_pb2
+
+M = TypeVar("M", bound=Message)
+JSON = Any
+
+_INTS = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+_FLOATS = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
+
+
+class TranscodeError(ValueError):
+    """A JSON value that does not fit the request type; `param` is its path."""
+
+    def __init__(self, message: str, param: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class EnumNames:
+    """An enum's wire names: FINISH_REASON_TOOL_CALLS <-> "tool_calls"."""
+
+    by_number: dict[int, str]
+    by_name: dict[str, int]
+
+
+@cache
+def enum_names(enum: EnumDescriptor) -> EnumNames:
+    zero = enum.values_by_number[0].name
+    prefix = zero[: -len("UNSPECIFIED")] if zero.endswith("UNSPECIFIED") else ""
+    by_number = {v.number: v.name[len(prefix) :].lower() for v in enum.values if v.number}
+    return EnumNames(by_number, {name: num for num, name in by_number.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One field with its JSON rendering options resolved."""
+
+    fd: FieldDescriptor
+    key: str
+    raw: bool
+    scalar_or_list: bool
+    nullable: bool
+    always: bool
+    repeated: bool
+    is_map: bool
+
+
+def _is_map_entry(fd: FieldDescriptor) -> bool:
+    return fd.message_type is not None and fd.message_type.GetOptions().map_entry
+
+
+def _field(fd: FieldDescriptor) -> Field:
+    opts = fd.GetOptions().Extensions[json_pb2.json]
+    return Field(
+        fd,
+        key=opts.key or fd.name,
+        raw=opts.raw,
+        scalar_or_list=opts.scalar_or_list,
+        nullable=opts.nullable,
+        always=opts.always,
+        repeated=fd.is_repeated,
+        is_map=fd.is_repeated and _is_map_entry(fd),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Per message type: its fields by name and by JSON key, and its output template."""
+
+    by_name: dict[str, Field]
+    by_key: dict[str, tuple[Field, ...]]
+    template: dict[str, JSON]  # keys printed even when the message leaves them unset
+    unwrap: Field | None
+
+
+@cache
+def plan(desc: Descriptor) -> Plan:
+    fields = [_field(fd) for fd in desc.fields]
+    by_key: dict[str, tuple[Field, ...]] = {}
+    for f in fields:
+        by_key[f.key] = (*by_key.get(f.key, ()), f)
+    unwrap = fields[0] if desc.GetOptions().Extensions[json_pb2.unwrap] else None
+    return Plan({f.fd.name: f for f in fields}, by_key, _template(fields), unwrap)
+
+
+def _template(fields: list[Field]) -> dict[str, JSON]:
+    out: dict[str, JSON] = {}
+    for f in fields:
+        if f.always:
+            out[f.key] = []
+        elif f.nullable:
+            out[f.key] = None
+        elif not (f.repeated or f.raw or f.fd.has_presence or f.fd.type in _NO_DEFAULT):
+            out[f.key] = f.fd.default_value
+    return out
+
+
+# Enums (zero means unset) and raw strings (empty means absent) print only when set.
+_NO_DEFAULT = frozenset({FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_MESSAGE})
+
+
+# ---------------------------------------------------------------- to JSON
+
+
+def to_json(msg: Message) -> JSON:
+    """Render a message as an OpenAI-shaped JSON value (dict, or list when unwrapped)."""
+    p = plan(msg.DESCRIPTOR)
+    if p.unwrap is not None:
+        return _value_out(p.unwrap, getattr(msg, p.unwrap.fd.name))
+    out = p.template.copy()
+    for fd, value in msg.ListFields():
+        f = p.by_name[fd.name]
+        rendered = _value_out(f, value)
+        if rendered is not _ABSENT:
+            out[f.key] = rendered
+    return out
+
+
+_ABSENT = object()
+
+
+def _value_out(f: Field, value: Any) -> JSON:
+    if f.is_map:
+        value_field = _field(f.fd.message_type.fields_by_name["value"])
+        return {k: _one_out(value_field, v) for k, v in value.items()}
+    if f.repeated:
+        return [_one_out(f, v) for v in value]
+    return _one_out(f, value)
+
+
+def _one_out(f: Field, value: Any) -> JSON:
+    t = f.fd.type
+    if t == FieldDescriptor.TYPE_MESSAGE:
+        return to_json(value)
+    if t == FieldDescriptor.TYPE_ENUM:
+        return enum_names(f.fd.enum_type).by_number.get(value, _ABSENT)
+    if f.raw:
+        return _loads(value) if value else _ABSENT
+    return value
+
+
+def _loads(text: str) -> JSON:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib keeps them exact
+        return json.loads(text)
+
+
+# ---------------------------------------------------------------- from JSON
+
+
+def from_json(data: JSON, cls: type[M], param: str = "") -> M:
+    """Parse an OpenAI-shaped JSON object into a new `cls`; raises `TranscodeError`."""
+    msg = cls()
+    merge_json(data, msg, param)
+    return msg
+
+
+def merge_json(data: JSON, msg: Message, param: str = "") -> None:
+    """Merge a JSON value into `msg`, naming the offending path on any mismatch."""
+    p = plan(msg.DESCRIPTOR)
+    if p.unwrap is not None:
+        _set(p.unwrap, msg, data, param)
+        return
+    if not isinstance(data, dict):
+        raise _type_error(param or "body", "an object", data)
+    for key, value in data.items():
+        fields = p.by_key.get(key)
+        if fields is None:
+            raise TranscodeError(
+                f"Unrecognized request argument supplied: {_join(param, key)}", _join(param, key)
+            )
+        if value is None:
+            continue  # null means unset, as in OpenAI's API
+        _set(_pick(fields, value, _join(param, key)), msg, value, _join(param, key))
+
+
+def _join(param: str, key: str) -> str:
+    return f"{param}.{key}" if param else key
+
+
+def _pick(fields: tuple[Field, ...], value: JSON, param: str) -> Field:
+    """Among fields sharing a JSON key, the one whose kind fits the value's JSON type."""
+    if len(fields) == 1:
+        return fields[0]
+    for f in fields:
+        if _accepts(f, value):
+            return f
+    kinds = " or ".join(_kind(f) for f in fields)
+    raise _type_error(param, f"one of {kinds}", value)
+
+
+def _accepts(f: Field, value: JSON) -> bool:
+    kind = _kind(f)
+    return {
+        "a string": isinstance(value, str),
+        "an array": isinstance(value, list),
+        "an object": isinstance(value, dict),
+        "a boolean": isinstance(value, bool),
+        "a number": isinstance(value, int | float) and not isinstance(value, bool),
+        "an integer": isinstance(value, int) and not isinstance(value, bool),
+    }.get(kind, True)
+
+
+def _kind(f: Field) -> str:
+    t = f.fd.type
+    if f.raw:
+        return "any JSON value"
+    if f.repeated and not f.is_map:
+        return "an array"
+    if t == FieldDescriptor.TYPE_MESSAGE:
+        unwrapped = f.fd.message_type.GetOptions().Extensions[json_pb2.unwrap]
+        return "an array" if unwrapped else "an object"
+    if t in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_ENUM):
+        return "a string"
+    if t == FieldDescriptor.TYPE_BOOL:
+        return "a boolean"
+    return "an integer" if t in _INTS else "a number"
+
+
+def _set(f: Field, msg: Message, value: JSON, param: str) -> None:
+    name = f.fd.name
+    if f.is_map:
+        _set_map(f, getattr(msg, name), value, param)
+    elif f.repeated:
+        if f.scalar_or_list and not isinstance(value, list):
+            value = [value]
+        if not isinstance(value, list):
+            raise _type_error(param, "an array", value)
+        _extend(f, getattr(msg, name), value, param)
+    elif f.fd.type == FieldDescriptor.TYPE_MESSAGE:
+        merge_json(value, getattr(msg, name), param)
+        getattr(msg, name).SetInParent()
+    else:
+        setattr(msg, name, _scalar_in(f, value, param))
+
+
+def _extend(f: Field, target: Any, values: list[JSON], param: str) -> None:
+    for i, item in enumerate(values):
+        item_param = f"{param}[{i}]"
+        if f.fd.type == FieldDescriptor.TYPE_MESSAGE:
+            merge_json(item, target.add(), item_param)
+        else:
+            target.append(_scalar_in(f, item, item_param))
+
+
+def _set_map(f: Field, target: Any, value: JSON, param: str) -> None:
+    if not isinstance(value, dict):
+        raise _type_error(param, "an object", value)
+    value_field = _field(f.fd.message_type.fields_by_name["value"])
+    for k, v in value.items():
+        target[k] = _scalar_in(value_field, v, f"{param}.{k}")
+
+
+def _scalar_in(f: Field, value: JSON, param: str) -> Any:
+    if f.raw:
+        return _dumps(value)
+    return _SCALAR_PARSERS[_scalar_kind(f.fd)](f, value, param)
+
+
+def _dumps(value: JSON) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _scalar_kind(fd: FieldDescriptor) -> str:
+    if fd.type in _INTS:
+        return "int"
+    if fd.type in _FLOATS:
+        return "float"
+    if fd.type == FieldDescriptor.TYPE_BOOL:
+        return "bool"
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return "enum"
+    return "str"
+
+
+def _parse_str(f: Field, value: JSON, param: str) -> str:
+    if not isinstance(value, str):
+        raise _type_error(param, "a string", value)
+    return value
+
+
+def _parse_bool(f: Field, value: JSON, param: str) -> bool:
+    if not isinstance(value, bool):
+        raise _type_error(param, "a boolean", value)
+    return value
+
+
+def _parse_float(f: Field, value: JSON, param: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _type_error(param, "a number", value)
+    return float(value)
+
+
+def _parse_int(f: Field, value: JSON, param: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type; 16.0 is an integer
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _type_error(param, "an integer", value)
+    bits = 32 if f.fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32) else 64
+    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        raise TranscodeError(f"Invalid value for '{param}': {value} is out of range.", param)
+    return value
+
+
+def _parse_enum(f: Field, value: JSON, param: str) -> int:
+    names = enum_names(f.fd.enum_type)
+    if not isinstance(value, str):
+        raise _type_error(param, "a string", value)
+    if value not in names.by_name:
+        allowed = ", ".join(f"'{n}'" for n in names.by_name)
+        raise TranscodeError(
+            f"Invalid value for '{param}': '{value}'. Supported values are: {allowed}.", param
+        )
+    return names.by_name[value]
+
+
+_SCALAR_PARSERS: dict[str, Callable[[Field, JSON, str], Any]] = {
+    "str": _parse_str,
+    "bool": _parse_bool,
+    "float": _parse_float,
+    "int": _parse_int,
+    "enum": _parse_enum,
+}
+
+
+def _type_error(param: str, expected: str, value: JSON) -> TranscodeError:
+    return TranscodeError(
+        f"Invalid type for '{param}': expected {expected}, but got {_json_type(value)} instead.",
+        param,
+    )
+
+
+def _json_type(value: JSON) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
