@@ -1,0 +1,154 @@
+"""The one place that wires tokenwire together, with a clean lifecycle.
+
+`start()` builds providers, the gRPC server (with health and reflection) and
+the gateway sharing its process, and returns a `Service`; `Service.stop()`
+marks health NOT_SERVING, stops taking new work and lets in-flight calls
+finish within the grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.app import Gateway
+from gateway.config import GatewayConfig
+from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
+from server.chat import ChatPipeline, ChatServicer
+from server.config import Config
+from server.models import ModelServicer
+from server.providers.base import Provider
+from server.registry import Registry
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
+
+log = logging.getLogger("tokenwire")
+
+SERVICES = (
+    chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
+    models_pb2.DESCRIPTOR.services_by_name["ModelService"],
+)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: `Service` owns the lifecycle."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Service:
+    """A running tokenwire: gRPC server (optional), gateway, providers."""
+
+    grpc_port: int | None
+    http_port: int
+    grpc_server: grpc.aio.Server | None
+    health: health.aio.HealthServicer | None
+    http: _Uvicorn
+    http_task: asyncio.Task[None]
+    providers: Sequence[Provider]
+    grace: float
+
+    async def stop(self) -> None:
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        self.http.should_exit = True
+        stops = [self.http_task]
+        if self.grpc_server is not None:
+            stops.append(asyncio.ensure_future(self.grpc_server.stop(self.grace)))
+        await asyncio.gather(*stops, return_exceptions=True)
+        for p in self.providers:
+            await p.aclose()
+
+    async def wait(self) -> None:
+        await self.http_task
+
+
+async def build_providers(config: Config) -> list[Provider]:
+    if config.provider == "fake":
+        from server.providers.fake import FakeProvider
+
+        return [FakeProvider()]
+    if config.provider == "local":
+        from server.providers.local import LocalConfig, LocalProvider
+
+        local = LocalConfig(model_path=config.model_path, n_ctx=config.n_ctx,
+                            n_threads=config.n_threads)
+        return [await LocalProvider.load(local)]
+    raise ValueError(f"unknown provider {config.provider!r}: use local or fake")
+
+
+async def start(config: Config, providers: Sequence[Provider] | None = None) -> Service:
+    """Start serving; `providers` replaces the configured ones (tests pass fakes)."""
+    providers = list(providers) if providers is not None else await build_providers(config)
+    registry = Registry(providers, config.default_model)
+    chat = ChatServicer(ChatPipeline(registry))
+    models = ModelServicer(registry)
+    server, health_servicer = grpc.aio.server(), health.aio.HealthServicer()
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
+    models_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    grpc_port = server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+    await server.start()
+    for name in ("", *names[:2]):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    invoker = LocalInvoker([
+        (chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
+        (models_pb2_grpc.add_ModelServiceServicer_to_server, models),
+    ])
+    http, task, http_port = await _serve_http(config, invoker)
+    return Service(grpc_port, http_port, server, health_servicer, http, task, providers,
+                   config.grace)
+
+
+async def start_gateway(config: Config) -> Service:
+    """Run only the gateway, calling a gRPC server at `config.grpc_target`."""
+    if not config.grpc_target:
+        raise ValueError("the gateway needs --grpc-target")
+    channel = grpc.aio.insecure_channel(
+        config.grpc_target, options=[("grpc.lb_policy_name", "round_robin")]
+    )
+    http, task, http_port = await _serve_http(config, ChannelInvoker(channel))
+    return Service(None, http_port, None, None, http, task, [], config.grace)
+
+
+async def _serve_http(
+    config: Config, invoker: Invoker
+) -> tuple[_Uvicorn, asyncio.Task[None], int]:
+    gateway_config = GatewayConfig(
+        max_body_bytes=config.max_body_bytes, keepalive_interval=config.keepalive_interval
+    )
+    app = Gateway(SERVICES, invoker, gateway_config)
+    sock = socket.create_server((config.host, config.http_port), reuse_port=False)
+    http = _Uvicorn(uvicorn.Config(
+        app, lifespan="off", log_level="warning", access_log=False,
+        timeout_graceful_shutdown=int(config.grace) or 1,
+    ))
+    task = asyncio.ensure_future(http.serve(sockets=[sock]))
+    while not http.started and not task.done():
+        await asyncio.sleep(0.01)  # uvicorn offers no startup event to await
+    if task.done():
+        task.result()
+    return http, task, sock.getsockname()[1]
+
+
+def announce(service: Service, config: Config) -> None:
+    grpc_part = f"gRPC on {config.host}:{service.grpc_port}, " if service.grpc_port else ""
+    print(
+        f"tokenwire: {grpc_part}HTTP on http://{config.host}:{service.http_port}/v1",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -1,0 +1,175 @@
+"""Provider events into protobuf chunks and whole completions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from server.providers import base
+from tokenwire.chat.v1 import chat_pb2, message_pb2
+
+_FINISH = {
+    base.FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
+    base.FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
+    base.FinishReason.TOOL_CALLS: chat_pb2.FINISH_REASON_TOOL_CALLS,
+    base.FinishReason.CONTENT_FILTER: chat_pb2.FINISH_REASON_CONTENT_FILTER,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What every chunk and the whole completion share."""
+
+    id: str
+    created: int
+    model: str
+    provider: str
+    dropped: tuple[str, ...] = ()
+
+
+def usage(u: base.Usage) -> chat_pb2.Usage:
+    out = chat_pb2.Usage(
+        prompt_tokens=u.prompt_tokens,
+        completion_tokens=u.completion_tokens,
+        total_tokens=u.prompt_tokens + u.completion_tokens,
+    )
+    out.prompt_tokens_details.cached_tokens = u.cached_tokens
+    out.completion_tokens_details.reasoning_tokens = u.reasoning_tokens
+    if u.estimated:
+        out.estimated = True
+    return out
+
+
+def _logprobs(items: Iterable[base.TokenLogprob]) -> list[chat_pb2.TokenLogprob]:
+    return [
+        chat_pb2.TokenLogprob(
+            token=t.token,
+            logprob=t.logprob,
+            bytes=t.bytes,
+            top_logprobs=[chat_pb2.TopLogprob(token=a.token, logprob=a.logprob, bytes=a.bytes)
+                          for a in t.top],
+        )
+        for t in items
+    ]
+
+
+class ChunkWriter:
+    """Turns deltas into chunks; the first delta of each choice carries the role."""
+
+    def __init__(self, header: Header) -> None:
+        self.header = header
+        self._started: set[int] = set()
+
+    def _chunk(self) -> chat_pb2.ChatCompletionChunk:
+        h = self.header
+        return chat_pb2.ChatCompletionChunk(
+            id=h.id, object="chat.completion.chunk", created=h.created, model=h.model,
+            provider=h.provider,
+        )
+
+    def delta(self, d: base.Delta) -> chat_pb2.ChatCompletionChunk:
+        chunk = self._chunk()
+        choice = chunk.choices.add(index=d.choice)
+        if d.choice not in self._started:
+            self._started.add(d.choice)
+            choice.delta.role = message_pb2.ROLE_ASSISTANT
+            chunk.dropped_parameters.extend(self.header.dropped if d.choice == 0 else ())
+        _fill_delta(choice, d)
+        return chunk
+
+    def usage(self, u: base.Usage) -> chat_pb2.ChatCompletionChunk:
+        chunk = self._chunk()
+        chunk.usage.CopyFrom(usage(u))
+        return chunk
+
+
+def _fill_delta(choice: chat_pb2.ChunkChoice, d: base.Delta) -> None:
+    if d.content or not (d.reasoning or d.refusal or d.tool_calls):
+        choice.delta.content = d.content
+    if d.reasoning:
+        choice.delta.reasoning = d.reasoning
+    if d.refusal:
+        choice.delta.refusal = d.refusal
+    for t in d.tool_calls:
+        call = choice.delta.tool_calls.add(index=t.index)
+        if t.id is not None:
+            call.id = t.id
+            call.type = message_pb2.TOOL_TYPE_FUNCTION
+        if t.name is not None:
+            call.function.name = t.name
+        call.function.arguments = t.arguments
+    if d.logprobs:
+        choice.logprobs.content.extend(_logprobs(d.logprobs))
+    if d.finish_reason is not None:
+        choice.finish_reason = _FINISH[d.finish_reason]
+
+
+@dataclass
+class _Choice:
+    content: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    refusal: list[str] = field(default_factory=list)
+    calls: dict[int, list[str]] = field(default_factory=dict)  # index -> [id, name, args…]
+    logprobs: list[base.TokenLogprob] = field(default_factory=list)
+    finish: base.FinishReason = base.FinishReason.STOP
+
+    def add(self, d: base.Delta) -> None:
+        self.content.append(d.content)
+        self.reasoning.append(d.reasoning)
+        self.refusal.append(d.refusal)
+        self.logprobs.extend(d.logprobs)
+        for t in d.tool_calls:
+            call = self.calls.setdefault(t.index, ["", ""])
+            call[0] = t.id or call[0]
+            call[1] = t.name or call[1]
+            call.append(t.arguments)
+        if d.finish_reason is not None:
+            self.finish = d.finish_reason
+
+
+class Collector:
+    """Collects a stream of events into one whole completion."""
+
+    def __init__(self, header: Header, logprobs: bool) -> None:
+        self.header = header
+        self._logprobs = logprobs
+        self._choices: dict[int, _Choice] = {}
+        self._usage: base.Usage | None = None
+
+    def add(self, event: base.Event) -> None:
+        if isinstance(event, base.Usage):
+            self._usage = event
+        else:
+            self._choices.setdefault(event.choice, _Choice()).add(event)
+
+    def response(self) -> chat_pb2.CreateChatCompletionResponse:
+        h = self.header
+        out = chat_pb2.CreateChatCompletionResponse(
+            id=h.id, object="chat.completion", created=h.created, model=h.model,
+            provider=h.provider, dropped_parameters=h.dropped,
+        )
+        for index in sorted(self._choices or {0: _Choice()}):
+            self._fill(out.choices.add(index=index), self._choices.get(index, _Choice()))
+        if self._usage is not None:
+            out.usage.CopyFrom(usage(self._usage))
+        return out
+
+    def _fill(self, choice: chat_pb2.Choice, c: _Choice) -> None:
+        m = choice.message
+        m.role = message_pb2.ROLE_ASSISTANT
+        text = "".join(c.content)
+        if text or not c.calls:
+            m.content = text
+        if any(c.reasoning):
+            m.reasoning = "".join(c.reasoning)
+        if any(c.refusal):
+            m.refusal = "".join(c.refusal)
+        for index in sorted(c.calls):
+            call_id, name, *args = c.calls[index]
+            m.tool_calls.add(id=call_id, type=message_pb2.TOOL_TYPE_FUNCTION).function.MergeFrom(
+                message_pb2.FunctionCall(name=name, arguments="".join(args))
+            )
+        choice.finish_reason = _FINISH[c.finish]
+        if self._logprobs:
+            choice.logprobs.content.extend(_logprobs(c.logprobs))
+            choice.logprobs.SetInParent()

@@ -1,0 +1,73 @@
+"""The `tokenwire` command: `serve` (server and gateway) and `gateway` (gateway only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from server import app
+from server.config import Config, load
+
+EPILOG = """\
+Every option can also come from the environment as TOKENWIRE_<OPTION> (for example
+TOKENWIRE_MODEL_PATH=/models/x.gguf) or from a TOML file given with --config
+(or TOKENWIRE_CONFIG) using the option names with underscores. Flags win over the
+environment, which wins over the file.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokenwire", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gRPC server and the REST gateway",
+                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(serve)
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
+    serve.add_argument("--provider", choices=["local", "fake"],
+                       help="embedded provider (default local: llama.cpp)")
+    serve.add_argument("--model-path", help="GGUF file (default: bundled Gemma 3 270M)")
+    serve.add_argument("--n-ctx", type=int, help="local model context in tokens (default 4096)")
+    serve.add_argument("--n-threads", type=int, help="llama.cpp threads")
+    serve.add_argument("--default-model", help="model for requests that name none")
+    serve.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (default 10)")
+    gw = sub.add_parser("gateway", help="run only the REST gateway against a gRPC server",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(gw)
+    gw.add_argument("--grpc-target", help="gRPC server, host:port or dns:///name:port")
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
+    p.add_argument("--keepalive-interval", type=float, help="SSE keepalive seconds (default 15)")
+    p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+
+
+async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service]]) -> None:
+    service = await starter(config)
+    app.announce(service, config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({waiter, asyncio.ensure_future(service.wait())},
+                       return_when=asyncio.FIRST_COMPLETED)
+    await service.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = vars(parser().parse_args(argv))
+    command = args.pop("command")
+    config = load(args)
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    starter = app.start if command == "serve" else app.start_gateway
+    asyncio.run(_run(config, starter))

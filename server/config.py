@@ -1,0 +1,80 @@
+"""tokenwire's settings: built once at the edge (flags > environment > file > defaults).
+
+Environment variables are `TOKENWIRE_<FIELD>` in upper case (for example
+`TOKENWIRE_MODEL_PATH`); the config file is TOML with the same field names
+at the top level.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "TOKENWIRE_"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    http_port: int = 8080
+    grpc_port: int = 50051
+    # Which embedded provider serves: `local` (llama.cpp) or `fake` (scripted echo).
+    provider: str = "local"
+    # A GGUF file for the local provider; unset means the bundled Gemma 3 270M.
+    model_path: str | None = None
+    # The local model's context window in tokens.
+    n_ctx: int = 4096
+    # llama.cpp threads; unset means llama.cpp's choice.
+    n_threads: int | None = None
+    # The model used when a request names none; unset means the first served.
+    default_model: str | None = None
+    # Seconds in-flight calls get to finish on SIGTERM.
+    grace: float = 10.0
+    # Seconds between SSE keepalive comments while a stream is quiet.
+    keepalive_interval: float = 15.0
+    # Largest accepted request body in bytes.
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Gateway only: the gRPC server to call instead of serving in-process.
+    grpc_target: str | None = None
+    log_level: str = "info"
+
+
+def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+    """The config from a file (`flags["config"]`), the environment and flags, in that order."""
+    environ = os.environ if environ is None else environ
+    config = Config()
+    path = flags.get("config") or environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        config = _apply(config, tomllib.loads(Path(path).read_text()), f"config file {path}")
+    env = {f.name: environ[ENV_PREFIX + f.name.upper()]
+           for f in fields(Config) if ENV_PREFIX + f.name.upper() in environ}
+    config = _apply(config, env, "environment")
+    return _apply(config, {k: v for k, v in flags.items() if v is not None and k != "config"}, "flags")
+
+
+def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
+    known = {f.name: f for f in fields(Config)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown setting {key!r} in {source}")
+        changes[key] = _coerce(str(known[key].type), value, key, source)
+    return replace(config, **changes)
+
+
+_PARSERS: dict[str, type] = {"int": int, "float": float}
+
+
+def _coerce(annotation: str, value: Any, key: str, source: str) -> Any:
+    """Strings from the environment into the setting's type (`int | None` -> int)."""
+    parser = _PARSERS.get(annotation.split(" ")[0])
+    if parser is None or not isinstance(value, str):
+        return value
+    try:
+        return parser(value)
+    except ValueError:
+        raise ValueError(f"setting {key!r} in {source}: {value!r} is not {annotation}") from None

@@ -1,0 +1,225 @@
+"""A validated protobuf request into the provider-neutral `GenerationRequest`.
+
+Validation lives here, not in the gateway, because gRPC callers never pass
+through the gateway. Every error names the offending parameter.
+"""
+
+from __future__ import annotations
+
+import json
+
+from server.errors import InvalidRequest
+from server.providers import base
+from tokenwire.chat.v1 import chat_pb2, message_pb2
+
+_ROLES = {
+    message_pb2.ROLE_SYSTEM: "system",
+    message_pb2.ROLE_DEVELOPER: "developer",
+    message_pb2.ROLE_USER: "user",
+    message_pb2.ROLE_ASSISTANT: "assistant",
+    message_pb2.ROLE_TOOL: "tool",
+}
+_PART_TYPES = {
+    message_pb2.CONTENT_PART_TYPE_TEXT: "text",
+    message_pb2.CONTENT_PART_TYPE_IMAGE_URL: "image_url",
+    message_pb2.CONTENT_PART_TYPE_INPUT_AUDIO: "input_audio",
+    message_pb2.CONTENT_PART_TYPE_FILE: "file",
+    message_pb2.CONTENT_PART_TYPE_REFUSAL: "refusal",
+}
+_TOOL_CHOICE = {
+    message_pb2.TOOL_CHOICE_MODE_NONE: "none",
+    message_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
+    message_pb2.TOOL_CHOICE_MODE_REQUIRED: "required",
+}
+_FORMATS = {
+    message_pb2.RESPONSE_FORMAT_TYPE_TEXT: "text",
+    message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: "json_object",
+    message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: "json_schema",
+}
+_EFFORTS = {v.number: v.name.removeprefix("REASONING_EFFORT_").lower()
+            for v in message_pb2.ReasoningEffort.DESCRIPTOR.values if v.number}
+
+
+def generation_request(
+    r: chat_pb2.CreateChatCompletionRequest, provider_model: str
+) -> base.GenerationRequest:
+    """The provider's view of `r`, after checking every value is in range."""
+    _check_ranges(r)
+    return base.GenerationRequest(
+        model=provider_model,
+        messages=messages(r.messages),
+        temperature=r.temperature if r.HasField("temperature") else None,
+        top_p=r.top_p if r.HasField("top_p") else None,
+        max_tokens=_max_tokens(r),
+        stop=tuple(r.stop),
+        seed=r.seed if r.HasField("seed") else None,
+        n=r.n if r.HasField("n") else 1,
+        frequency_penalty=r.frequency_penalty if r.HasField("frequency_penalty") else None,
+        presence_penalty=r.presence_penalty if r.HasField("presence_penalty") else None,
+        logit_bias=_logit_bias(r),
+        logprobs=r.logprobs,
+        top_logprobs=r.top_logprobs if r.HasField("top_logprobs") else None,
+        response_format=_response_format(r),
+        tools=tuple(_tool(t, i) for i, t in enumerate(r.tools)),
+        tool_choice=_tool_choice(r),
+        parallel_tool_calls=r.parallel_tool_calls if r.HasField("parallel_tool_calls") else None,
+        reasoning_effort=_EFFORTS.get(r.reasoning_effort or r.reasoning.effort),
+        user=r.user if r.HasField("user") else None,
+    )
+
+
+def _check_ranges(r: chat_pb2.CreateChatCompletionRequest) -> None:
+    _in_range(r, "temperature", 0.0, 2.0)
+    _in_range(r, "top_p", 0.0, 1.0)
+    _in_range(r, "frequency_penalty", -2.0, 2.0)
+    _in_range(r, "presence_penalty", -2.0, 2.0)
+    _in_range(r, "top_logprobs", 0, 20)
+    _in_range(r, "n", 1, 128)
+    _in_range(r, "max_tokens", 1, 2**31 - 1)
+    _in_range(r, "max_completion_tokens", 1, 2**31 - 1)
+    if len(r.stop) > 4:
+        raise InvalidRequest("'stop' takes at most 4 sequences.", param="stop")
+    if r.HasField("top_logprobs") and not r.logprobs:
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
+    if r.HasField("user") and len(r.user) > 256:
+        raise InvalidRequest("'user' is longer than 256 characters.", param="user")
+    if len(r.metadata) > 16:
+        raise InvalidRequest("'metadata' takes at most 16 pairs.", param="metadata")
+
+
+def _in_range(r: chat_pb2.CreateChatCompletionRequest, name: str, low: float, high: float) -> None:
+    if r.HasField(name) and not low <= getattr(r, name) <= high:
+        raise InvalidRequest(
+            f"Invalid value for '{name}': {getattr(r, name):g} is not in [{low:g}, {high:g}].",
+            param=name,
+        )
+
+
+def _max_tokens(r: chat_pb2.CreateChatCompletionRequest) -> int | None:
+    if r.HasField("max_completion_tokens"):
+        return r.max_completion_tokens
+    return r.max_tokens if r.HasField("max_tokens") else None
+
+
+def messages(items: list[message_pb2.ChatMessage]) -> tuple[base.Message, ...]:
+    if not items:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(items))
+
+
+def _message(m: message_pb2.ChatMessage, param: str) -> base.Message:
+    role = _ROLES.get(m.role)
+    if role is None:
+        raise InvalidRequest(f"'{param}.role' is required.", param=f"{param}.role")
+    if role == "tool" and not m.tool_call_id:
+        raise InvalidRequest(
+            f"'{param}.tool_call_id' is required for tool messages.", param=f"{param}.tool_call_id"
+        )
+    content = _content(m, param)
+    if content is None and not (role == "assistant" and m.tool_calls):
+        raise InvalidRequest(f"'{param}.content' is required.", param=f"{param}.content")
+    return base.Message(
+        role=role,
+        content=content,
+        name=m.name if m.HasField("name") else None,
+        tool_calls=tuple(base.ToolCall(c.id, c.function.name, c.function.arguments)
+                         for c in m.tool_calls),
+        tool_call_id=m.tool_call_id if m.HasField("tool_call_id") else None,
+        reasoning=m.reasoning if m.HasField("reasoning") else None,
+    )
+
+
+def _content(m: message_pb2.ChatMessage, param: str) -> str | tuple[base.ContentPart, ...] | None:
+    which = m.WhichOneof("content")
+    if which == "content_text":
+        return m.content_text
+    if which is None:
+        return None
+    return tuple(_part(p, f"{param}.content[{i}]") for i, p in enumerate(m.content_parts.parts))
+
+
+def _part(p: message_pb2.ContentPart, param: str) -> base.ContentPart:
+    kind = _PART_TYPES.get(p.type)
+    if kind is None:
+        raise InvalidRequest(f"'{param}.type' is required.", param=f"{param}.type")
+    needed = {"text": p.HasField("text"), "image_url": p.HasField("image_url"),
+              "input_audio": p.HasField("input_audio"), "file": p.HasField("file"),
+              "refusal": p.HasField("refusal")}[kind]
+    if not needed:
+        raise InvalidRequest(f"'{param}.{kind}' is required for a {kind} part.",
+                             param=f"{param}.{kind}")
+    return base.ContentPart(
+        type=kind,
+        text=p.text if kind == "text" else (p.refusal if kind == "refusal" else None),
+        url=p.image_url.url or None,
+        detail=p.image_url.detail if p.image_url.HasField("detail") else None,
+        data=p.input_audio.data or (p.file.file_data if p.file.HasField("file_data") else None),
+        format=p.input_audio.format or None,
+        file_id=p.file.file_id if p.file.HasField("file_id") else None,
+        filename=p.file.filename if p.file.HasField("filename") else None,
+    )
+
+
+def _logit_bias(r: chat_pb2.CreateChatCompletionRequest) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for key, bias in r.logit_bias.items():
+        if not key.lstrip("-").isdigit():
+            raise InvalidRequest(f"'logit_bias' keys are token ids; got '{key}'.", param="logit_bias")
+        if not -100 <= bias <= 100:
+            raise InvalidRequest(f"'logit_bias.{key}' is not in [-100, 100].", param="logit_bias")
+        out[int(key)] = bias
+    return out
+
+
+def _response_format(r: chat_pb2.CreateChatCompletionRequest) -> base.ResponseFormat | None:
+    if not r.HasField("response_format"):
+        return None
+    f = r.response_format
+    kind = _FORMATS.get(f.type)
+    if kind is None:
+        raise InvalidRequest("'response_format.type' is required.", param="response_format.type")
+    if kind != "json_schema":
+        return base.ResponseFormat(kind)
+    s = f.json_schema
+    if not s.name:
+        raise InvalidRequest("'response_format.json_schema.name' is required.",
+                             param="response_format.json_schema.name")
+    _json_text(s.schema, "response_format.json_schema.schema")
+    return base.ResponseFormat(kind, s.schema or None, s.name,
+                               s.strict if s.HasField("strict") else None)
+
+
+def _tool(t: message_pb2.Tool, i: int) -> base.Tool:
+    f = t.function
+    if not f.name:
+        raise InvalidRequest(f"'tools[{i}].function.name' is required.",
+                             param=f"tools[{i}].function.name")
+    _json_text(f.parameters, f"tools[{i}].function.parameters")
+    return base.Tool(f.name, f.description if f.HasField("description") else None,
+                     f.parameters or None, f.strict if f.HasField("strict") else None)
+
+
+def _json_text(text: str, param: str) -> None:
+    """gRPC callers fill raw-JSON fields by hand: make sure they hold a JSON object."""
+    if not text:
+        return
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise InvalidRequest(f"'{param}' is not valid JSON.", param=param) from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON object.", param=param)
+
+
+def _tool_choice(r: chat_pb2.CreateChatCompletionRequest) -> base.ToolChoice | None:
+    which = r.WhichOneof("tool_choice")
+    if which == "tool_choice_mode":
+        mode = _TOOL_CHOICE.get(r.tool_choice_mode)
+        return base.ToolChoice(mode) if mode else None
+    if which == "tool_choice_named":
+        name = r.tool_choice_named.function.name
+        if not any(t.function.name == name for t in r.tools):
+            raise InvalidRequest(f"'tool_choice' names '{name}', which is not in 'tools'.",
+                                 param="tool_choice")
+        return base.ToolChoice("function", name)
+    return None

@@ -1,0 +1,408 @@
+"""What the HTTP providers share: their config and the one error translation.
+
+`UpstreamConfig` is built once at the edge (the API key already resolved from
+its environment variable) and passed in. `stream_events` POSTs a request and
+yields the upstream's Server-Sent Events; it is the only place where httpx
+exceptions and upstream HTTP statuses become `server.errors`:
+
+    connect / read / write failures        ProviderError   503
+    our connect, first-byte, total limits  UpstreamTimeout 504
+    HTTP 429                               RateLimited     429 (Retry-After)
+    HTTP 408, 504                          UpstreamTimeout 504
+    HTTP 401, 402, 403 (our credentials)   ProviderError   503
+    HTTP 422                               Unprocessable   422
+    other HTTP 4xx                         InvalidRequest  400
+    HTTP 5xx                               ProviderError   503
+    protocol violations, garbage chunks    BadUpstream     502
+
+The upstream's own message travels in `metadata["upstream_message"]`, with the
+API key cut out of it: some upstreams echo the key they were given. Retrying
+and fallback belong to the router; this module only raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import Any, TypeVar, cast
+
+import httpx
+
+from server.errors import (
+    BadUpstream,
+    InvalidRequest,
+    ProviderError,
+    RateLimited,
+    TokenwireError,
+    Unprocessable,
+    UpstreamTimeout,
+)
+from server.providers.base import GenerationRequest, Message, ModelCard, Usage
+from server.providers.sse import SSEDecoder, SSEError, SSEEvent
+
+T = TypeVar("T")
+
+DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
+MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
+MAX_UPSTREAM_MESSAGE = 1000  # characters of the upstream's message we pass on
+REDACTED = "[redacted]"
+# Estimated usage counts ~4 characters a token: a rough rule for English text
+# with BPE tokenizers, used only when an upstream reports no usage.
+CHARS_PER_TOKEN = 4
+
+# Error kinds upstreams name in bodies and stream events, as the status they mean.
+_KIND_STATUS = {
+    "invalid_request_error": 400,
+    "context_length_exceeded": 400,
+    "authentication_error": 401,
+    "insufficient_quota": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One HTTP upstream, built once from configuration and passed in.
+
+    `api_key` is the resolved secret (never the variable's name); it is kept
+    out of `repr` and out of every error. `supported` of None means the
+    provider's own default parameter set. Timeouts are in seconds:
+    `first_byte_timeout` bounds the wait for the first body byte (a slow
+    prompt), `total_timeout` the whole exchange.
+    """
+
+    name: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    models: tuple[ModelCard, ...] = ()
+    supported: frozenset[str] | None = None
+    connect_timeout: float = 5.0
+    first_byte_timeout: float = 60.0
+    total_timeout: float = 600.0
+    # OpenAI-compatible only: o-series models want `max_completion_tokens`,
+    # most compatible servers know only `max_tokens`.
+    max_tokens_param: str = "max_tokens"
+    # Anthropic only: the Messages API requires `max_tokens`.
+    default_max_tokens: int = 4096
+
+    def __post_init__(self) -> None:
+        # The mapping is copied and frozen so a shared dict cannot change it later.
+        object.__setattr__(self, "headers", MappingProxyType(dict(self.headers)))
+        object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        limits = (self.connect_timeout, self.first_byte_timeout, self.total_timeout)
+        if min(limits) <= 0:
+            raise ValueError(f"upstream {self.name}: timeouts must be positive")
+
+    def url(self, path: str) -> str:
+        """The absolute URL of `path` (which starts with `/`) on this upstream."""
+        return self.base_url + path
+
+    def timeout(self) -> httpx.Timeout:
+        """httpx's own limits; first-byte and total are enforced by `stream_events`."""
+        return httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
+
+
+def new_client(config: UpstreamConfig) -> httpx.AsyncClient:
+    """A client for a provider that was not handed one (the provider then owns it)."""
+    return httpx.AsyncClient(timeout=config.timeout())
+
+
+def estimated_usage(request: GenerationRequest, generated_chars: int) -> Usage:
+    """A `Usage` counted here, roughly, for an upstream that reported none."""
+    prompt = sum(len(_message_text(m)) for m in request.messages)
+    prompt += sum(len(f"{t.name}{t.description or ''}{t.parameters or ''}") for t in request.tools)
+    return Usage(
+        prompt_tokens=math.ceil(prompt / CHARS_PER_TOKEN),
+        completion_tokens=math.ceil(generated_chars / CHARS_PER_TOKEN),
+        estimated=True,
+    )
+
+
+def _message_text(message: Message) -> str:
+    calls = "".join(c.name + c.arguments for c in message.tool_calls)
+    return message.text() + calls
+
+
+def load_json_text(text: str, param: str) -> Any:
+    """Parse JSON text a caller gave (a tool schema), keeping key order and integers.
+
+    Non-finite numbers (`1e999`) are refused here: they could not be sent on.
+    """
+    try:
+        return json.loads(text, parse_float=_finite_float)
+    except ValueError:
+        raise InvalidRequest(f"{param} is not valid JSON", param=param) from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text}")
+    return value
+
+
+def redact(config: UpstreamConfig, text: str) -> str:
+    """`text` with the API key cut out."""
+    return text.replace(config.api_key, REDACTED) if config.api_key else text
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+def error_for_status(
+    config: UpstreamConfig,
+    status: int,
+    body: bytes = b"",
+    headers: Mapping[str, str] | None = None,
+) -> TokenwireError:
+    """The typed error for an upstream answering `status` with `body`."""
+    message = redact(config, _upstream_message(body)) or f"HTTP {status}"
+    return _error_for(config, status, message, retry_after(headers or {}))
+
+
+def error_from_payload(config: UpstreamConfig, payload: Mapping[str, Any]) -> TokenwireError:
+    """The typed error for an error object sent inside a stream.
+
+    Accepts `{"error": {"message", "type", "code"}}` (OpenAI, OpenRouter with a
+    numeric `code`), Anthropic's `{"type": "error", "error": {"type", "message"}}`
+    and `{"error": "text"}`.
+    """
+    err = payload.get("error", payload)
+    if isinstance(err, str):
+        return _error_for(config, 500, redact(config, err), DEFAULT_RETRY_AFTER)
+    err = err if isinstance(err, Mapping) else {}
+    kind, code = str(err.get("type") or ""), err.get("code")
+    status = _status_of(code) or _KIND_STATUS.get(kind) or _KIND_STATUS.get(str(code)) or 500
+    message = redact(config, str(err.get("message") or kind or "upstream error"))
+    return _error_for(config, status, message[:MAX_UPSTREAM_MESSAGE], DEFAULT_RETRY_AFTER)
+
+
+def retry_after(headers: Mapping[str, str], default: float = DEFAULT_RETRY_AFTER) -> float:
+    """Seconds to wait from `Retry-After` (seconds or HTTP date) or `retry-after-ms`."""
+    with contextlib.suppress(ValueError):
+        if (millis := headers.get("retry-after-ms")) is not None:
+            return _sane_delay(float(millis) / 1000, default)
+    value = headers.get("retry-after")
+    if value is None:
+        return default
+    with contextlib.suppress(ValueError):
+        return _sane_delay(float(value), default)
+    with contextlib.suppress(ValueError, TypeError):
+        return _sane_delay(parsedate_to_datetime(value).timestamp() - time.time(), default)
+    return default
+
+
+def _sane_delay(seconds: float, default: float) -> float:
+    return max(seconds, 0.0) if math.isfinite(seconds) else default
+
+
+def _status_of(code: object) -> int | None:
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    if isinstance(code, str) and code.isdigit():
+        return int(code)
+    return None
+
+
+def _error_for(
+    config: UpstreamConfig, status: int, message: str, delay: float
+) -> TokenwireError:
+    name = config.name
+    meta = {"provider": name, "upstream_status": str(status), "upstream_message": message}
+    if status == 429:
+        return RateLimited(f"{name} is rate limiting requests", retry_after=delay, metadata=meta)
+    if status in (408, 504):
+        return UpstreamTimeout(f"{name} timed out (HTTP {status})", metadata=meta)
+    if status in (401, 402, 403):
+        # Our credentials or account, not the caller's: the caller cannot fix it.
+        return ProviderError(f"{name} refused tokenwire's credentials", metadata=meta)
+    if status == 422:
+        return Unprocessable(f"{name} rejected the request: {message}", metadata=meta)
+    if 400 <= status < 500:
+        return InvalidRequest(f"{name} rejected the request: {message}", metadata=meta)
+    if status >= 500:
+        return ProviderError(f"{name} failed (HTTP {status})", metadata=meta)
+    return BadUpstream(f"{name} answered with unexpected HTTP {status}", metadata=meta)
+
+
+def _upstream_message(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        found = _message_in(json.loads(text))
+    except ValueError:
+        found = None
+    return (found or text)[:MAX_UPSTREAM_MESSAGE]
+
+
+def _message_in(payload: object) -> str | None:
+    if not isinstance(payload, dict):
+        return None
+    for key in ("error", "message", "detail"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, dict) and (inner := _message_in(value)):
+            return inner
+    return None
+
+
+def bad_chunk(config: UpstreamConfig, reason: str, data: str = "") -> BadUpstream:
+    """The error for a stream the provider cannot make sense of."""
+    meta = {"provider": config.name}
+    if data:
+        meta["chunk"] = redact(config, data[:200])
+    return BadUpstream(f"{config.name} sent {reason}", metadata=meta)
+
+
+def decode_json(config: UpstreamConfig, event: SSEEvent) -> dict[str, Any]:
+    """The JSON object an event carries, or `BadUpstream`."""
+    try:
+        value = json.loads(event.data)
+    except ValueError:
+        raise bad_chunk(config, "a chunk that is not valid JSON", event.data) from None
+    if not isinstance(value, dict):
+        raise bad_chunk(config, "a chunk that is not a JSON object", event.data)
+    return value
+
+
+# --- the stream ----------------------------------------------------------------------------
+
+
+class _Deadline:
+    """The first-byte and total limits, applied to one await at a time.
+
+    Never held across a `yield`: a timeout spanning one would cancel whatever
+    the consumer happens to be doing.
+    """
+
+    def __init__(self, config: UpstreamConfig) -> None:
+        now = asyncio.get_running_loop().time()
+        self._config = config
+        self._first_byte_at = now + config.first_byte_timeout
+        self._total_at = now + config.total_timeout
+        self.got_first_byte = False
+
+    async def within(self, awaitable: Awaitable[T]) -> T:
+        when = self._total_at if self.got_first_byte else min(self._first_byte_at, self._total_at)
+        async with asyncio.timeout_at(when):
+            return await awaitable
+
+    def error(self) -> UpstreamTimeout:
+        cfg = self._config
+        if self.got_first_byte:
+            message = f"{cfg.name} did not finish within {cfg.total_timeout:g} s"
+        else:
+            message = f"{cfg.name} sent nothing within {cfg.first_byte_timeout:g} s"
+        return UpstreamTimeout(message, metadata={"provider": cfg.name})
+
+
+async def stream_events(
+    client: httpx.AsyncClient,
+    config: UpstreamConfig,
+    path: str,
+    *,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> AsyncGenerator[SSEEvent, None]:
+    """POST `body` as JSON to `path` and yield the event stream that answers.
+
+    The response lives in an `async with`, so closing this generator (the
+    caller went away) closes the upstream connection at once. Every failure
+    leaves as a `server.errors` type.
+    """
+    deadline = _Deadline(config)
+    all_headers = {"accept": "text/event-stream", **headers, **config.headers}
+    request = client.stream(
+        "POST", config.url(path), json=body, headers=all_headers, timeout=config.timeout()
+    )
+    with _translated(config, deadline):
+        async with contextlib.AsyncExitStack() as stack:
+            response = await deadline.within(stack.enter_async_context(request))
+            await _check_response(config, response, deadline)
+            # httpx types it as an iterator, but it is a generator: close it with the response.
+            byte_stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
+            chunks = await stack.enter_async_context(contextlib.aclosing(byte_stream))
+            decoder = SSEDecoder()
+            while (chunk := await deadline.within(anext(chunks, None))) is not None:
+                deadline.got_first_byte = True
+                for event in decoder.feed(chunk):
+                    yield event
+            for event in decoder.close():
+                yield event
+
+
+@contextlib.contextmanager
+def _translated(config: UpstreamConfig, deadline: _Deadline) -> Iterator[None]:
+    """Foreign errors in, typed errors out; messages name no host, key or path."""
+    meta = {"provider": config.name}
+    try:
+        yield
+    except TimeoutError as exc:
+        raise deadline.error() from exc
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout(f"{config.name} timed out", metadata=_cause(meta, exc)) from exc
+    except httpx.ConnectError as exc:
+        raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
+    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
+        message = f"{config.name} broke off or garbled its response"
+        raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
+    except httpx.HTTPError as exc:
+        message = f"lost the connection to {config.name}"
+        raise ProviderError(message, metadata=_cause(meta, exc)) from exc
+    except SSEError as exc:
+        raise bad_chunk(config, "an event stream beyond our size limit") from exc
+
+
+def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
+    return {**meta, "cause": type(exc).__name__}
+
+
+async def _check_response(
+    config: UpstreamConfig, response: httpx.Response, deadline: _Deadline
+) -> None:
+    """Raise the typed error unless the upstream answered 2xx with a stream."""
+    status = response.status_code
+    content_type = response.headers.get("content-type", "")
+    if 200 <= status < 300 and not content_type.startswith("application/json"):
+        return
+    body = await deadline.within(_read_limited(response))
+    if 200 <= status < 300:
+        # Some servers answer a failed stream with a 200 JSON error object.
+        raise _json_instead_of_stream(config, body)
+    raise error_for_status(config, status, body, response.headers)
+
+
+def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireError:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and "error" in payload:
+        return error_from_payload(config, payload)
+    text = body.decode("utf-8", "replace")
+    return bad_chunk(config, "a JSON document instead of an event stream", text)
+
+
+async def _read_limited(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= MAX_ERROR_BODY:
+            break
+    return bytes(body[:MAX_ERROR_BODY])

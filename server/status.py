@@ -1,0 +1,43 @@
+"""`TokenwireError` into a gRPC status the gateway (or any client) can read.
+
+The status carries a `google.rpc.ErrorInfo`: `reason` is OpenAI's error
+`code`, and its metadata holds `type`, `param`, `http_status` (for statuses
+gRPC has no code for: 402, 422, 502) and `retry_after`.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn, Protocol
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.errors import TokenwireError
+
+DOMAIN = "tokenwire"
+
+
+class AbortableContext(Protocol):
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn: ...
+
+
+def to_status(error: TokenwireError) -> grpc.Status:
+    metadata = {"type": error.type, "http_status": str(error.http_status), **error.metadata}
+    if error.param:
+        metadata["param"] = error.param
+    info = error_details_pb2.ErrorInfo(
+        reason=error.code or "", domain=DOMAIN, metadata=metadata
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(
+        code=error.grpc_code.value[0], message=error.message, details=[detail]
+    )
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+async def abort(context: AbortableContext, error: TokenwireError) -> NoReturn:
+    await context.abort_with_status(to_status(error))
