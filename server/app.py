@@ -109,7 +109,7 @@ async def start(config: Config, providers: Sequence[Provider] | None = None) -> 
         (chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
         (models_pb2_grpc.add_ModelServiceServicer_to_server, models),
     ])
-    http, task, http_port = await _serve_http(config, invoker)
+    http, task, http_port = await serve_http(config, invoker)
     return Service(grpc_port, http_port, server, health_servicer, http, task, providers,
                    config.grace)
 
@@ -121,13 +121,14 @@ async def start_gateway(config: Config) -> Service:
     channel = grpc.aio.insecure_channel(
         config.grpc_target, options=[("grpc.lb_policy_name", "round_robin")]
     )
-    http, task, http_port = await _serve_http(config, ChannelInvoker(channel))
+    http, task, http_port = await serve_http(config, ChannelInvoker(channel))
     return Service(None, http_port, None, None, http, task, [], config.grace)
 
 
-async def _serve_http(
+async def serve_http(
     config: Config, invoker: Invoker
 ) -> tuple[_Uvicorn, asyncio.Task[None], int]:
+    """Serve the gateway over `invoker`; returns the server, its task and its port."""
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes, keepalive_interval=config.keepalive_interval
     )

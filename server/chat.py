@@ -55,7 +55,9 @@ class ChatPipeline:
         parameters.check_implemented(request)
         target = self.registry.resolve(request.model)
         decision = parameters.decide(request, target.provider.supported, target.provider.name)
-        generation = convert.generation_request(request, target.card.id)
+        generation = convert.without(
+            convert.generation_request(request, target.card.id), decision.dropped
+        )
         header = assemble.Header(
             id=f"chatcmpl-{call.request_id.removeprefix('req_')}",
             created=int(time.time()),

@@ -7,6 +7,8 @@ through the gateway. Every error names the offending parameter.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from typing import Any
 
 from server.errors import InvalidRequest
 from server.providers import base
@@ -66,6 +68,35 @@ def generation_request(
         reasoning_effort=_EFFORTS.get(r.reasoning_effort or r.reasoning.effort),
         user=r.user if r.HasField("user") else None,
     )
+
+
+# What each droppable parameter resets in a `GenerationRequest` when dropped.
+_RESETS: dict[str, dict[str, Any]] = {
+    "temperature": {"temperature": None},
+    "top_p": {"top_p": None},
+    "stop": {"stop": ()},
+    "seed": {"seed": None},
+    "n": {"n": 1},
+    "frequency_penalty": {"frequency_penalty": None},
+    "presence_penalty": {"presence_penalty": None},
+    "logit_bias": {"logit_bias": {}},
+    "logprobs": {"logprobs": False, "top_logprobs": None},
+    "top_logprobs": {"top_logprobs": None},
+    "response_format": {"response_format": None},
+    "tools": {"tools": (), "tool_choice": None},
+    "tool_choice": {"tool_choice": None},
+    "parallel_tool_calls": {"parallel_tool_calls": None},
+    "reasoning": {"reasoning_effort": None},
+    "reasoning_effort": {"reasoning_effort": None},
+}
+
+
+def without(request: base.GenerationRequest, dropped: tuple[str, ...]) -> base.GenerationRequest:
+    """`request` with the dropped parameters left out, so the provider never sees them."""
+    changes: dict[str, Any] = {}
+    for name in dropped:
+        changes.update(_RESETS.get(name, {}))
+    return replace(request, **changes) if changes else request
 
 
 def _check_ranges(r: chat_pb2.CreateChatCompletionRequest) -> None:

@@ -1,6 +1,6 @@
 """Log-probabilities of sampled tokens, read from the context's last logits.
 
-The model is loaded without `logits_all` (that would keep n_ctx × vocab floats,
+The model is loaded without `logits_all` (that would keep n_ctx * vocab floats,
 4 GB for Gemma's 262k vocabulary), so the logits are read straight from the
 llama.cpp context right after the token was sampled from them. They are the
 model's own distribution, before temperature, penalties, bias or grammar.

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 from server.errors import InvalidRequest
 from server.providers.base import Message
@@ -74,12 +75,13 @@ class ChatPrompter:
 
     def render(self, messages: tuple[Message, ...]) -> str:
         """The prompt text, ending with the opening of the assistant's turn."""
-        turns = [{"role": t.role, "content": t.content} for t in normalise(messages)]
+        turns = [_template_message(t) for t in normalise(messages)]
         try:
             return str(self._formatter(messages=turns).prompt)
         except Exception as exc:  # jinja2 errors and the template's raise_exception
-            raise InvalidRequest(f"chat template rejected the messages: {exc}",
-                                 param="messages") from exc
+            raise InvalidRequest(
+                f"chat template rejected the messages: {exc}", param="messages"
+            ) from exc
 
     def tokens(self, messages: tuple[Message, ...]) -> list[int]:
         """The prompt as token ids, exactly as the model will read it."""
@@ -102,6 +104,11 @@ def normalise(messages: tuple[Message, ...]) -> list[_Turn]:
         turns.insert(0, _Turn("user", ""))  # templates expect a user turn first
     head = [_Turn("system", "\n\n".join(system))] if system else []
     return head + turns
+
+
+def _template_message(turn: _Turn) -> ChatCompletionRequestMessage:
+    # `normalise` leaves only the roles these typed dicts allow.
+    return cast(ChatCompletionRequestMessage, {"role": turn.role, "content": turn.content})
 
 
 def _append(turns: list[_Turn], turn: _Turn) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import llama_cpp
 import numpy as np
 import numpy.typing as npt
-from llama_cpp import LlamaGrammar, LogitsProcessorList
-from llama_cpp.llama_grammar import JSON_GBNF
+from llama_cpp import LogitsProcessorList
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from server.errors import InvalidRequest
 from server.providers.base import GenerationRequest, ResponseFormat

@@ -1,0 +1,61 @@
+"""Shared fixtures: a real tokenwire (gRPC server + gateway) on ports picked by the OS."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import grpc
+import openai
+import pytest
+
+from server import app
+from server.config import Config
+from server.providers.base import Provider
+from server.providers.fake import FakeConfig, FakeProvider
+
+StartService = Callable[..., Awaitable[app.Service]]
+
+
+@pytest.fixture
+async def start_service() -> AsyncIterator[StartService]:
+    """Start tokenwire with the given providers; everything started is stopped after the test."""
+    started: list[app.Service] = []
+
+    async def start(providers: Sequence[Provider], **settings: object) -> app.Service:
+        config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=2.0, **settings)  # type: ignore[arg-type]
+        service = await app.start(config, providers)
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        await service.stop()
+
+
+@pytest.fixture
+def fake() -> FakeProvider:
+    return FakeProvider(FakeConfig())
+
+
+@pytest.fixture
+async def service(start_service: StartService, fake: FakeProvider) -> app.Service:
+    return await start_service([fake])
+
+
+def sdk(service: app.Service) -> openai.AsyncOpenAI:
+    """The official SDK pointed at the gateway, without retries so errors surface."""
+    return openai.AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{service.http_port}/v1", api_key="test-key", max_retries=0
+    )
+
+
+@pytest.fixture
+async def client(service: app.Service) -> AsyncIterator[openai.AsyncOpenAI]:
+    async with sdk(service) as c:
+        yield c
+
+
+@pytest.fixture
+async def channel(service: app.Service) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as ch:
+        yield ch
