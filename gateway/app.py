@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -61,15 +62,15 @@ class Gateway:
             await self._dispatch(scope, receive, send, headers, out)
         except GatewayError as e:
             await send_json(send, e.status, e.body(), out + encode_headers(e.headers))
-        except RpcFailure as f:
-            e = from_rpc(f)
-            await send_json(send, e.status, e.body(), out + encode_headers(e.headers))
+        except RpcFailure as failure:
+            error = from_rpc(failure)
+            await send_json(send, error.status, error.body(), out + encode_headers(error.headers))
         except ConnectionAbortedError:
             pass  # the client left before sending its whole request
         except Exception:
             log.exception("unhandled error serving %s %s", scope["method"], scope["path"])
-            e = GatewayError(500, "The server had an error while processing your request.")
-            await send_json(send, 500, e.body(), out)
+            internal = GatewayError(500, "The server had an error while processing your request.")
+            await send_json(send, 500, internal.body(), out)
 
     async def _dispatch(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], out: Any
@@ -130,7 +131,7 @@ def _pick(routes: tuple[Route, ...], body: Any) -> Route:
 
 
 def _build_request(route: Route, body: Any, params: dict[str, str]) -> Message:
-    request: Message = route.method.input_type._concrete_class()
+    request: Message = message_factory.GetMessageClass(route.method.input_type)()
     try:
         if route.body == "*":
             merge_json(body, request)

@@ -90,8 +90,7 @@ def from_rpc(failure: RpcFailure) -> GatewayError:
 
 def _error_info(failure: RpcFailure) -> error_details_pb2.ErrorInfo | None:
     for detail in failure.status.details if failure.status else ():
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):  # False for other detail types
             return info
     return None

@@ -63,9 +63,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
-        raise GatewayError(
-            400, f"We could not parse the JSON body of your request: {e}."
-        ) from None
+        raise GatewayError(400, f"We could not parse the JSON body of your request: {e}.") from None
 
 
 async def send_json(send: Send, status: int, value: Any, headers: RawHeaders) -> None:

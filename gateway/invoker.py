@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, NoReturn, Protocol
 
 import grpc
+from google.protobuf import message_factory
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -21,6 +22,7 @@ from gateway.routes import Route
 
 Metadata = tuple[tuple[str, str], ...]
 _DETAILS_KEY = "grpc-status-details-bin"
+Handler = Any  # grpc.RpcMethodHandler, whose behaviours are untyped callables
 
 
 class RpcFailure(Exception):
@@ -45,7 +47,7 @@ class Invoker(Protocol):
         ...
 
 
-def _details(trailing: Sequence[tuple[str, str | bytes]] | None) -> status_pb2.Status | None:
+def _details(trailing: Any) -> status_pb2.Status | None:
     for key, value in trailing or ():
         if key == _DETAILS_KEY and isinstance(value, bytes):
             return status_pb2.Status.FromString(value)
@@ -62,7 +64,7 @@ class ChannelInvoker:
 
     def _callable(self, cache: dict[str, Any], route: Route, factory: Callable[..., Any]) -> Any:
         if route.grpc_path not in cache:
-            output = route.method.output_type._concrete_class
+            output = message_factory.GetMessageClass(route.method.output_type)
             cache[route.grpc_path] = factory(
                 route.grpc_path,
                 request_serializer=lambda m: m.SerializeToString(),
@@ -101,14 +103,12 @@ class _CapturingServer:
     """Stands in for a grpc server to collect the handlers a servicer registers."""
 
     def __init__(self) -> None:
-        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self.handlers: dict[str, Handler] = {}
 
     def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
         pass  # the registered handlers below carry the same methods
 
-    def add_registered_method_handlers(
-        self, service: str, handlers: Mapping[str, grpc.RpcMethodHandler]
-    ) -> None:
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         for name, handler in handlers.items():
             self.handlers[f"/{service}/{name}"] = handler
 
@@ -137,7 +137,9 @@ class LocalContext:
     def cancelled(self) -> bool:
         return False
 
-    async def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()) -> NoReturn:
+    async def abort(
+        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
+    ) -> NoReturn:
         raise RpcFailure(code, details, _details(trailing_metadata))
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
@@ -150,14 +152,16 @@ AddServicer = Callable[[Any, Any], None]
 class LocalInvoker:
     """Invokes servicers in this process, with no serialization."""
 
-    def __init__(self, registrations: Sequence[tuple[AddServicer, Any]], peer: str = "local") -> None:
+    def __init__(
+        self, registrations: Sequence[tuple[AddServicer, Any]], peer: str = "local"
+    ) -> None:
         server = _CapturingServer()
         for add, servicer in registrations:
             add(servicer, server)
         self._handlers = server.handlers
         self._peer = peer
 
-    def _handler(self, route: Route) -> grpc.RpcMethodHandler:
+    def _handler(self, route: Route) -> Handler:
         handler = self._handlers.get(route.grpc_path)
         if handler is None:
             raise RpcFailure(grpc.StatusCode.UNIMPLEMENTED, f"{route.grpc_path} is not served")

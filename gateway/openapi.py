@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from gateway.routes import Route
-from gateway.transcode import Field, enum_names, plan
+from gateway.transcode import Field, enum_names, message_type, plan
 
 Schema = dict[str, Any]
 
@@ -58,13 +58,16 @@ def _operation(route: Route, schemas: dict[str, Schema]) -> dict[str, Any]:
     method = route.method
     output: Descriptor = method.output_type
     if route.response_body:
-        output = output.fields_by_name[route.response_body].message_type
+        output = message_type(output.fields_by_name[route.response_body])
     media = "text/event-stream" if route.streaming else "application/json"
     op: dict[str, Any] = {
         "operationId": method.name,
         "responses": {
             "200": {"description": "OK", "content": {media: {"schema": _ref(output, schemas)}}},
-            "default": {"description": "Error", "content": {"application/json": {"schema": _error()}}},
+            "default": {
+                "description": "Error",
+                "content": {"application/json": {"schema": _error()}},
+            },
         },
         "parameters": [
             {"name": v, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -74,7 +77,7 @@ def _operation(route: Route, schemas: dict[str, Schema]) -> dict[str, Any]:
     if route.body:
         body_type: Descriptor = method.input_type
         if route.body != "*":
-            body_type = body_type.fields_by_name[route.body].message_type
+            body_type = message_type(body_type.fields_by_name[route.body])
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": _ref(body_type, schemas)}},
@@ -131,9 +134,8 @@ def _message_schema(desc: Descriptor, schemas: dict[str, Schema]) -> Schema:
 
 
 def _field_schema(f: Field, schemas: dict[str, Schema]) -> Schema:
-    if f.is_map:
-        value = plan(f.fd.message_type).by_name["value"]
-        return {"type": "object", "additionalProperties": _single(value, schemas)}
+    if f.map_value is not None:
+        return {"type": "object", "additionalProperties": _single(f.map_value, schemas)}
     one = _single(f, schemas)
     if f.repeated:
         many: Schema = {"type": "array", "items": one}
@@ -146,7 +148,7 @@ def _single(f: Field, schemas: dict[str, Schema]) -> Schema:
     if f.raw:
         return {}
     if t == FieldDescriptor.TYPE_MESSAGE:
-        return _ref(f.fd.message_type, schemas)
+        return _ref(message_type(f.fd), schemas)
     if t == FieldDescriptor.TYPE_ENUM:
         return {"type": "string", "enum": list(enum_names(f.fd.enum_type).by_name)}
     return _SCALARS.get(t, {"type": "integer"})

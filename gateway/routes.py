@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
 
 _VERBS = ("get", "put", "post", "delete", "patch")
+_HTTP: Any = annotations_pb2.http  # its stubs type it as a plain FieldDescriptor
 _VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(?:=([^}]*))?\}")
 
 
@@ -42,18 +44,15 @@ class Route:
 def discover(services: Iterable[ServiceDescriptor]) -> tuple[Route, ...]:
     """Every HTTP binding of every method of the given services."""
     return tuple(
-        route
-        for service in services
-        for method in service.methods
-        for route in _routes_of(method)
+        route for service in services for method in service.methods for route in _routes_of(method)
     )
 
 
 def _routes_of(method: MethodDescriptor) -> list[Route]:
     options = method.GetOptions()
-    if not options.HasExtension(annotations_pb2.http):
+    if not options.HasExtension(_HTTP):
         return []
-    rule = options.Extensions[annotations_pb2.http]
+    rule: http_pb2.HttpRule = options.Extensions[_HTTP]
     return [_route(method, r) for r in (rule, *rule.additional_bindings)]
 
 
@@ -63,9 +62,7 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
         raise ValueError(f"{method.full_name}: unsupported HTTP pattern {verb!r}")
     template: str = getattr(rule, verb)
     pattern, variables = compile_template(template)
-    return Route(
-        verb.upper(), template, pattern, variables, method, rule.body, rule.response_body
-    )
+    return Route(verb.upper(), template, pattern, variables, method, rule.body, rule.response_body)
 
 
 def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:

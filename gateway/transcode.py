@@ -28,9 +28,15 @@ JSON = Any
 
 _INTS = frozenset(
     {
-        FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT32,
-        FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SINT64,
-        FieldDescriptor.TYPE_FIXED32, FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
         FieldDescriptor.TYPE_SFIXED64,
     }
 )
@@ -73,7 +79,11 @@ class Field:
     nullable: bool
     always: bool
     repeated: bool
-    is_map: bool
+    map_value: Field | None  # the value field of a map's entries
+
+    @property
+    def is_map(self) -> bool:
+        return self.map_value is not None
 
 
 def _is_map_entry(fd: FieldDescriptor) -> bool:
@@ -90,8 +100,15 @@ def _field(fd: FieldDescriptor) -> Field:
         nullable=opts.nullable,
         always=opts.always,
         repeated=fd.is_repeated,
-        is_map=fd.is_repeated and _is_map_entry(fd),
+        map_value=_field(message_type(fd).fields_by_name["value"]) if _is_map_entry(fd) else None,
     )
+
+
+def message_type(fd: FieldDescriptor) -> Descriptor:
+    """The message type of a message field (never None for one)."""
+    if fd.message_type is None:
+        raise TypeError(f"{fd.full_name} is not a message field")
+    return fd.message_type
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +168,8 @@ _ABSENT = object()
 
 
 def _value_out(f: Field, value: Any) -> JSON:
-    if f.is_map:
-        value_field = _field(f.fd.message_type.fields_by_name["value"])
-        return {k: _one_out(value_field, v) for k, v in value.items()}
+    if f.map_value is not None:
+        return {k: _one_out(f.map_value, v) for k, v in value.items()}
     if f.repeated:
         return [_one_out(f, v) for v in value]
     return _one_out(f, value)
@@ -240,7 +256,7 @@ def _kind(f: Field) -> str:
     if f.repeated and not f.is_map:
         return "an array"
     if t == FieldDescriptor.TYPE_MESSAGE:
-        unwrapped = f.fd.message_type.GetOptions().Extensions[json_pb2.unwrap]
+        unwrapped = message_type(f.fd).GetOptions().Extensions[json_pb2.unwrap]
         return "an array" if unwrapped else "an object"
     if t in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_ENUM):
         return "a string"
@@ -251,8 +267,8 @@ def _kind(f: Field) -> str:
 
 def _set(f: Field, msg: Message, value: JSON, param: str) -> None:
     name = f.fd.name
-    if f.is_map:
-        _set_map(f, getattr(msg, name), value, param)
+    if f.map_value is not None:
+        _set_map(f.map_value, getattr(msg, name), value, param)
     elif f.repeated:
         if f.scalar_or_list and not isinstance(value, list):
             value = [value]
@@ -275,10 +291,9 @@ def _extend(f: Field, target: Any, values: list[JSON], param: str) -> None:
             target.append(_scalar_in(f, item, item_param))
 
 
-def _set_map(f: Field, target: Any, value: JSON, param: str) -> None:
+def _set_map(value_field: Field, target: Any, value: JSON, param: str) -> None:
     if not isinstance(value, dict):
         raise _type_error(param, "an object", value)
-    value_field = _field(f.fd.message_type.fields_by_name["value"])
     for k, v in value.items():
         target[k] = _scalar_in(value_field, v, f"{param}.{k}")
 
@@ -328,7 +343,11 @@ def _parse_int(f: Field, value: JSON, param: str) -> int:
         value = int(value)  # JSON has one number type; 16.0 is an integer
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(param, "an integer", value)
-    bits = 32 if f.fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32) else 64
+    bits = (
+        32
+        if f.fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32)
+        else 64
+    )
     if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
         raise TranscodeError(f"Invalid value for '{param}': {value} is out of range.", param)
     return value

@@ -23,12 +23,17 @@ def generate(into: Path) -> None:
     sources = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
     subprocess.run(
         [
-            sys.executable, "-m", "grpc_tools.protoc",
-            f"-I{PROTO}", f"-I{VENDOR}",
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO}",
+            f"-I{VENDOR}",
             f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
             f"--plugin=protoc-gen-mypy_grpc={BIN / 'protoc-gen-mypy_grpc'}",
-            f"--python_out={into}", f"--mypy_out={into}",
-            f"--grpc_python_out={into}", f"--mypy_grpc_out={into}",
+            f"--python_out={into}",
+            f"--mypy_out={into}",
+            f"--grpc_python_out={into}",
+            f"--mypy_grpc_out={into}",
             *sources,
         ],
         check=True,
@@ -36,7 +41,9 @@ def generate(into: Path) -> None:
     for folder in (into / "tokenwire").rglob("*"):
         if folder.is_dir():
             (folder / "__init__.py").touch()
-    (into / "tokenwire" / "__init__.py").write_text('"""Generated protobuf and gRPC stubs of tokenwire."""\n')
+    (into / "tokenwire" / "__init__.py").write_text(
+        '"""Generated protobuf and gRPC stubs of tokenwire."""\n'
+    )
 
 
 def stale(fresh: Path) -> list[str]:

@@ -15,6 +15,8 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
@@ -54,7 +56,7 @@ class Service:
     grpc_port: int | None
     http_port: int
     grpc_server: grpc.aio.Server | None
-    health: health.aio.HealthServicer | None
+    health: Any  # grpc_health's aio HealthServicer (its stubs lack the aio module)
     http: _Uvicorn
     http_task: asyncio.Task[None]
     providers: Sequence[Provider]
@@ -83,8 +85,11 @@ async def build_providers(config: Config) -> list[Provider]:
     if config.provider == "local":
         from server.providers.local import LocalConfig, LocalProvider
 
-        local = LocalConfig(model_path=config.model_path, n_ctx=config.n_ctx,
-                            n_threads=config.n_threads)
+        local = LocalConfig(
+            model_path=Path(config.model_path) if config.model_path else None,
+            n_ctx=config.n_ctx,
+            n_threads=config.n_threads,
+        )
         return [await LocalProvider.load(local)]
     raise ValueError(f"unknown provider {config.provider!r}: use local or fake")
 
@@ -95,7 +100,8 @@ async def start(config: Config, providers: Sequence[Provider] | None = None) -> 
     registry = Registry(providers, config.default_model)
     chat = ChatServicer(ChatPipeline(registry))
     models = ModelServicer(registry)
-    server, health_servicer = grpc.aio.server(), health.aio.HealthServicer()
+    server = grpc.aio.server()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
     models_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -105,13 +111,16 @@ async def start(config: Config, providers: Sequence[Provider] | None = None) -> 
     await server.start()
     for name in ("", *names[:2]):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    invoker = LocalInvoker([
-        (chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
-        (models_pb2_grpc.add_ModelServiceServicer_to_server, models),
-    ])
+    invoker = LocalInvoker(
+        [
+            (chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
+            (models_pb2_grpc.add_ModelServiceServicer_to_server, models),
+        ]
+    )
     http, task, http_port = await serve_http(config, invoker)
-    return Service(grpc_port, http_port, server, health_servicer, http, task, providers,
-                   config.grace)
+    return Service(
+        grpc_port, http_port, server, health_servicer, http, task, providers, config.grace
+    )
 
 
 async def start_gateway(config: Config) -> Service:
@@ -125,19 +134,22 @@ async def start_gateway(config: Config) -> Service:
     return Service(None, http_port, None, None, http, task, [], config.grace)
 
 
-async def serve_http(
-    config: Config, invoker: Invoker
-) -> tuple[_Uvicorn, asyncio.Task[None], int]:
+async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asyncio.Task[None], int]:
     """Serve the gateway over `invoker`; returns the server, its task and its port."""
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes, keepalive_interval=config.keepalive_interval
     )
     app = Gateway(SERVICES, invoker, gateway_config)
     sock = socket.create_server((config.host, config.http_port), reuse_port=False)
-    http = _Uvicorn(uvicorn.Config(
-        app, lifespan="off", log_level="warning", access_log=False,
-        timeout_graceful_shutdown=int(config.grace) or 1,
-    ))
+    http = _Uvicorn(
+        uvicorn.Config(
+            app,
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=int(config.grace) or 1,
+        )
+    )
     task = asyncio.ensure_future(http.serve(sockets=[sock]))
     while not http.started and not task.done():
         await asyncio.sleep(0.01)  # uvicorn offers no startup event to await

@@ -46,8 +46,9 @@ def _logprobs(items: Iterable[base.TokenLogprob]) -> list[chat_pb2.TokenLogprob]
             token=t.token,
             logprob=t.logprob,
             bytes=t.bytes,
-            top_logprobs=[chat_pb2.TopLogprob(token=a.token, logprob=a.logprob, bytes=a.bytes)
-                          for a in t.top],
+            top_logprobs=[
+                chat_pb2.TopLogprob(token=a.token, logprob=a.logprob, bytes=a.bytes) for a in t.top
+            ],
         )
         for t in items
     ]
@@ -63,7 +64,10 @@ class ChunkWriter:
     def _chunk(self) -> chat_pb2.ChatCompletionChunk:
         h = self.header
         return chat_pb2.ChatCompletionChunk(
-            id=h.id, object="chat.completion.chunk", created=h.created, model=h.model,
+            id=h.id,
+            object="chat.completion.chunk",
+            created=h.created,
+            model=h.model,
             provider=h.provider,
         )
 
@@ -145,8 +149,12 @@ class Collector:
     def response(self) -> chat_pb2.CreateChatCompletionResponse:
         h = self.header
         out = chat_pb2.CreateChatCompletionResponse(
-            id=h.id, object="chat.completion", created=h.created, model=h.model,
-            provider=h.provider, dropped_parameters=h.dropped,
+            id=h.id,
+            object="chat.completion",
+            created=h.created,
+            model=h.model,
+            provider=h.provider,
+            dropped_parameters=h.dropped,
         )
         for index in sorted(self._choices or {0: _Choice()}):
             self._fill(out.choices.add(index=index), self._choices.get(index, _Choice()))

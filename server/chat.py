@@ -19,6 +19,7 @@ import grpc
 
 from server import assemble, convert, parameters
 from server.errors import TokenwireError
+from server.providers import base
 from server.registry import Registry, Target
 from server.status import abort
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -43,7 +44,7 @@ class CallInfo:
 class Prepared:
     target: Target
     header: assemble.Header
-    generation: Any  # base.GenerationRequest
+    generation: base.GenerationRequest
 
 
 class ChatPipeline:
@@ -85,7 +86,7 @@ class ChatPipeline:
         events = p.target.provider.stream(p.generation)
         try:
             async for event in events:
-                if not isinstance(event, assemble.base.Usage):
+                if isinstance(event, base.Delta):
                     yield writer.delta(event)
                 elif include_usage:
                     yield writer.usage(event)
@@ -97,7 +98,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, pipeline: ChatPipeline) -> None:
         self._pipeline = pipeline
 
-    async def CreateChatCompletion(  # noqa: N802 - gRPC's method name
+    async def CreateChatCompletion(
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
         try:
@@ -109,7 +110,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
             raise
 
-    async def StreamChatCompletion(  # noqa: N802 - gRPC's method name
+    async def StreamChatCompletion(
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
         try:

@@ -20,22 +20,32 @@ environment, which wins over the file.
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tokenwire", epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="tokenwire", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gRPC server and the REST gateway",
-                           epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve = sub.add_parser(
+        "serve",
+        help="run the gRPC server and the REST gateway",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(serve)
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
-    serve.add_argument("--provider", choices=["local", "fake"],
-                       help="embedded provider (default local: llama.cpp)")
+    serve.add_argument(
+        "--provider", choices=["local", "fake"], help="embedded provider (default local: llama.cpp)"
+    )
     serve.add_argument("--model-path", help="GGUF file (default: bundled Gemma 3 270M)")
     serve.add_argument("--n-ctx", type=int, help="local model context in tokens (default 4096)")
     serve.add_argument("--n-threads", type=int, help="llama.cpp threads")
     serve.add_argument("--default-model", help="model for requests that name none")
     serve.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (default 10)")
-    gw = sub.add_parser("gateway", help="run only the REST gateway against a gRPC server",
-                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gw = sub.add_parser(
+        "gateway",
+        help="run only the REST gateway against a gRPC server",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     _common(gw)
     gw.add_argument("--grpc-target", help="gRPC server, host:port or dns:///name:port")
     return p
@@ -58,8 +68,9 @@ async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({waiter, asyncio.ensure_future(service.wait())},
-                       return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(
+        {waiter, asyncio.ensure_future(service.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
     await service.stop()
 
 
@@ -67,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser().parse_args(argv))
     command = args.pop("command")
     config = load(args)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     starter = app.start if command == "serve" else app.start_gateway
     asyncio.run(_run(config, starter))

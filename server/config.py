@@ -50,10 +50,15 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
     path = flags.get("config") or environ.get(f"{ENV_PREFIX}CONFIG")
     if path:
         config = _apply(config, tomllib.loads(Path(path).read_text()), f"config file {path}")
-    env = {f.name: environ[ENV_PREFIX + f.name.upper()]
-           for f in fields(Config) if ENV_PREFIX + f.name.upper() in environ}
+    env = {
+        f.name: environ[ENV_PREFIX + f.name.upper()]
+        for f in fields(Config)
+        if ENV_PREFIX + f.name.upper() in environ
+    }
     config = _apply(config, env, "environment")
-    return _apply(config, {k: v for k, v in flags.items() if v is not None and k != "config"}, "flags")
+    return _apply(
+        config, {k: v for k, v in flags.items() if v is not None and k != "config"}, "flags"
+    )
 
 
 def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:

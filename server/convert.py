@@ -7,6 +7,7 @@ through the gateway. Every error names the offending parameter.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,8 +39,11 @@ _FORMATS = {
     message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: "json_object",
     message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: "json_schema",
 }
-_EFFORTS = {v.number: v.name.removeprefix("REASONING_EFFORT_").lower()
-            for v in message_pb2.ReasoningEffort.DESCRIPTOR.values if v.number}
+_EFFORTS = {
+    v.number: v.name.removeprefix("REASONING_EFFORT_").lower()
+    for v in message_pb2.ReasoningEffort.DESCRIPTOR.values
+    if v.number
+}
 
 
 def generation_request(
@@ -118,7 +122,7 @@ def _check_ranges(r: chat_pb2.CreateChatCompletionRequest) -> None:
         raise InvalidRequest("'metadata' takes at most 16 pairs.", param="metadata")
 
 
-def _in_range(r: chat_pb2.CreateChatCompletionRequest, name: str, low: float, high: float) -> None:
+def _in_range(r: Any, name: str, low: float, high: float) -> None:
     if r.HasField(name) and not low <= getattr(r, name) <= high:
         raise InvalidRequest(
             f"Invalid value for '{name}': {getattr(r, name):g} is not in [{low:g}, {high:g}].",
@@ -132,7 +136,7 @@ def _max_tokens(r: chat_pb2.CreateChatCompletionRequest) -> int | None:
     return r.max_tokens if r.HasField("max_tokens") else None
 
 
-def messages(items: list[message_pb2.ChatMessage]) -> tuple[base.Message, ...]:
+def messages(items: Sequence[message_pb2.ChatMessage]) -> tuple[base.Message, ...]:
     if not items:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     return tuple(_message(m, f"messages[{i}]") for i, m in enumerate(items))
@@ -153,8 +157,9 @@ def _message(m: message_pb2.ChatMessage, param: str) -> base.Message:
         role=role,
         content=content,
         name=m.name if m.HasField("name") else None,
-        tool_calls=tuple(base.ToolCall(c.id, c.function.name, c.function.arguments)
-                         for c in m.tool_calls),
+        tool_calls=tuple(
+            base.ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls
+        ),
         tool_call_id=m.tool_call_id if m.HasField("tool_call_id") else None,
         reasoning=m.reasoning if m.HasField("reasoning") else None,
     )
@@ -173,12 +178,17 @@ def _part(p: message_pb2.ContentPart, param: str) -> base.ContentPart:
     kind = _PART_TYPES.get(p.type)
     if kind is None:
         raise InvalidRequest(f"'{param}.type' is required.", param=f"{param}.type")
-    needed = {"text": p.HasField("text"), "image_url": p.HasField("image_url"),
-              "input_audio": p.HasField("input_audio"), "file": p.HasField("file"),
-              "refusal": p.HasField("refusal")}[kind]
+    needed = {
+        "text": p.HasField("text"),
+        "image_url": p.HasField("image_url"),
+        "input_audio": p.HasField("input_audio"),
+        "file": p.HasField("file"),
+        "refusal": p.HasField("refusal"),
+    }[kind]
     if not needed:
-        raise InvalidRequest(f"'{param}.{kind}' is required for a {kind} part.",
-                             param=f"{param}.{kind}")
+        raise InvalidRequest(
+            f"'{param}.{kind}' is required for a {kind} part.", param=f"{param}.{kind}"
+        )
     return base.ContentPart(
         type=kind,
         text=p.text if kind == "text" else (p.refusal if kind == "refusal" else None),
@@ -195,7 +205,9 @@ def _logit_bias(r: chat_pb2.CreateChatCompletionRequest) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, bias in r.logit_bias.items():
         if not key.lstrip("-").isdigit():
-            raise InvalidRequest(f"'logit_bias' keys are token ids; got '{key}'.", param="logit_bias")
+            raise InvalidRequest(
+                f"'logit_bias' keys are token ids; got '{key}'.", param="logit_bias"
+            )
         if not -100 <= bias <= 100:
             raise InvalidRequest(f"'logit_bias.{key}' is not in [-100, 100].", param="logit_bias")
         out[int(key)] = bias
@@ -213,21 +225,29 @@ def _response_format(r: chat_pb2.CreateChatCompletionRequest) -> base.ResponseFo
         return base.ResponseFormat(kind)
     s = f.json_schema
     if not s.name:
-        raise InvalidRequest("'response_format.json_schema.name' is required.",
-                             param="response_format.json_schema.name")
+        raise InvalidRequest(
+            "'response_format.json_schema.name' is required.",
+            param="response_format.json_schema.name",
+        )
     _json_text(s.schema, "response_format.json_schema.schema")
-    return base.ResponseFormat(kind, s.schema or None, s.name,
-                               s.strict if s.HasField("strict") else None)
+    return base.ResponseFormat(
+        kind, s.schema or None, s.name, s.strict if s.HasField("strict") else None
+    )
 
 
 def _tool(t: message_pb2.Tool, i: int) -> base.Tool:
     f = t.function
     if not f.name:
-        raise InvalidRequest(f"'tools[{i}].function.name' is required.",
-                             param=f"tools[{i}].function.name")
+        raise InvalidRequest(
+            f"'tools[{i}].function.name' is required.", param=f"tools[{i}].function.name"
+        )
     _json_text(f.parameters, f"tools[{i}].function.parameters")
-    return base.Tool(f.name, f.description if f.HasField("description") else None,
-                     f.parameters or None, f.strict if f.HasField("strict") else None)
+    return base.Tool(
+        f.name,
+        f.description if f.HasField("description") else None,
+        f.parameters or None,
+        f.strict if f.HasField("strict") else None,
+    )
 
 
 def _json_text(text: str, param: str) -> None:
@@ -250,7 +270,8 @@ def _tool_choice(r: chat_pb2.CreateChatCompletionRequest) -> base.ToolChoice | N
     if which == "tool_choice_named":
         name = r.tool_choice_named.function.name
         if not any(t.function.name == name for t in r.tools):
-            raise InvalidRequest(f"'tool_choice' names '{name}', which is not in 'tools'.",
-                                 param="tool_choice")
+            raise InvalidRequest(
+                f"'tool_choice' names '{name}', which is not in 'tools'.", param="tool_choice"
+            )
         return base.ToolChoice("function", name)
     return None

@@ -13,7 +13,10 @@ from tokenwire.chat.v1 import models_pb2, models_pb2_grpc
 def model_message(model_id: str, target: Target) -> models_pb2.Model:
     card = target.card
     out = models_pb2.Model(
-        id=model_id, object="model", created=card.created, owned_by=card.owned_by,
+        id=model_id,
+        object="model",
+        created=card.created,
+        owned_by=card.owned_by,
         provider=target.provider.name,
     )
     if card.context_length is not None:
@@ -25,13 +28,13 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
 
-    async def ListModels(  # noqa: N802 - gRPC's method name
+    async def ListModels(
         self, request: models_pb2.ListModelsRequest, context: Any
     ) -> models_pb2.ListModelsResponse:
         models = [model_message(k, t) for k, t in self._registry.cards()]
         return models_pb2.ListModelsResponse(object="list", data=models)
 
-    async def GetModel(  # noqa: N802 - gRPC's method name
+    async def GetModel(
         self, request: models_pb2.GetModelRequest, context: Any
     ) -> models_pb2.GetModelResponse:
         try:

@@ -21,8 +21,16 @@ from tokenwire.chat.v1 import chat_pb2
 from tokenwire.options.v1 import json_pb2
 
 HANDLED = frozenset(
-    {"model", "messages", "stream", "stream_options", "user", "metadata", "max_tokens",
-     "max_completion_tokens"}
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "max_tokens",
+        "max_completion_tokens",
+    }
 )
 
 NOT_IMPLEMENTED = frozenset(

@@ -27,9 +27,7 @@ def to_status(error: TokenwireError) -> grpc.Status:
     metadata = {"type": error.type, "http_status": str(error.http_status), **error.metadata}
     if error.param:
         metadata["param"] = error.param
-    info = error_details_pb2.ErrorInfo(
-        reason=error.code or "", domain=DOMAIN, metadata=metadata
-    )
+    info = error_details_pb2.ErrorInfo(reason=error.code or "", domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
     status = status_pb2.Status(

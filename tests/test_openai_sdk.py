@@ -50,7 +50,8 @@ async def any_client(
 
 async def test_completion(any_client: openai.AsyncOpenAI) -> None:
     raw = await any_client.chat.completions.with_raw_response.create(
-        model="fake-echo", messages=USER  # type: ignore[arg-type]
+        model="fake-echo",
+        messages=USER,  # type: ignore[arg-type]
     )
     validate("CreateChatCompletionResponse", raw.http_response.json())
     assert raw.headers["x-request-id"].startswith("req_")
@@ -63,7 +64,9 @@ async def test_completion(any_client: openai.AsyncOpenAI) -> None:
 
 async def test_stream_with_usage(any_client: openai.AsyncOpenAI) -> None:
     stream = await any_client.chat.completions.create(
-        model="fake-echo", messages=USER, stream=True,  # type: ignore[arg-type]
+        model="fake-echo",
+        messages=USER,
+        stream=True,  # type: ignore[arg-type]
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -79,7 +82,9 @@ async def test_stream_with_usage(any_client: openai.AsyncOpenAI) -> None:
 
 async def test_stream_without_usage_has_no_usage_chunk(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
-        model="fake-echo", messages=USER, stream=True  # type: ignore[arg-type]
+        model="fake-echo",
+        messages=USER,
+        stream=True,  # type: ignore[arg-type]
     )
     chunks = [chunk async for chunk in stream]
     assert all(c.choices and c.usage is None for c in chunks)
@@ -133,7 +138,9 @@ async def test_error_classes(
     async with sdk(service) as client:
         with pytest.raises(sdk_error) as caught:
             await client.chat.completions.create(
-                model="fake-echo", messages=USER, stream=stream  # type: ignore[arg-type]
+                model="fake-echo",
+                messages=USER,
+                stream=stream,  # type: ignore[arg-type]
             )
     assert caught.value.status_code == status
     body = caught.value.response.json()
@@ -146,7 +153,9 @@ async def test_error_classes(
 async def test_bad_request_names_param(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(
-            model="fake-echo", messages=USER, temperature=9  # type: ignore[arg-type]
+            model="fake-echo",
+            messages=USER,
+            temperature=9,  # type: ignore[arg-type]
         )
     assert caught.value.param == "temperature"  # type: ignore[attr-defined]
 
@@ -162,7 +171,9 @@ async def test_error_after_first_chunk_is_one_sse_event(start_service: StartServ
     service = await start_service([fake])
     async with sdk(service) as client:
         stream = await client.chat.completions.create(
-            model="fake-echo", messages=USER, stream=True  # type: ignore[arg-type]
+            model="fake-echo",
+            messages=USER,
+            stream=True,  # type: ignore[arg-type]
         )
         received: list[str] = []
         with pytest.raises(openai.APIError, match="upstream died"):
@@ -179,7 +190,12 @@ async def test_error_after_first_chunk_is_one_sse_event(start_service: StartServ
         ("POST", "/v1/chat/completions", b'{"messages": "hi"}', 400),
         ("POST", "/v1/chat/completions", b'{"messages": [], "model": "fake-echo"}', 400),
         ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user"}]}', 400),
-        ("POST", "/v1/chat/completions", b'{"messages": [{"role": "user", "content": "x"}], "bogus": 1}', 400),
+        (
+            "POST",
+            "/v1/chat/completions",
+            b'{"messages": [{"role": "user", "content": "x"}], "bogus": 1}',
+            400,
+        ),
         ("GET", "/v1/nothing-here", b"", 404),
         ("GET", "/v1/chat/completions", b"", 405),
         ("DELETE", "/v1/models", b"", 405),

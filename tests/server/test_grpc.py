@@ -38,8 +38,12 @@ async def test_unary_answers_with_usage(channel: grpc.aio.Channel) -> None:
 async def test_stream_yields_role_then_deltas_then_usage(channel: grpc.aio.Channel) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(channel)
     request = ask("one two", stream_options=message_pb2.StreamOptions(include_usage=True))
-    chunks = [r.chunk async for r in stub.StreamChatCompletion(
-        chat_pb2.StreamChatCompletionRequest(request=request))]
+    chunks = [
+        r.chunk
+        async for r in stub.StreamChatCompletion(
+            chat_pb2.StreamChatCompletionRequest(request=request)
+        )
+    ]
     assert chunks[0].choices[0].delta.role == message_pb2.ROLE_ASSISTANT
     text = "".join(c.choices[0].delta.content for c in chunks if c.choices)
     assert text == "one two "
@@ -52,9 +56,9 @@ async def test_unary_and_stream_agree(channel: grpc.aio.Channel) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(channel)
     whole = await stub.CreateChatCompletion(ask("same answer please", seed=7))
     chunks = stub.StreamChatCompletion(
-        chat_pb2.StreamChatCompletionRequest(request=ask("same answer please", seed=7)))
-    streamed = "".join([r.chunk.choices[0].delta.content async for r in chunks
-                        if r.chunk.choices])
+        chat_pb2.StreamChatCompletionRequest(request=ask("same answer please", seed=7))
+    )
+    streamed = "".join([r.chunk.choices[0].delta.content async for r in chunks if r.chunk.choices])
     assert streamed == whole.choices[0].message.content
 
 
@@ -128,7 +132,9 @@ async def test_models_list_and_get(channel: grpc.aio.Channel) -> None:
 
 async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
     health = health_pb2_grpc.HealthStub(channel)
-    status = await health.Check(health_pb2.HealthCheckRequest(service="tokenwire.chat.v1.ChatService"))
+    status = await health.Check(
+        health_pb2.HealthCheckRequest(service="tokenwire.chat.v1.ChatService")
+    )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
     request = reflection_pb2.ServerReflectionRequest(list_services="")
@@ -141,8 +147,10 @@ async def test_scripted_tool_call_is_assembled(start_service: StartService) -> N
     script = [
         base.Delta(tool_calls=(base.ToolCallDelta(0, id="call_1", name="get_weather"),)),
         base.Delta(tool_calls=(base.ToolCallDelta(0, arguments='{"city":'),)),
-        base.Delta(tool_calls=(base.ToolCallDelta(0, arguments='"Paris"}'),),
-                   finish_reason=base.FinishReason.TOOL_CALLS),
+        base.Delta(
+            tool_calls=(base.ToolCallDelta(0, arguments='"Paris"}'),),
+            finish_reason=base.FinishReason.TOOL_CALLS,
+        ),
         base.Usage(5, 3),
     ]
     service = await start_service([FakeProvider(FakeConfig(script=script))])

@@ -1,0 +1,82 @@
+"""Headers reach the server as gRPC metadata, over the channel and in-process alike."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+
+from gateway.invoker import LocalInvoker
+from server import app
+from server.config import Config
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
+
+HEADERS = {
+    "Authorization": "Bearer sk-test",
+    "organization_id": "org-42",
+    "x-session-id": "session-7",
+    "x-request-id": "req_abc",
+    "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+}
+
+
+class Recorder(chat_pb2_grpc.ChatServiceServicer):
+    """A ChatService that answers with nothing and remembers each call's metadata."""
+
+    def __init__(self) -> None:
+        self.metadata: list[dict[str, str]] = []
+
+    async def CreateChatCompletion(
+        self, request: chat_pb2.CreateChatCompletionRequest, context: Any
+    ) -> chat_pb2.CreateChatCompletionResponse:
+        self.metadata.append(dict(context.invocation_metadata()))
+        return chat_pb2.CreateChatCompletionResponse(id="x", object="chat.completion")
+
+
+@pytest.fixture(params=["in-process", "channel"])
+async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, Recorder]]:
+    recorder = Recorder()
+    config = Config(host="127.0.0.1", http_port=0, grace=1.0)
+    if request.param == "in-process":
+        invoker = LocalInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, recorder)])
+        http, task, port = await app.serve_http(config, invoker)
+        yield port, recorder
+        http.should_exit = True
+        await task
+        return
+    server = grpc.aio.server()
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(recorder, server)
+    grpc_port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    service = await app.start_gateway(
+        Config(host="127.0.0.1", http_port=0, grpc_target=f"127.0.0.1:{grpc_port}")
+    )
+    yield service.http_port, recorder
+    await service.stop()
+    await server.stop(None)
+
+
+async def test_headers_become_metadata(gateway: tuple[int, Recorder]) -> None:
+    port, recorder = gateway
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=HEADERS
+        )
+    assert response.status_code == 200
+    seen = recorder.metadata[0]
+    for name, value in HEADERS.items():
+        assert seen[name.lower()] == value
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert response.headers["x-request-id"] == "req_abc"
+
+
+async def test_unserved_rpc_is_501(gateway: tuple[int, Recorder]) -> None:
+    port, _ = gateway
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"http://127.0.0.1:{port}/v1/models")
+    assert response.status_code == 501
+    assert response.json()["error"]["type"] == "api_error"
