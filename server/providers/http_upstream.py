@@ -108,6 +108,10 @@ class UpstreamConfig:
         limits = (self.connect_timeout, self.first_byte_timeout, self.total_timeout)
         if min(limits) <= 0:
             raise ValueError(f"upstream {self.name}: timeouts must be positive")
+        # A bad URL is a configuration mistake: refuse it at start-up, not per request.
+        url = httpx.URL(self.base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(f"upstream {self.name}: base_url must be an http(s) URL")
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` (which starts with `/`) on this upstream."""
@@ -220,9 +224,7 @@ def _status_of(code: object) -> int | None:
     return None
 
 
-def _error_for(
-    config: UpstreamConfig, status: int, message: str, delay: float
-) -> TokenwireError:
+def _error_for(config: UpstreamConfig, status: int, message: str, delay: float) -> TokenwireError:
     name = config.name
     meta = {"provider": name, "upstream_status": str(status), "upstream_message": message}
     if status == 429:
@@ -378,7 +380,7 @@ async def _check_response(
 ) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
     status = response.status_code
-    content_type = response.headers.get("content-type", "")
+    content_type = response.headers.get("content-type", "").lower()
     if 200 <= status < 300 and not content_type.startswith("application/json"):
         return
     body = await deadline.within(_read_limited(response))
