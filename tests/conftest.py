@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 import grpc
 import openai
@@ -12,6 +13,8 @@ from server import app
 from server.config import Config
 from server.providers.base import Provider
 from server.providers.fake import FakeConfig, FakeProvider
+from server.storage.database import Database, open_database
+from tests.backends import postgres_schema
 
 StartService = Callable[..., Awaitable[app.Service]]
 
@@ -59,3 +62,17 @@ async def client(service: app.Service) -> AsyncIterator[openai.AsyncOpenAI]:
 async def channel(service: app.Service) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as ch:
         yield ch
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh, empty database on each backend (PostgreSQL: its own schema)."""
+    if request.param == "sqlite":
+        db = await open_database(f"sqlite://{tmp_path / 'tokenwire.db'}")
+        yield db
+        await db.close()
+        return
+    async with postgres_schema() as url:
+        db = await open_database(url)
+        yield db
+        await db.close()

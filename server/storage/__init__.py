@@ -1,0 +1,1 @@
+"""Persistent state behind one small `Database` interface: SQLite (embedded) or PostgreSQL."""

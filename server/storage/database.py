@@ -1,0 +1,58 @@
+"""The `Database` interface every store is written against, and how to open one.
+
+SQL is written once with `?` placeholders; the PostgreSQL backend rewrites
+them to `$1…`. Rows are plain mappings. Where the dialects differ (full-text
+search, for one) a store asks `db.dialect`.
+
+    sqlite:///path/to/tokenwire.db     the embedded default (WAL mode)
+    sqlite://:memory:                  tests
+    postgresql://user@host:5432/name   shared state across replicas
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
+
+Row = Mapping[str, Any]
+Dialect = Literal["sqlite", "postgres"]
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    async def execute(self, sql: str, *args: Any) -> None:
+        """Run one statement."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each row of arguments."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """All rows of a query."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """The first row of a query, or None."""
+        ...
+
+    def transaction(self) -> AbstractAsyncContextManager[Database]:
+        """A transaction: statements on the yielded database commit together or not at all."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+async def open_database(url: str) -> Database:
+    """Open (and create, for SQLite) the database at `url`."""
+    if url.startswith("sqlite://"):
+        from server.storage.sqlite import SqliteDatabase
+
+        return await SqliteDatabase.open(url.removeprefix("sqlite://"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from server.storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open(url)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or postgresql://…")
