@@ -33,7 +33,8 @@ async def migrate(db: Database, migrations: Iterable[Migration]) -> list[str]:
             await tx.execute("SELECT pg_advisory_xact_lock(?)", _LOCK_ID)
         await tx.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT NOT NULL, version INTEGER NOT NULL, applied_at DOUBLE PRECISION NOT NULL,"
+            " component TEXT NOT NULL, version INTEGER NOT NULL,"
+            " applied_at DOUBLE PRECISION NOT NULL,"
             " PRIMARY KEY (component, version))"
         )
         done = {
