@@ -128,8 +128,8 @@ def _message_schema(desc: Descriptor, schemas: dict[str, Schema]) -> Schema:
         return _field_schema(p.unwrap, schemas)
     props: dict[str, Schema] = {}
     for key, fields in p.by_key.items():
-        options = [_field_schema(f, schemas) for f in fields]
-        props[key] = options[0] if len(options) == 1 else {"oneOf": options}
+        # null means unset on input, as in OpenAI's API; fields sharing a key are alternatives
+        props[key] = {"anyOf": [*(_field_schema(f, schemas) for f in fields), {"type": "null"}]}
     return {"type": "object", "properties": props, "additionalProperties": False}
 
 
@@ -140,7 +140,7 @@ def _field_schema(f: Field, schemas: dict[str, Schema]) -> Schema:
     if f.repeated:
         many: Schema = {"type": "array", "items": one}
         return {"oneOf": [one, many]} if f.scalar_or_list else many
-    return {"anyOf": [one, {"type": "null"}]} if f.nullable else one
+    return one
 
 
 def _single(f: Field, schemas: dict[str, Schema]) -> Schema:

@@ -71,11 +71,18 @@ def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     for m in _VARIABLE.finditer(template):
         regex += re.escape(template[pos : m.start()])
         variables.append(m.group(1))
-        segment = m.group(2) or "*"
-        regex += "(.+)" if "**" in segment else "([^/]+)"
+        regex += f"({_segment_regex(m.group(2) or '*')})"
         pos = m.end()
     regex += re.escape(template[pos:])
     return re.compile(f"^{regex}$"), tuple(variables)
+
+
+def _segment_regex(segment: str) -> str:
+    """`projects/*` -> `projects/[^/]+`; `**` matches the rest, slashes included."""
+    parts = []
+    for part in segment.split("/"):
+        parts.append(".+" if part == "**" else "[^/]+" if part == "*" else re.escape(part))
+    return "/".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,7 +117,8 @@ class Plan:
 
     by_name: dict[str, Field]
     by_key: dict[str, tuple[Field, ...]]
-    template: dict[str, JSON]  # keys printed even when the message leaves them unset
+    template: dict[str, JSON]  # scalar keys printed even when the message leaves them unset
+    fresh: tuple[tuple[str, type], ...]  # keys printed as a new empty list/object when unset
     unwrap: Field | None
 
 
@@ -128,14 +129,17 @@ def plan(desc: Descriptor) -> Plan:
     for f in fields:
         by_key[f.key] = (*by_key.get(f.key, ()), f)
     unwrap = fields[0] if desc.GetOptions().Extensions[json_pb2.unwrap] else None
-    return Plan({f.fd.name: f for f in fields}, by_key, _template(fields), unwrap)
+    fresh = tuple(
+        (f.key, list if f.repeated else dict) for f in fields if f.always and not f.is_map
+    )
+    return Plan({f.fd.name: f for f in fields}, by_key, _template(fields), fresh, unwrap)
 
 
 def _template(fields: list[Field]) -> dict[str, JSON]:
     out: dict[str, JSON] = {}
     for f in fields:
         if f.always:
-            out[f.key] = []
+            out[f.key] = None  # placeholder keeping field order; `fresh` fills it per call
         elif f.nullable:
             out[f.key] = None
         elif not (f.repeated or f.raw or f.fd.has_presence or f.fd.type in _NO_DEFAULT):
@@ -156,6 +160,8 @@ def to_json(msg: Message) -> JSON:
     if p.unwrap is not None:
         return _value_out(p.unwrap, getattr(msg, p.unwrap.fd.name))
     out = p.template.copy()
+    for key, factory in p.fresh:
+        out[key] = factory()  # never shared between outputs
     for fd, value in msg.ListFields():
         f = p.by_name[fd.name]
         rendered = _value_out(f, value)
@@ -187,10 +193,7 @@ def _one_out(f: Field, value: Any) -> JSON:
 
 
 def _loads(text: str) -> JSON:
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:  # integers beyond 64 bits: the stdlib keeps them exact
-        return json.loads(text)
+    return json.loads(text)  # not orjson: it turns integers beyond 64 bits into floats
 
 
 # ---------------------------------------------------------------- from JSON
@@ -271,7 +274,8 @@ def _set(f: Field, msg: Message, value: JSON, param: str) -> None:
         _set_map(f.map_value, getattr(msg, name), value, param)
     elif f.repeated:
         if f.scalar_or_list and not isinstance(value, list):
-            value = [value]
+            getattr(msg, name).append(_scalar_in(f, value, param))
+            return
         if not isinstance(value, list):
             raise _type_error(param, "an array", value)
         _extend(f, getattr(msg, name), value, param)
@@ -335,11 +339,14 @@ def _parse_bool(f: Field, value: JSON, param: str) -> bool:
 def _parse_float(f: Field, value: JSON, param: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _type_error(param, "a number", value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise TranscodeError(f"Invalid value for '{param}': out of range.", param) from None
 
 
 def _parse_int(f: Field, value: JSON, param: str) -> int:
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
         value = int(value)  # JSON has one number type; 16.0 is an integer
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(param, "an integer", value)

@@ -49,7 +49,7 @@ class JsonField(_message.Message):
     nullable: _builtins.bool
     """Optional. The field prints as `null` when unset instead of being omitted."""
     always: _builtins.bool
-    """Optional. The repeated field prints even when empty (`choices: []`)."""
+    """Optional. The repeated or message field prints even when empty (`choices: []`, `delta: {}`)."""
     def __init__(
         self,
         *,

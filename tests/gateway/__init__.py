@@ -1,0 +1,1 @@
+"""Pure tests of the transcoding gateway: no server, no network."""
