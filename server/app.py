@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,15 @@ from grpc_reflection.v1alpha import reflection
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
+from server import upstreams
+from server.breaker import BreakerConfig, Breakers
+from server.catalog import Catalog, Endpoint
 from server.chat import ChatPipeline, ChatServicer
 from server.config import Config
+from server.context import MemorySink, UsageSink
 from server.models import ModelServicer
 from server.providers.base import Provider
-from server.registry import Registry
+from server.router import RetryPolicy, Router
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 
 log = logging.getLogger("tokenwire")
@@ -61,6 +66,8 @@ class Service:
     http_task: asyncio.Task[None]
     providers: Sequence[Provider]
     grace: float
+    router: Router | None = None
+    usage: UsageSink | None = None
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -78,6 +85,9 @@ class Service:
 
 
 async def build_providers(config: Config) -> list[Provider]:
+    """The embedded provider the config names (none when `provider = "none"`)."""
+    if config.provider == "none":
+        return []
     if config.provider == "fake":
         from server.providers.fake import FakeProvider
 
@@ -91,15 +101,34 @@ async def build_providers(config: Config) -> list[Provider]:
             n_threads=config.n_threads,
         )
         return [await LocalProvider.load(local)]
-    raise ValueError(f"unknown provider {config.provider!r}: use local or fake")
+    raise ValueError(f"unknown provider {config.provider!r}: use local, fake or none")
 
 
-async def start(config: Config, providers: Sequence[Provider] | None = None) -> Service:
-    """Start serving; `providers` replaces the configured ones (tests pass fakes)."""
-    providers = list(providers) if providers is not None else await build_providers(config)
-    registry = Registry(providers, config.default_model)
-    chat = ChatServicer(ChatPipeline(registry))
-    models = ModelServicer(registry)
+def build_router(config: Config, endpoints: Sequence[Endpoint]) -> Router:
+    breakers = Breakers(BreakerConfig(config.breaker_failures, config.breaker_cooldown))
+    policy = RetryPolicy(retries=config.retries, base_delay=config.retry_base_delay)
+    return Router(Catalog(endpoints, config.default_model), breakers=breakers, policy=policy)
+
+
+async def start(
+    config: Config,
+    providers: Sequence[Provider] | None = None,
+    endpoints: Sequence[Endpoint] | None = None,
+    usage: UsageSink | None = None,
+) -> Service:
+    """Start serving. Tests may pass embedded `providers`, whole `endpoints` and a `usage` sink."""
+    embedded = list(providers) if providers is not None else await build_providers(config)
+    remote = upstreams.build_providers(config.upstreams)
+    now = int(time.time())
+    if endpoints is None:
+        endpoints = [e for p in embedded for e in upstreams.embedded_endpoints(p, now)]
+        endpoints += upstreams.endpoints(config.upstreams, remote, now)
+    all_providers = list({id(e.provider): e.provider for e in endpoints}.values())
+    all_providers += [p for p in [*embedded, *remote.values()] if p not in all_providers]
+    router = build_router(config, endpoints)
+    usage = usage or MemorySink()
+    chat = ChatServicer(ChatPipeline(router, usage))
+    models = ModelServicer(router.catalog)
     server = grpc.aio.server()
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
@@ -119,7 +148,16 @@ async def start(config: Config, providers: Sequence[Provider] | None = None) -> 
     )
     http, task, http_port = await serve_http(config, invoker)
     return Service(
-        grpc_port, http_port, server, health_servicer, http, task, providers, config.grace
+        grpc_port,
+        http_port,
+        server,
+        health_servicer,
+        http,
+        task,
+        all_providers,
+        config.grace,
+        router,
+        usage,
     )
 
 

@@ -1,97 +1,192 @@
 """The chat pipeline and its gRPC servicer.
 
+    stages (auth ▶ limits ▶ template ▶ memory) ▶ router (transforms ▶ provider) ▶ usage
+
 The pipeline takes a protobuf request and yields protobuf chunks; the
 servicer only adapts it to grpc.aio and turns `TokenwireError` into a
-status. Auth, limits, templates and memory plug in as stages before the
-provider call.
+status. Whatever happens — success, error, fallback, a client that leaves —
+each request ends with exactly one `UsageRecord`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
-from server import assemble, convert, parameters
+from server import assemble, parameters
+from server.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
 from server.errors import TokenwireError
 from server.providers import base
-from server.registry import Registry, Target
+from server.router import Opened, Router
 from server.status import abort
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
 
 log = logging.getLogger("tokenwire.chat")
 
 
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """What the transport tells about a call."""
+@dataclass
+class Outcome:
+    """What became of one request, gathered as it runs."""
 
-    request_id: str
-    metadata: dict[str, str]
+    opened: Opened | None = None
+    usage: base.Usage | None = None
+    first_at: float | None = None
+    error: TokenwireError | None = None
+    cancelled: bool = False
 
-    @classmethod
-    def of(cls, context: Any) -> CallInfo:
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        return cls(metadata.get("x-request-id") or uuid.uuid4().hex, metadata)
+    def observe(self, event: base.Event) -> None:
+        if isinstance(event, base.Usage):
+            self.usage = event
+        elif self.first_at is None:
+            self.first_at = time.monotonic()
 
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    target: Target
-    header: assemble.Header
-    generation: base.GenerationRequest
+    def fail(self, exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            self.cancelled = True
+        elif isinstance(exc, TokenwireError):
+            self.error = exc
+        else:
+            self.error = TokenwireError("internal error")
 
 
 class ChatPipeline:
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
-
-    def prepare(self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo) -> Prepared:
-        """Validate and route before anything is generated, so errors come first."""
-        parameters.check_implemented(request)
-        target = self.registry.resolve(request.model)
-        decision = parameters.decide(request, target.provider.supported, target.provider.name)
-        generation = convert.without(
-            convert.generation_request(request, target.card.id), decision.dropped
-        )
-        header = assemble.Header(
-            id=f"chatcmpl-{call.request_id.removeprefix('req_')}",
-            created=int(time.time()),
-            model=target.card.id,
-            provider=target.provider.name,
-            dropped=decision.dropped,
-        )
-        return Prepared(target, header, generation)
+    def __init__(self, router: Router, usage: UsageSink, stages: Sequence[Stage] = ()) -> None:
+        self.router = router
+        self.usage = usage
+        self.stages = tuple(stages)
 
     async def complete(
         self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
     ) -> chat_pb2.CreateChatCompletionResponse:
-        p = self.prepare(request, call)
-        collector = assemble.Collector(p.header, p.generation.logprobs)
-        async for event in p.target.provider.stream(p.generation):
-            collector.add(event)
-        return collector.response()
+        ctx, outcome = RequestContext(call, request, streamed=False), Outcome()
+        try:
+            opened = await self._open(ctx, outcome)
+            collector = assemble.Collector(_header(ctx, opened), opened.generation.logprobs)
+            async for event in opened.events:
+                outcome.observe(event)
+                collector.add(event)
+            return _priced(collector.response(), opened)
+        except BaseException as exc:
+            outcome.fail(exc)
+            raise
+        finally:
+            await self._finish(ctx, outcome)
 
     async def stream(
         self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        p = self.prepare(request, call)
-        writer = assemble.ChunkWriter(p.header)
-        include_usage = request.stream_options.include_usage
-        events = p.target.provider.stream(p.generation)
+        ctx, outcome = RequestContext(call, request, streamed=True), Outcome()
         try:
-            async for event in events:
+            opened = await self._open(ctx, outcome)
+            writer = assemble.ChunkWriter(_header(ctx, opened))
+            include_usage = request.stream_options.include_usage
+            async for event in opened.events:
+                outcome.observe(event)
                 if isinstance(event, base.Delta):
                     yield writer.delta(event)
                 elif include_usage:
-                    yield writer.usage(event)
+                    yield _priced_chunk(writer.usage(event), opened)
+        except BaseException as exc:
+            outcome.fail(exc)
+            raise
         finally:
-            await events.aclose()  # type: ignore[attr-defined]
+            await self._finish(ctx, outcome)
+
+    async def _open(self, ctx: RequestContext, outcome: Outcome) -> Opened:
+        """Everything before the first event: stages, validation, routing."""
+        parameters.check_implemented(ctx.request)
+        for stage in self.stages:
+            await stage.before(ctx)
+        outcome.opened = await self.router.open(ctx, self.router.plan(ctx))
+        return outcome.opened
+
+    async def _finish(self, ctx: RequestContext, outcome: Outcome) -> None:
+        opened = outcome.opened
+        if opened is not None:
+            if outcome.error is not None:
+                self.router.failed(ctx, opened.endpoint, opened.started, outcome.error)
+            elif outcome.cancelled:
+                self.router.cancelled(ctx, opened, outcome.usage)
+            else:
+                self.router.succeeded(ctx, opened, outcome.usage)
+        record = usage_record(ctx, outcome)
+        try:
+            await self.usage.record(record)
+            for stage in self.stages:
+                await stage.after(ctx, record)
+        except Exception:
+            log.exception("could not finish request %s", ctx.call.request_id)
+
+
+def _header(ctx: RequestContext, opened: Opened) -> assemble.Header:
+    return assemble.Header(
+        id=f"chatcmpl-{ctx.call.request_id.removeprefix('req_')}",
+        created=int(ctx.created),
+        model=opened.endpoint.model,
+        provider=opened.endpoint.name,
+        dropped=opened.dropped,
+    )
+
+
+def _priced(
+    response: chat_pb2.CreateChatCompletionResponse, opened: Opened
+) -> chat_pb2.CreateChatCompletionResponse:
+    if response.HasField("usage"):
+        _price(response.usage, opened)
+    return response
+
+
+def _priced_chunk(
+    chunk: chat_pb2.ChatCompletionChunk, opened: Opened
+) -> chat_pb2.ChatCompletionChunk:
+    _price(chunk.usage, opened)
+    return chunk
+
+
+def _price(usage: chat_pb2.Usage, opened: Opened) -> None:
+    cost = opened.endpoint.cost(usage.prompt_tokens, usage.completion_tokens)
+    if cost:
+        usage.cost = cost
+
+
+def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
+    usage = outcome.usage or base.Usage(0, 0)
+    opened = outcome.opened
+    endpoint = opened.endpoint if opened else None
+    now = time.monotonic()
+    error = outcome.error
+    return UsageRecord(
+        request_id=ctx.call.request_id,
+        created=ctx.created,
+        key_id=ctx.principal.key_id,
+        organization_id=ctx.principal.organization_id,
+        session_id=ctx.session_id,
+        user=ctx.request.user if ctx.request.HasField("user") else None,
+        model_requested=ctx.request.model,
+        model=endpoint.model if endpoint else None,
+        provider=endpoint.name if endpoint else None,
+        attempts=tuple(ctx.attempts),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        estimated=usage.estimated,
+        cost_usd=endpoint.cost(usage.prompt_tokens, usage.completion_tokens) if endpoint else 0.0,
+        latency_ms=(now - ctx.started) * 1000,
+        ttft_ms=(outcome.first_at - ctx.started) * 1000 if outcome.first_at else None,
+        status="cancelled" if outcome.cancelled else (error.code or error.type) if error else "ok",
+        http_status=499 if outcome.cancelled else error.http_status if error else 200,
+        streamed=ctx.streamed,
+        cancelled=outcome.cancelled,
+        template=ctx.template,
+        template_version=ctx.template_version,
+        memory_ids=tuple(ctx.memory_ids),
+    )
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):

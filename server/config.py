@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from server.upstreams import Upstreams, parse
 
 ENV_PREFIX = "TOKENWIRE_"
 
@@ -22,7 +24,7 @@ class Config:
     host: str = "127.0.0.1"
     http_port: int = 8080
     grpc_port: int = 50051
-    # Which embedded provider serves: `local` (llama.cpp) or `fake` (scripted echo).
+    # Which embedded provider serves: `local` (llama.cpp), `fake` (scripted echo) or `none`.
     provider: str = "local"
     # A GGUF file for the local provider; unset means the bundled Gemma 3 270M.
     model_path: str | None = None
@@ -41,6 +43,15 @@ class Config:
     # Gateway only: the gRPC server to call instead of serving in-process.
     grpc_target: str | None = None
     log_level: str = "info"
+    # Further tries of the same upstream after a retryable error, before the next one.
+    retries: int = 1
+    # Seconds before the first retry (doubling, with jitter).
+    retry_base_delay: float = 0.25
+    # Consecutive failures that open a provider's circuit, and seconds until it is probed.
+    breaker_failures: int = 5
+    breaker_cooldown: float = 30.0
+    # Upstream providers and models from the config file's [providers.*] and [[models]].
+    upstreams: Upstreams = field(default_factory=Upstreams)
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -49,7 +60,7 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
     config = Config()
     path = flags.get("config") or environ.get(f"{ENV_PREFIX}CONFIG")
     if path:
-        config = _apply(config, tomllib.loads(Path(path).read_text()), f"config file {path}")
+        config = _from_file(config, Path(path), environ)
     env = {
         f.name: environ[ENV_PREFIX + f.name.upper()]
         for f in fields(Config)
@@ -61,8 +72,18 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
     )
 
 
+def _from_file(config: Config, path: Path, environ: Mapping[str, str]) -> Config:
+    values = tomllib.loads(path.read_text())
+    providers, models = values.pop("providers", {}), values.pop("models", [])
+    config = _apply(config, values, f"config file {path}")
+    try:
+        return replace(config, upstreams=parse(providers, models, environ))
+    except ValueError as e:
+        raise ValueError(f"config file {path}: {e}") from None
+
+
 def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
-    known = {f.name: f for f in fields(Config)}
+    known = {f.name: f for f in fields(Config) if f.name != "upstreams"}
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:

@@ -11,8 +11,6 @@ Nothing is silently ignored. Each request field is one of:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from google.protobuf.message import Message
 
 from server.errors import UnsupportedParameter
@@ -33,12 +31,27 @@ HANDLED = frozenset(
     }
 )
 
-NOT_IMPLEMENTED = frozenset(
-    {"models", "template", "variables", "transforms", "plugins", "route", "session_id", "trace"}
-)
+HANDLED = HANDLED | {"models", "provider", "transforms", "route"}
+
+NOT_IMPLEMENTED = frozenset({"template", "variables", "plugins", "session_id", "trace"})
 
 # The `provider` preferences tokenwire applies so far; the rest are refused.
-PROVIDER_FIELDS_HANDLED = frozenset({"require_parameters"})
+PROVIDER_FIELDS_HANDLED = frozenset(
+    {
+        "order",
+        "only",
+        "ignore",
+        "allow_fallbacks",
+        "require_parameters",
+        "sort",
+        "max_price",
+        "data_collection",
+        "zdr",
+        "quantizations",
+        "preferred_min_throughput",
+        "preferred_max_latency",
+    }
+)
 
 
 def json_key(field_name: str, message: type[Message]) -> str:
@@ -53,11 +66,6 @@ def given(request: Message) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    dropped: tuple[str, ...]  # parameters the provider cannot honour, left out
-
-
 def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
     """Refuse parameters tokenwire does not implement yet."""
     for name in given(request):
@@ -69,19 +77,12 @@ def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
                 raise _unsupported(f"provider.{name}")
 
 
-def decide(
-    request: chat_pb2.CreateChatCompletionRequest, supported: frozenset[str], provider: str
-) -> Decision:
-    """Which given parameters `provider` cannot honour; 400 if they are required."""
-    known = HANDLED | BASE_PARAMETERS | supported | {"provider"}
-    missing = tuple(n for n in given(request) if n not in known and not _no_op(request, n))
-    if missing and request.provider.require_parameters:
-        raise UnsupportedParameter(
-            f"Provider '{provider}' cannot honour {', '.join(missing)} and "
-            "provider.require_parameters is true.",
-            param=missing[0],
-        )
-    return Decision(missing)
+def missing(
+    request: chat_pb2.CreateChatCompletionRequest, supported: frozenset[str]
+) -> tuple[str, ...]:
+    """The given parameters a provider supporting `supported` cannot honour."""
+    known = HANDLED | BASE_PARAMETERS | supported
+    return tuple(n for n in given(request) if n not in known and not _no_op(request, n))
 
 
 def _no_op(request: chat_pb2.CreateChatCompletionRequest, name: str) -> bool:

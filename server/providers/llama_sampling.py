@@ -48,7 +48,8 @@ def plan(request: GenerationRequest, vocab: Vocab) -> SamplingPlan:
         "grammar": grammar(request.response_format, vocab),
         "logits_processor": _bias_processor(request.logit_bias, vocab.size),
     }
-    seed = random.getrandbits(32) if request.seed is None else request.seed & 0xFFFFFFFF
+    # llama.cpp reads 0xFFFFFFFF as "pick a random seed", so a requested seed must avoid it.
+    seed = random.getrandbits(32) if request.seed is None else request.seed % 0xFFFFFFFF
     return SamplingPlan(seed=seed, fresh=request.seed is not None, generate_kwargs=kwargs)
 
 

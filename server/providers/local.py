@@ -20,7 +20,7 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +99,7 @@ class LocalProvider:
         )
         return (card,)
 
-    async def stream(self, request: GenerationRequest) -> AsyncIterator[Event]:
+    async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """Deltas as tokens are generated, then one `Usage`."""
         if request.n != 1:
             raise UnsupportedParameter("the local model generates one choice", param="n")

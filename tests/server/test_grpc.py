@@ -13,7 +13,14 @@ from server.errors import RateLimited
 from server.providers import base
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, models_pb2, models_pb2_grpc
+from tokenwire.chat.v1 import (
+    chat_pb2,
+    chat_pb2_grpc,
+    message_pb2,
+    models_pb2,
+    models_pb2_grpc,
+    routing_pb2,
+)
 
 
 def ask(text: str, **params: object) -> chat_pb2.CreateChatCompletionRequest:
@@ -86,9 +93,9 @@ async def test_unknown_model_is_not_found(channel: grpc.aio.Channel) -> None:
 async def test_unimplemented_parameter_is_refused_by_name(channel: grpc.aio.Channel) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateChatCompletion(ask("x", transforms=["middle-out"]))
+        await stub.CreateChatCompletion(ask("x", plugins=[routing_pb2.Plugin(id="web")]))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _error_info(caught.value).metadata["param"] == "transforms"
+    assert _error_info(caught.value).metadata["param"] == "plugins"
 
 
 async def test_stream_error_before_first_chunk_is_a_status(start_service: StartService) -> None:

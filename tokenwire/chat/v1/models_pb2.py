@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from tokenwire.chat.v1 import routing_pb2 as tokenwire_dot_chat_dot_v1_dot_routing__pb2
 from tokenwire.options.v1 import json_pb2 as tokenwire_dot_options_dot_v1_dot_json__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/chat/v1/models.proto\x12\x11tokenwire.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1ftokenwire/options/v1/json.proto\"\x13\n\x11ListModelsRequest\"T\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12.\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x18.tokenwire.chat.v1.ModelB\x06\x8a\xb5\x18\x02(\x01\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\";\n\x10GetModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenwire.chat.v1.Model\"\x88\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x1b\n\x0e\x63ontext_length\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\x11\n\x0f_context_length2\xf8\x01\n\x0cModelService\x12m\n\nListModels\x12$.tokenwire.chat.v1.ListModelsRequest\x1a%.tokenwire.chat.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12y\n\x08GetModel\x12\".tokenwire.chat.v1.GetModelRequest\x1a#.tokenwire.chat.v1.GetModelResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x15/v1/models/{model=**}b\x05modelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/chat/v1/models.proto\x12\x11tokenwire.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1ftokenwire/chat/v1/routing.proto\x1a\x1ftokenwire/options/v1/json.proto\"\x13\n\x11ListModelsRequest\"T\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12.\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x18.tokenwire.chat.v1.ModelB\x06\x8a\xb5\x18\x02(\x01\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\";\n\x10GetModelResponse\x12\'\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenwire.chat.v1.Model\"\xce\x01\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\x03\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x10\n\x08provider\x18\x05 \x01(\t\x12\x1b\n\x0e\x63ontext_length\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12\x0f\n\x07\x61liases\x18\x07 \x03(\t\x12\x33\n\tendpoints\x18\x08 \x03(\x0b\x32 .tokenwire.chat.v1.ModelEndpointB\x11\n\x0f_context_length\"\xf3\x01\n\rModelEndpoint\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x1b\n\x0e\x63ontext_length\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12+\n\x07pricing\x18\x03 \x01(\x0b\x32\x1a.tokenwire.chat.v1.Pricing\x12\x19\n\x0cquantization\x18\x04 \x01(\tH\x01\x88\x01\x01\x12:\n\x0f\x64\x61ta_collection\x18\x05 \x01(\x0e\x32!.tokenwire.chat.v1.DataCollection\x12\x0b\n\x03zdr\x18\x06 \x01(\x08\x42\x11\n\x0f_context_lengthB\x0f\n\r_quantization\"-\n\x07Pricing\x12\x0e\n\x06prompt\x18\x01 \x01(\x01\x12\x12\n\ncompletion\x18\x02 \x01(\x01\x32\xf8\x01\n\x0cModelService\x12m\n\nListModels\x12$.tokenwire.chat.v1.ListModelsRequest\x1a%.tokenwire.chat.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12y\n\x08GetModel\x12\".tokenwire.chat.v1.GetModelRequest\x1a#.tokenwire.chat.v1.GetModelResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x15/v1/models/{model=**}b\x05modelb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,16 +40,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\036\022\025/v1/models/{model=**}b\005model'
-  _globals['_LISTMODELSREQUEST']._serialized_start=116
-  _globals['_LISTMODELSREQUEST']._serialized_end=135
-  _globals['_LISTMODELSRESPONSE']._serialized_start=137
-  _globals['_LISTMODELSRESPONSE']._serialized_end=221
-  _globals['_GETMODELREQUEST']._serialized_start=223
-  _globals['_GETMODELREQUEST']._serialized_end=255
-  _globals['_GETMODELRESPONSE']._serialized_start=257
-  _globals['_GETMODELRESPONSE']._serialized_end=316
-  _globals['_MODEL']._serialized_start=319
-  _globals['_MODEL']._serialized_end=455
-  _globals['_MODELSERVICE']._serialized_start=458
-  _globals['_MODELSERVICE']._serialized_end=706
+  _globals['_LISTMODELSREQUEST']._serialized_start=149
+  _globals['_LISTMODELSREQUEST']._serialized_end=168
+  _globals['_LISTMODELSRESPONSE']._serialized_start=170
+  _globals['_LISTMODELSRESPONSE']._serialized_end=254
+  _globals['_GETMODELREQUEST']._serialized_start=256
+  _globals['_GETMODELREQUEST']._serialized_end=288
+  _globals['_GETMODELRESPONSE']._serialized_start=290
+  _globals['_GETMODELRESPONSE']._serialized_end=349
+  _globals['_MODEL']._serialized_start=352
+  _globals['_MODEL']._serialized_end=558
+  _globals['_MODELENDPOINT']._serialized_start=561
+  _globals['_MODELENDPOINT']._serialized_end=804
+  _globals['_PRICING']._serialized_start=806
+  _globals['_PRICING']._serialized_end=851
+  _globals['_MODELSERVICE']._serialized_start=854
+  _globals['_MODELSERVICE']._serialized_end=1102
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from tokenwire.chat.v1 import routing_pb2 as _routing_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -121,6 +122,8 @@ class Model(_message.Message):
     OWNED_BY_FIELD_NUMBER: _builtins.int
     PROVIDER_FIELD_NUMBER: _builtins.int
     CONTEXT_LENGTH_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    ENDPOINTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Model id, used as `model` in requests."""
     object: _builtins.str
@@ -130,9 +133,17 @@ class Model(_message.Message):
     owned_by: _builtins.str
     """Output only. Who owns the model."""
     provider: _builtins.str
-    """Output only. The provider serving it."""
+    """Output only. The provider that serves it first by default."""
     context_length: _builtins.int
     """Output only. Context length in tokens, when known."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. Other names requests may use for this model."""
+
+    @_builtins.property
+    def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelEndpoint]:
+        """Output only. The providers serving it, in default routing order."""
+
     def __init__(
         self,
         *,
@@ -142,13 +153,92 @@ class Model(_message.Message):
         owned_by: _builtins.str = ...,
         provider: _builtins.str = ...,
         context_length: _builtins.int | None = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        endpoints: _abc.Iterable[Global___ModelEndpoint] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_context_length", b"_context_length", "context_length", b"context_length"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_length", b"_context_length", "context_length", b"context_length", "created", b"created", "id", b"id", "object", b"object", "owned_by", b"owned_by", "provider", b"provider"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_length", b"_context_length", "aliases", b"aliases", "context_length", b"context_length", "created", b"created", "endpoints", b"endpoints", "id", b"id", "object", b"object", "owned_by", b"owned_by", "provider", b"provider"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__context_length: _TypeAlias = _typing.Literal["context_length"]  # noqa: Y015
     _WhichOneofArgType__context_length: _TypeAlias = _typing.Literal["_context_length", b"_context_length"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__context_length) -> _WhichOneofReturnType__context_length | None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
+
+@_typing.final
+class ModelEndpoint(_message.Message):
+    """One provider serving a model, with what routing can filter and sort on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    CONTEXT_LENGTH_FIELD_NUMBER: _builtins.int
+    PRICING_FIELD_NUMBER: _builtins.int
+    QUANTIZATION_FIELD_NUMBER: _builtins.int
+    DATA_COLLECTION_FIELD_NUMBER: _builtins.int
+    ZDR_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """Output only. The provider's slug, as used in `provider.order`/`only`/`ignore`."""
+    context_length: _builtins.int
+    """Output only. Context length in tokens at this provider, when known."""
+    quantization: _builtins.str
+    """Output only. Quantization of the weights, e.g. int4, fp8, bf16, when known."""
+    data_collection: _routing_pb2.DataCollection.ValueType
+    """Output only. Whether the provider may keep and train on request data."""
+    zdr: _builtins.bool
+    """Output only. Whether the provider retains no data at all."""
+    @_builtins.property
+    def pricing(self) -> Global___Pricing:
+        """Output only. Prices in USD per million tokens."""
+
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        context_length: _builtins.int | None = ...,
+        pricing: Global___Pricing | None = ...,
+        quantization: _builtins.str | None = ...,
+        data_collection: _routing_pb2.DataCollection.ValueType = ...,
+        zdr: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_context_length", b"_context_length", "_quantization", b"_quantization", "context_length", b"context_length", "pricing", b"pricing", "quantization", b"quantization"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_context_length", b"_context_length", "_quantization", b"_quantization", "context_length", b"context_length", "data_collection", b"data_collection", "pricing", b"pricing", "provider", b"provider", "quantization", b"quantization", "zdr", b"zdr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__context_length: _TypeAlias = _typing.Literal["context_length"]  # noqa: Y015
+    _WhichOneofArgType__context_length: _TypeAlias = _typing.Literal["_context_length", b"_context_length"]  # noqa: Y015
+    _WhichOneofReturnType__quantization: _TypeAlias = _typing.Literal["quantization"]  # noqa: Y015
+    _WhichOneofArgType__quantization: _TypeAlias = _typing.Literal["_quantization", b"_quantization"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__context_length) -> _WhichOneofReturnType__context_length | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__quantization) -> _WhichOneofReturnType__quantization | None: ...
+
+Global___ModelEndpoint: _TypeAlias = ModelEndpoint  # noqa: Y015
+
+@_typing.final
+class Pricing(_message.Message):
+    """Prices in USD per million tokens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    COMPLETION_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.float
+    """Output only. Per million prompt tokens."""
+    completion: _builtins.float
+    """Output only. Per million completion tokens."""
+    def __init__(
+        self,
+        *,
+        prompt: _builtins.float = ...,
+        completion: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion", b"completion", "prompt", b"prompt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pricing: _TypeAlias = Pricing  # noqa: Y015

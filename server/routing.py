@@ -1,0 +1,129 @@
+"""Which endpoints may serve a request, and in what order (OpenRouter's `provider` object).
+
+Pure functions of the request, the catalog's endpoints and measured stats,
+so every preference is testable on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from server.catalog import Catalog, Endpoint
+from server.errors import ProviderError, UnsupportedParameter
+from server.stats import PERCENTILES, Stats
+from tokenwire.chat.v1 import chat_pb2, routing_pb2
+
+Prefs = routing_pb2.ProviderPreferences
+
+
+def candidates(
+    request: chat_pb2.CreateChatCompletionRequest,
+    catalog: Catalog,
+    stats: Stats,
+    missing: Callable[[Endpoint], tuple[str, ...]],
+    default_model: str | None = None,
+) -> list[Endpoint]:
+    """Endpoints to try in order: each model of `model` + `models`, filtered and sorted.
+
+    `missing(e)` names the given parameters `e` cannot honour; with
+    `require_parameters` such endpoints are skipped (400 naming them if none is left).
+    """
+    prefs = request.provider
+    out: list[Endpoint] = []
+    unsupported: list[tuple[Endpoint, tuple[str, ...]]] = []
+    for model in models_of(request, default_model or catalog.default_model):
+        endpoints = [e for e in catalog.endpoints(model) if admits(prefs, e)]
+        if prefs.require_parameters:
+            unsupported += [(e, missing(e)) for e in endpoints if missing(e)]
+            endpoints = [e for e in endpoints if not missing(e)]
+        out.extend(arrange(prefs, endpoints, stats))
+    if not out and unsupported:
+        e, names = unsupported[0]
+        raise UnsupportedParameter(
+            f"Provider '{e.name}' cannot honour {', '.join(names)} and "
+            "provider.require_parameters is true.",
+            param=names[0],
+        )
+    if not out:
+        raise ProviderError(
+            "No provider can serve this request with the given model and provider preferences.",
+            code="no_provider",
+        )
+    return out
+
+
+def models_of(request: chat_pb2.CreateChatCompletionRequest, default: str | None) -> list[str]:
+    """`model` (or the default) first, then the `models` fallbacks, each once."""
+    first = request.model or default or ""
+    return list(dict.fromkeys([first, *request.models]))
+
+
+def admits(prefs: Prefs, e: Endpoint) -> bool:
+    """Whether the hard filters (`only`, `ignore`, data policy, price…) let `e` serve."""
+    return (
+        (not prefs.only or e.name in prefs.only)
+        and e.name not in prefs.ignore
+        and (not prefs.quantizations or (e.quantization or "unknown") in prefs.quantizations)
+        and (
+            prefs.data_collection != routing_pb2.DATA_COLLECTION_DENY or e.data_collection == "deny"
+        )
+        and (not prefs.zdr or e.zdr)
+        and _within_price(prefs, e)
+    )
+
+
+def _within_price(prefs: Prefs, e: Endpoint) -> bool:
+    m = prefs.max_price
+    return (not m.HasField("prompt") or e.prompt_price <= m.prompt) and (
+        not m.HasField("completion") or e.completion_price <= m.completion
+    )
+
+
+def arrange(prefs: Prefs, endpoints: Sequence[Endpoint], stats: Stats) -> list[Endpoint]:
+    """Order by `order`, else `sort`, else configured order with preferred ones first."""
+    if prefs.order:
+        ranked = {slug: i for i, slug in enumerate(prefs.order)}
+        named = sorted((e for e in endpoints if e.name in ranked), key=lambda e: ranked[e.name])
+        rest = [e for e in endpoints if e.name not in ranked]
+        ordered = named + rest
+        return ordered if _fallbacks(prefs) else named[:1] or ordered[:1]
+    ordered = _sorted(prefs, list(endpoints), stats)
+    return ordered if _fallbacks(prefs) else ordered[:1]
+
+
+def _fallbacks(prefs: Prefs) -> bool:
+    return not prefs.HasField("allow_fallbacks") or prefs.allow_fallbacks
+
+
+def _sorted(prefs: Prefs, endpoints: list[Endpoint], stats: Stats) -> list[Endpoint]:
+    if prefs.sort == routing_pb2.PROVIDER_SORT_PRICE:
+        return sorted(endpoints, key=lambda e: e.prompt_price + e.completion_price)
+    if prefs.sort == routing_pb2.PROVIDER_SORT_THROUGHPUT:
+        return sorted(endpoints, key=lambda e: -(stats.throughput(e.name, e.model) or 0.0))
+    if prefs.sort == routing_pb2.PROVIDER_SORT_LATENCY:
+        return sorted(endpoints, key=lambda e: stats.latency(e.name, e.model) or float("inf"))
+    return sorted(endpoints, key=lambda e: not _preferred(prefs, e, stats))  # stable
+
+
+def _preferred(prefs: Prefs, e: Endpoint, stats: Stats) -> bool:
+    """Meets `preferred_min_throughput` and `preferred_max_latency` (unknown stats pass)."""
+    for p in PERCENTILES:
+        floor = _threshold(prefs, "preferred_min_throughput", p)
+        measured = stats.throughput(e.name, e.model, p)
+        if floor is not None and measured is not None and measured < floor:
+            return False
+        ceiling = _threshold(prefs, "preferred_max_latency", p)
+        latency = stats.latency(e.name, e.model, p)
+        if ceiling is not None and latency is not None and latency > ceiling:
+            return False
+    return True
+
+
+def _threshold(prefs: Prefs, name: str, percentile: str) -> float | None:
+    which = prefs.WhichOneof(name)  # type: ignore[call-overload]
+    if which == f"{name}_p50":
+        return float(getattr(prefs, which)) if percentile == "p50" else None
+    if which == f"{name}_percentiles":
+        cutoffs = getattr(prefs, which)
+        return float(getattr(cutoffs, percentile)) if cutoffs.HasField(percentile) else None
+    return None
