@@ -141,3 +141,16 @@ class MemorySink:
 
     async def record(self, record: UsageRecord) -> None:
         self.records.append(record)
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, call: CallInfo) -> Principal:
+        """Who is calling; raises `Unauthenticated`/`PermissionDenied` to refuse."""
+        ...
+
+
+class OpenAuthenticator:
+    """No keys configured (local use): everyone may call; the tenancy header picks the org."""
+
+    async def authenticate(self, call: CallInfo) -> Principal:
+        return Principal(organization_id=call.metadata.get("organization_id") or None)
