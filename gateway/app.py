@@ -10,6 +10,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
@@ -28,10 +29,10 @@ from gateway.http import (
     read_body,
     send_json,
 )
-from gateway.invoker import Invoker, Metadata, RpcFailure
+from gateway.invoker import Invoker, Metadata, Reply, RpcFailure
 from gateway.routes import Route, Router, discover
 from gateway.sse import SSE_HEADERS, SseResponse
-from gateway.transcode import TranscodeError, merge_json, to_json
+from gateway.transcode import TranscodeError, merge_json, query_json, to_json
 
 log = logging.getLogger("tokenwire.gateway")
 
@@ -63,7 +64,7 @@ class Gateway:
         except GatewayError as e:
             await send_json(send, e.status, e.body(), out + encode_headers(e.headers))
         except RpcFailure as failure:
-            error = from_rpc(failure)
+            error = from_rpc(failure, self._forwarded(failure.metadata))
             await send_json(send, error.status, error.body(), out + encode_headers(error.headers))
         except ConnectionAbortedError:
             pass  # the client left before sending its whole request
@@ -84,19 +85,27 @@ class Gateway:
             raise self._no_route(verb, path)
         body = await self._body(scope, receive, match.routes[0])
         route = _pick(match.routes, body)
-        request = _build_request(route, body, match.params)
+        request = _build_request(route, body, match.params, _query(scope))
         metadata = self._metadata(headers, scope)
+        reply = Reply()
         if route.streaming:
             response = SseResponse(
-                self.invoker.stream(route, request, metadata),
+                self.invoker.stream(route, request, metadata, reply),
                 lambda m: _render(route, m),
-                SSE_HEADERS + out,
+                lambda: SSE_HEADERS + out + encode_headers(self._forwarded(reply.metadata)),
                 self.config.keepalive_interval,
+                lambda failure: from_rpc(failure, self._forwarded(failure.metadata)),
             )
             await response(send, receive)
         else:
-            message = await self.invoker.unary(route, request, metadata)
-            await send_json(send, 200, _render(route, message), out)
+            message = await self.invoker.unary(route, request, metadata, reply)
+            extra = encode_headers(self._forwarded(reply.metadata))
+            await send_json(send, 200, _render(route, message), out + extra)
+
+    def _forwarded(self, metadata: Any) -> dict[str, str]:
+        """Response metadata that clients see as HTTP headers."""
+        prefixes = self.config.response_header_prefixes
+        return {k: v for k, v in metadata if k.startswith(prefixes)}
 
     def _no_route(self, verb: str, path: str) -> GatewayError:
         allowed = self.router.allowed(path)
@@ -130,13 +139,23 @@ def _pick(routes: tuple[Route, ...], body: Any) -> Route:
     return next((r for r in routes if r.streaming == wants_stream), routes[0])
 
 
-def _build_request(route: Route, body: Any, params: dict[str, str]) -> Message:
+def _query(scope: Scope) -> list[tuple[str, str]]:
+    raw: bytes = scope.get("query_string", b"")
+    return parse_qsl(raw.decode("latin-1"), keep_blank_values=True) if raw else []
+
+
+def _build_request(
+    route: Route, body: Any, params: dict[str, str], query: list[tuple[str, str]]
+) -> Message:
+    """The RPC request from the path variables, the body and (unless the body is `*`) the query."""
     request: Message = message_factory.GetMessageClass(route.method.input_type)()
     try:
         if route.body == "*":
             merge_json(body, request)
         elif route.body:
             merge_json(body, getattr(request, route.body))
+        if query and route.body != "*":
+            merge_json(query_json(route.method.input_type, query), request)
         merge_json(_nest(params), request)
     except TranscodeError as e:
         raise GatewayError(400, e.message, param=e.param) from None

@@ -19,3 +19,10 @@ class GatewayConfig:
         "x-request-id",
         "traceparent",
     )
+    # Response metadata forwarded to the client as HTTP headers, by prefix.
+    response_header_prefixes: tuple[str, ...] = (
+        "x-ratelimit-",
+        "x-tokenwire-",
+        "retry-after",
+        "www-authenticate",
+    )

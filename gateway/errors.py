@@ -72,12 +72,17 @@ def error_body(message: str, type_: str, param: str | None, code: str | None) ->
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def from_rpc(failure: RpcFailure) -> GatewayError:
-    """Translate an RPC failure into the HTTP error the client sees."""
+def from_rpc(failure: RpcFailure, forwarded: dict[str, str] | None = None) -> GatewayError:
+    """Translate an RPC failure into the HTTP error the client sees.
+
+    `forwarded` holds the failure's response metadata already chosen as headers.
+    """
     info = _error_info(failure)
     meta = dict(info.metadata) if info else {}
     status = int(meta.get("http_status") or HTTP_STATUS.get(failure.code, 500))
-    headers = {"Retry-After": meta["retry_after"]} if "retry_after" in meta else {}
+    headers = dict(forwarded or {})
+    if "retry_after" in meta:
+        headers["Retry-After"] = meta["retry_after"]
     return GatewayError(
         status,
         failure.message or failure.code.name.lower(),

@@ -4,13 +4,16 @@
 calls the servicers' handlers directly when gateway and server share a process,
 skipping serialization and the HTTP/2 hop (~0.6 ms), as grpc-gateway's
 `Register…HandlerServer` does. Both report failures as one `RpcFailure`
-carrying the gRPC code and the `google.rpc.Status` details.
+carrying the gRPC code, the `google.rpc.Status` details and the trailing
+metadata, and both fill a `Reply` with the response metadata the server sent
+(rate-limit facts and the like, which become HTTP headers).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 import grpc
@@ -25,25 +28,52 @@ _DETAILS_KEY = "grpc-status-details-bin"
 Handler = Any  # grpc.RpcMethodHandler, whose behaviours are untyped callables
 
 
+def _text(metadata: Any) -> Metadata:
+    """The text entries of gRPC metadata (binary `-bin` entries are not headers)."""
+    return tuple((k, v) for k, v in metadata or () if isinstance(v, str))
+
+
+@dataclass
+class Reply:
+    """Response metadata of one call: initial, then trailing, as the server sent it."""
+
+    metadata: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, metadata: Any) -> None:
+        self.metadata.extend(_text(metadata))
+
+
 class RpcFailure(Exception):
     """An RPC that ended with a non-OK status."""
 
     def __init__(
-        self, code: grpc.StatusCode, message: str, status: status_pb2.Status | None = None
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        status: status_pb2.Status | None = None,
+        metadata: Metadata = (),
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.metadata = metadata  # the text part of the trailing metadata
 
 
 class Invoker(Protocol):
-    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
+    async def unary(
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
+    ) -> Message:
         """Call a unary RPC; raises `RpcFailure`."""
         ...
 
-    def stream(self, route: Route, request: Message, metadata: Metadata) -> AsyncIterator[Message]:
-        """Call a server-streaming RPC; closing the iterator cancels the call."""
+    def stream(
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
+    ) -> AsyncIterator[Message]:
+        """Call a server-streaming RPC; `reply` is filled before the first message.
+
+        Closing the iterator cancels the call.
+        """
         ...
 
 
@@ -52,6 +82,10 @@ def _details(trailing: Any) -> status_pb2.Status | None:
         if key == _DETAILS_KEY and isinstance(value, bytes):
             return status_pb2.Status.FromString(value)
     return None
+
+
+def _failure_from(code: grpc.StatusCode, message: str, trailing: Any) -> RpcFailure:
+    return RpcFailure(code, message, _details(trailing), _text(trailing))
 
 
 class ChannelInvoker:
@@ -72,21 +106,28 @@ class ChannelInvoker:
             )
         return cache[route.grpc_path]
 
-    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
-        call = self._callable(self._unary, route, self._channel.unary_unary)
+    async def unary(
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
+    ) -> Message:
+        call = self._callable(self._unary, route, self._channel.unary_unary)(
+            request, metadata=metadata
+        )
         try:
-            response: Message = await call(request, metadata=metadata)
+            response: Message = await call
         except grpc.aio.AioRpcError as e:
             raise _failure(e) from None
+        reply.add(await call.initial_metadata())
+        reply.add(await call.trailing_metadata())
         return response
 
     async def stream(
-        self, route: Route, request: Message, metadata: Metadata
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
     ) -> AsyncIterator[Message]:
         call = self._callable(self._stream, route, self._channel.unary_stream)(
             request, metadata=metadata
         )
         try:
+            reply.add(await call.initial_metadata())
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as e:
@@ -96,7 +137,7 @@ class ChannelInvoker:
 
 
 def _failure(e: grpc.aio.AioRpcError) -> RpcFailure:
-    return RpcFailure(e.code(), e.details() or "", _details(e.trailing_metadata()))
+    return _failure_from(e.code(), e.details() or "", e.trailing_metadata())
 
 
 class _CapturingServer:
@@ -116,11 +157,12 @@ class _CapturingServer:
 class LocalContext:
     """The part of `grpc.aio.ServicerContext` tokenwire's servicers use."""
 
-    def __init__(self, metadata: Metadata, peer: str) -> None:
+    def __init__(self, metadata: Metadata, peer: str, reply: Reply) -> None:
         self._metadata = metadata
         self._peer = peer
+        self._reply = reply
+        self._trailing: Metadata = ()
         self._start = time.monotonic()
-        self.trailing: Metadata = ()
 
     def invocation_metadata(self) -> Metadata:
         return self._metadata
@@ -128,8 +170,15 @@ class LocalContext:
     def peer(self) -> str:
         return self._peer
 
+    async def send_initial_metadata(self, metadata: Metadata) -> None:
+        self._reply.add(metadata)
+
     def set_trailing_metadata(self, metadata: Metadata) -> None:
-        self.trailing = tuple(metadata)
+        self._trailing = tuple(metadata)
+
+    def finish(self) -> None:
+        """The call returned: its trailing metadata becomes part of the reply."""
+        self._reply.add(self._trailing)
 
     def time_remaining(self) -> float | None:
         return None
@@ -140,10 +189,11 @@ class LocalContext:
     async def abort(
         self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
     ) -> NoReturn:
-        raise RpcFailure(code, details, _details(trailing_metadata))
+        raise _failure_from(code, details, (*self._trailing, *trailing_metadata))
 
     async def abort_with_status(self, status: grpc.Status) -> NoReturn:
-        raise RpcFailure(status.code, status.details, _details(status.trailing_metadata))
+        trailing = (*self._trailing, *status.trailing_metadata)
+        raise _failure_from(status.code, status.details, trailing)
 
 
 AddServicer = Callable[[Any, Any], None]
@@ -167,16 +217,20 @@ class LocalInvoker:
             raise RpcFailure(grpc.StatusCode.UNIMPLEMENTED, f"{route.grpc_path} is not served")
         return handler
 
-    async def unary(self, route: Route, request: Message, metadata: Metadata) -> Message:
+    async def unary(
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
+    ) -> Message:
         handler = self._handler(route)
-        response: Message = await handler.unary_unary(request, LocalContext(metadata, self._peer))
+        context = LocalContext(metadata, self._peer, reply)
+        response: Message = await handler.unary_unary(request, context)
+        context.finish()
         return response
 
     async def stream(
-        self, route: Route, request: Message, metadata: Metadata
+        self, route: Route, request: Message, metadata: Metadata, reply: Reply
     ) -> AsyncIterator[Message]:
         handler = self._handler(route)
-        messages = handler.unary_stream(request, LocalContext(metadata, self._peer))
+        messages = handler.unary_stream(request, LocalContext(metadata, self._peer, reply))
         try:
             async for message in messages:
                 yield message

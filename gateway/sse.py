@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from google.protobuf.message import Message
 
-from gateway.errors import GatewayError, from_rpc
+from gateway.errors import GatewayError
 from gateway.http import RawHeaders, Receive, Send
 from gateway.invoker import RpcFailure
 
@@ -41,13 +41,15 @@ class SseResponse:
         self,
         messages: AsyncIterator[Message],
         render: Callable[[Message], Any],
-        headers: RawHeaders,
+        headers: Callable[[], RawHeaders],
         keepalive: float,
+        translate: Callable[[RpcFailure], GatewayError],
     ) -> None:
         self._messages = messages
         self._render = render
-        self._headers = headers
+        self._headers = headers  # called at the status line: response metadata is in by then
         self._keepalive = keepalive
+        self._translate = translate
         self.started = False
 
     async def __call__(self, send: Send, receive: Receive) -> None:
@@ -73,7 +75,7 @@ class SseResponse:
                 await self._send(send, event(self._render(message)))
             await self._send(send, DONE)
         except RpcFailure as failure:
-            await self._fail(send, from_rpc(failure))
+            await self._fail(send, self._translate(failure))
         finally:
             await messages.aclose()  # type: ignore[attr-defined]
         await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -92,7 +94,7 @@ class SseResponse:
 
     async def _send(self, send: Send, data: bytes) -> None:
         if not self.started:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers})
+            await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
             self.started = True
         await send({"type": "http.response.body", "body": data, "more_body": True})
 

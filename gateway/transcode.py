@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, TypeVar
 
-import orjson
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
@@ -400,3 +399,49 @@ def _json_type(value: JSON) -> str:
     if isinstance(value, str):
         return "a string"
     return "an array" if isinstance(value, list) else "an object"
+
+
+# ---------------------------------------------------------------- query strings
+
+
+def query_json(desc: Descriptor, pairs: list[tuple[str, str]]) -> dict[str, JSON]:
+    """Query parameters (`a.b=1&c=x&c=y`) as the JSON object they stand for, typed by field."""
+    out: dict[str, JSON] = {}
+    for key, value in pairs:
+        *parents, leaf = key.split(".")
+        node, message = out, desc
+        for name in parents:
+            parent = _query_field(message, name, key)
+            node, message = node.setdefault(name, {}), message_type(parent.fd)
+        f = _query_field(message, leaf, key)
+        typed = _query_value(f, value, key)
+        if f.repeated:
+            node.setdefault(leaf, []).append(typed)
+        else:
+            node[leaf] = typed
+    return out
+
+
+def _query_field(desc: Descriptor, name: str, key: str) -> Field:
+    fields = plan(desc).by_key.get(name)
+    if not fields:
+        raise TranscodeError(f"Unrecognized query parameter: {key}", key)
+    return fields[0]
+
+
+def _query_value(f: Field, value: str, key: str) -> JSON:
+    kind = _scalar_kind(f.fd)
+    try:
+        if kind == "int":
+            return int(value)
+        if kind == "float":
+            return float(value)
+    except ValueError:
+        raise TranscodeError(
+            f"Invalid value for '{key}': '{value}' is not a number.", key
+        ) from None
+    if kind == "bool":
+        if value not in ("true", "false"):
+            raise TranscodeError(f"Invalid value for '{key}': use true or false.", key)
+        return value == "true"
+    return value

@@ -37,6 +37,7 @@ def generate(into: Path) -> None:
             *sources,
         ],
         check=True,
+        stdout=subprocess.DEVNULL,  # the mypy plugin lists every file it writes
     )
     for folder in (into / "tokenwire").rglob("*"):
         if folder.is_dir():

@@ -196,10 +196,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def CreateChatCompletion(
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
+        call = CallInfo.of(context)
         try:
-            return await self._pipeline.complete(request, CallInfo.of(context))
+            response = await self._pipeline.complete(request, call)
+            context.set_trailing_metadata(tuple(call.headers.items()))
+            return response
         except TokenwireError as e:
-            await abort(context, e)
+            await abort(context, e, call.headers)
         except Exception:
             log.exception("unexpected error in CreateChatCompletion")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")
@@ -208,11 +211,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def StreamChatCompletion(
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
+        call = CallInfo.of(context)
+        first = True
         try:
-            async for chunk in self._pipeline.stream(request.request, CallInfo.of(context)):
+            async for chunk in self._pipeline.stream(request.request, call):
+                if first and call.headers:
+                    await context.send_initial_metadata(tuple(call.headers.items()))
+                first = False
                 yield chat_pb2.StreamChatCompletionResponse(chunk=chunk)
         except TokenwireError as e:
-            await abort(context, e)
+            await abort(context, e, call.headers)
         except Exception:
             log.exception("unexpected error in StreamChatCompletion")
             await context.abort(grpc.StatusCode.INTERNAL, "internal error")

@@ -26,6 +26,9 @@ class CallInfo:
     request_id: str
     metadata: dict[str, str]
     peer: str = ""
+    # Response metadata for the client (rate-limit facts, memory ids…); the gateway
+    # turns it into HTTP headers. Stages fill it through `RequestContext.headers`.
+    headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, context: Any) -> CallInfo:
@@ -101,13 +104,17 @@ class RequestContext:
     request: chat_pb2.CreateChatCompletionRequest
     streamed: bool
     principal: Principal = field(default_factory=Principal)
-    headers: dict[str, str] = field(default_factory=dict)  # response metadata for the client
     attempts: list[Attempt] = field(default_factory=list)
     template: str | None = None
     template_version: int | None = None
     memory_ids: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response metadata for the client (the call's, shared with the servicer)."""
+        return self.call.headers
 
     @property
     def session_id(self) -> str | None:

@@ -37,5 +37,20 @@ def to_status(error: TokenwireError) -> grpc.Status:
     return result
 
 
-async def abort(context: AbortableContext, error: TokenwireError) -> NoReturn:
-    await context.abort_with_status(to_status(error))
+async def abort(
+    context: AbortableContext, error: TokenwireError, headers: dict[str, str] | None = None
+) -> NoReturn:
+    """End the call with `error`; `headers` travel as trailing metadata beside the details."""
+    status = to_status(error)
+    if headers:
+        status = _Status(status.code, status.details, (*status.trailing_metadata, *headers.items()))
+    await context.abort_with_status(status)
+
+
+class _Status(grpc.Status):
+    """grpc.Status is an abstract interface: this is its plain value."""
+
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple) -> None:  # type: ignore[type-arg]
+        self.code = code
+        self.details = details
+        self.trailing_metadata = trailing_metadata

@@ -12,6 +12,8 @@ import pytest
 from gateway.invoker import LocalInvoker
 from server import app
 from server.config import Config
+from server.errors import RateLimited
+from server.status import abort
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
 
 HEADERS = {
@@ -23,8 +25,14 @@ HEADERS = {
 }
 
 
+LIMIT_HEADERS = (("x-ratelimit-remaining-requests", "9"), ("x-internal-note", "hidden"))
+
+
 class Recorder(chat_pb2_grpc.ChatServiceServicer):
-    """A ChatService that answers with nothing and remembers each call's metadata."""
+    """A ChatService that remembers each call's metadata and answers with response metadata.
+
+    The user message `fail` makes it refuse the call as rate-limited.
+    """
 
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
@@ -33,7 +41,18 @@ class Recorder(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
         self.metadata.append(dict(context.invocation_metadata()))
+        if request.messages and request.messages[0].content_text == "fail":
+            error = RateLimited("slow down", retry_after=7)
+            await abort(context, error, {"x-ratelimit-remaining-requests": "0"})
+        context.set_trailing_metadata(LIMIT_HEADERS)
         return chat_pb2.CreateChatCompletionResponse(id="x", object="chat.completion")
+
+    async def StreamChatCompletion(
+        self, request: chat_pb2.StreamChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
+        await context.send_initial_metadata(LIMIT_HEADERS)
+        chunk = chat_pb2.ChatCompletionChunk(id="x", object="chat.completion.chunk")
+        yield chat_pb2.StreamChatCompletionResponse(chunk=chunk)
 
 
 @pytest.fixture(params=["in-process", "channel"])
@@ -80,3 +99,27 @@ async def test_unserved_rpc_is_501(gateway: tuple[int, Recorder]) -> None:
         response = await http.get(f"http://127.0.0.1:{port}/v1/models")
     assert response.status_code == 501
     assert response.json()["error"]["type"] == "api_error"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_response_metadata_becomes_headers(
+    gateway: tuple[int, Recorder], stream: bool
+) -> None:
+    port, _ = gateway
+    body = {"messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-remaining-requests"] == "9"
+    assert "x-internal-note" not in response.headers  # only the documented prefixes cross
+
+
+async def test_error_metadata_becomes_headers(gateway: tuple[int, Recorder]) -> None:
+    port, _ = gateway
+    body = {"messages": [{"role": "user", "content": "fail"}]}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "7"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.json()["error"]["code"] == "rate_limit_exceeded"

@@ -136,9 +136,12 @@ async def test_disconnect_frees_the_model(
         "max_tokens": 2000,
         "stream": True,
     }
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{local_service.http_port}") as http:
-        async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-            assert (await anext(response.aiter_lines())).startswith("data: {")
+    base = f"http://127.0.0.1:{local_service.http_port}"
+    async with (
+        httpx.AsyncClient(base_url=base) as http,
+        http.stream("POST", "/v1/chat/completions", json=body) as response,
+    ):
+        assert (await anext(response.aiter_lines())).startswith("data: {")
     # 2,000 tokens take ~40 s at ~50 tokens/s: a prompt answer shows the first one stopped.
     follow_up = client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=4)  # type: ignore[arg-type]
     completion = await asyncio.wait_for(follow_up, timeout=15)
