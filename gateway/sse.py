@@ -90,7 +90,10 @@ class SseResponse:
                     return step.result()
                 await self._send(send, KEEPALIVE)
         finally:
-            step.cancel()
+            if not step.done():  # the stream must be idle before anyone closes it
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await step
 
     async def _send(self, send: Send, data: bytes) -> None:
         if not self.started:

@@ -1,0 +1,72 @@
+"""Start-up and shutdown: SIGTERM drains in-flight streams within the grace period."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import grpc
+import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from server.providers.fake import FakeConfig, FakeProvider
+from tests.conftest import StartService
+
+BODY = {"model": "fake-echo", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
+
+
+async def test_stop_lets_an_in_flight_stream_finish(start_service: StartService) -> None:
+    gate = asyncio.Event()
+    service = await start_service([FakeProvider(FakeConfig(gate=gate))])
+    base = f"http://127.0.0.1:{service.http_port}"
+    async with (
+        httpx.AsyncClient(base_url=base) as http,
+        grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel,
+        http.stream("POST", "/v1/chat/completions", json=BODY) as response,
+    ):
+        lines = response.aiter_lines()
+        assert (await anext(lines)).startswith("data: {")
+        watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        assert (await anext(aiter(watch))).status == health_pb2.HealthCheckResponse.SERVING
+        stopping = asyncio.ensure_future(service.stop())
+        update = await asyncio.wait_for(anext(aiter(watch)), timeout=10)
+        assert update.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        gate.set()  # the provider goes on: the stream must still end cleanly
+        rest = [line async for line in lines if line.startswith("data:")]
+    assert rest[-1] == "data: [DONE]"
+    await asyncio.wait_for(stopping, timeout=10)
+
+
+async def test_cli_exits_cleanly_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        "--provider",
+        "fake",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--log-level",
+        "warning",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        line = (await asyncio.wait_for(process.stderr.readline(), timeout=30)).decode()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        assert port, line
+        async with httpx.AsyncClient() as http:
+            models = await http.get(f"http://127.0.0.1:{port.group(1)}/v1/models")
+        assert models.json()["data"][0]["id"] == "fake-echo"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
