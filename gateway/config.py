@@ -18,6 +18,7 @@ class GatewayConfig:
         "x-session-id",
         "x-request-id",
         "traceparent",
+        "x-tokenwire-memory",
     )
     # Response metadata forwarded to the client as HTTP headers, by prefix.
     response_header_prefixes: tuple[str, ...] = (

@@ -27,23 +27,19 @@ from grpc_reflection.v1alpha import reflection
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
-from server import upstreams
+from server import components, upstreams
 from server.breaker import BreakerConfig, Breakers
 from server.catalog import Catalog, Endpoint
-from server.chat import ChatPipeline, ChatServicer
 from server.config import Config
 from server.context import MemorySink, UsageSink
-from server.models import ModelServicer
 from server.providers.base import Provider
 from server.router import RetryPolicy, Router
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
+from server.storage.database import Database, open_database
+from server.storage.migrations import migrate
 
 log = logging.getLogger("tokenwire")
 
-SERVICES = (
-    chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
-    models_pb2.DESCRIPTOR.services_by_name["ModelService"],
-)
+SERVICES = components.SERVICES
 
 
 class _Uvicorn(uvicorn.Server):
@@ -68,6 +64,7 @@ class Service:
     grace: float
     router: Router | None = None
     usage: UsageSink | None = None
+    db: Database | None = None
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -79,6 +76,8 @@ class Service:
         await asyncio.gather(*stops, return_exceptions=True)
         for p in self.providers:
             await p.aclose()
+        if self.db is not None:
+            await self.db.close()  # last: in-flight calls finished writing their usage
 
     async def wait(self) -> None:
         await self.http_task
@@ -115,38 +114,28 @@ async def start(
     providers: Sequence[Provider] | None = None,
     endpoints: Sequence[Endpoint] | None = None,
     usage: UsageSink | None = None,
+    db: Database | None = None,
 ) -> Service:
-    """Start serving. Tests may pass embedded `providers`, whole `endpoints` and a `usage` sink."""
+    """Start serving.
+
+    Tests may pass embedded `providers`, whole `endpoints`, a `usage` sink and an open `db`
+    (which they keep: the service closes only a database it opened).
+    """
     embedded = list(providers) if providers is not None else await build_providers(config)
     remote = upstreams.build_providers(config.upstreams)
-    now = int(time.time())
     if endpoints is None:
+        now = int(time.time())
         endpoints = [e for p in embedded for e in upstreams.embedded_endpoints(p, now)]
         endpoints += upstreams.endpoints(config.upstreams, remote, now)
-    all_providers = list({id(e.provider): e.provider for e in endpoints}.values())
-    all_providers += [p for p in [*embedded, *remote.values()] if p not in all_providers]
+    owned = list({id(p): p for p in [*embedded, *remote.values()]}.values())
     router = build_router(config, endpoints)
-    usage = usage or MemorySink()
-    chat = ChatServicer(ChatPipeline(router, usage))
-    models = ModelServicer(router.catalog)
-    server = grpc.aio.server()
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(chat, server)
-    models_pb2_grpc.add_ModelServiceServicer_to_server(models, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [s.full_name for s in SERVICES] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
-    grpc_port = server.add_insecure_port(f"{config.host}:{config.grpc_port}")
-    await server.start()
-    for name in ("", *names[:2]):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    invoker = LocalInvoker(
-        [
-            (chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
-            (models_pb2_grpc.add_ModelServiceServicer_to_server, models),
-        ]
-    )
-    http, task, http_port = await serve_http(config, invoker)
+    owned_db = None if db is not None else await open_storage(config)
+    db = db if db is not None else owned_db
+    assert db is not None  # one of the two, by construction
+    await migrate(db, components.MIGRATIONS)
+    parts = components.build(config, db, router, usage or MemorySink())
+    server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted)
+    http, task, http_port = await serve_http(config, LocalInvoker(parts.mounted))
     return Service(
         grpc_port,
         http_port,
@@ -154,11 +143,38 @@ async def start(
         health_servicer,
         http,
         task,
-        all_providers,
+        owned,
         config.grace,
         router,
-        usage,
+        parts.usage,
+        owned_db,
     )
+
+
+async def open_storage(config: Config) -> Database:
+    """The configured database: SQLite under `data_dir` unless `database_url` says otherwise."""
+    url = config.database_url or f"sqlite://{Path(config.data_dir).expanduser() / 'tokenwire.db'}"
+    return await open_database(url)
+
+
+async def serve_grpc(
+    config: Config, mounted: Sequence[components.Mounted]
+) -> tuple[grpc.aio.Server, Any, int]:
+    """The gRPC server with every service, health and reflection; returns it and its port."""
+    server = grpc.aio.server()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    for m in mounted:
+        m.add(m.servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [s.full_name for s in SERVICES]
+    reflection.enable_server_reflection(
+        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
+    port = server.add_insecure_port(f"{config.host}:{config.grpc_port}")
+    await server.start()
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, health_servicer, port
 
 
 async def start_gateway(config: Config) -> Service:

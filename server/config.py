@@ -50,6 +50,15 @@ class Config:
     # Consecutive failures that open a provider's circuit, and seconds until it is probed.
     breaker_failures: int = 5
     breaker_cooldown: float = 30.0
+    # Where the embedded SQLite database (keys, usage, templates, memories) lives.
+    data_dir: str = "~/.local/share/tokenwire"
+    # A postgresql:// (or sqlite://) URL for shared state; unset means SQLite in data_dir.
+    database_url: str | None = None
+    # Tokens (~4 characters each) recalled memories may add to a prompt; 0 turns recall off.
+    memory_budget_tokens: int = 512
+    # Best-matching memories considered, and latest user messages forming the query.
+    memory_candidates: int = 8
+    memory_recent_messages: int = 2
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
 

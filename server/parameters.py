@@ -31,9 +31,9 @@ HANDLED = frozenset(
     }
 )
 
-HANDLED = HANDLED | {"models", "provider", "transforms", "route"}
+HANDLED = HANDLED | {"models", "provider", "transforms", "route", "template", "variables"}
 
-NOT_IMPLEMENTED = frozenset({"template", "variables", "plugins", "session_id", "trace"})
+NOT_IMPLEMENTED = frozenset({"plugins", "session_id", "trace"})
 
 # The `provider` preferences tokenwire applies so far; the rest are refused.
 PROVIDER_FIELDS_HANDLED = frozenset(

@@ -25,7 +25,8 @@ async def start_service() -> AsyncIterator[StartService]:
     started: list[app.Service] = []
 
     async def start(providers: Sequence[Provider], **settings: object) -> app.Service:
-        settings = {"retries": 0, **settings}  # retry tests opt in
+        # retry tests opt in; the database lives as long as the test
+        settings = {"retries": 0, "database_url": "sqlite://:memory:", **settings}
         config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=2.0, **settings)  # type: ignore[arg-type]
         service = await app.start(config, providers)
         started.append(service)

@@ -17,8 +17,8 @@ IDS = "x-tokenwire-memory-ids"
 
 
 @pytest.fixture
-async def stack(database: Database, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Stack]:
-    stack = await start_stack(database, monkeypatch)
+async def stack(database: Database) -> AsyncIterator[Stack]:
+    stack = await start_stack(database)
     yield stack
     await stack.stop()
 

@@ -15,39 +15,24 @@ from typing import Any
 
 import grpc
 import openai
-import pytest
 
-from gateway.invoker import LocalInvoker
-from server import app, parameters, upstreams
-from server.chat import ChatPipeline, ChatServicer
+from server import app
 from server.config import Config
 from server.context import (
     Authenticator,
     CallInfo,
     MemorySink,
-    OpenAuthenticator,
     Principal,
     RequestContext,
-    Stage,
     UsageRecord,
 )
-from server.memory.service import DESCRIPTOR as MEMORY_SERVICE
-from server.memory.service import MemoryServicer
-from server.memory.stage import MemoryStage, RecallConfig
 from server.memory.store import MIGRATIONS as MEMORY_MIGRATIONS
 from server.memory.store import MemoryStore
-from server.models import ModelServicer
 from server.providers.fake import FakeConfig, FakeProvider
 from server.storage.database import Database
-from server.storage.migrations import migrate
-from server.templates.service import DESCRIPTOR as TEMPLATE_SERVICE
-from server.templates.service import TemplateServicer
-from server.templates.stage import TemplateStage
 from server.templates.store import MIGRATIONS as TEMPLATE_MIGRATIONS
 from server.templates.store import TemplateStore
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, models_pb2_grpc
-from tokenwire.memory.v1 import memory_pb2_grpc
-from tokenwire.templates.v1 import templates_pb2_grpc
+from tokenwire.chat.v1 import chat_pb2, message_pb2
 
 MIGRATIONS = (*TEMPLATE_MIGRATIONS, *MEMORY_MIGRATIONS)
 
@@ -149,43 +134,13 @@ class Stack:
         return [(m.role, m.text()) for m in self.fake.config.seen[-1].messages]
 
 
-async def start_stack(
-    database: Database, monkeypatch: pytest.MonkeyPatch, recall: RecallConfig | None = None
-) -> Stack:
-    # Until the lead wires the template stage, `template`/`variables` are refused up front.
-    open_now = parameters.NOT_IMPLEMENTED - {"template", "variables"}
-    monkeypatch.setattr(parameters, "NOT_IMPLEMENTED", open_now)
-    monkeypatch.setattr(app, "SERVICES", (*app.SERVICES, TEMPLATE_SERVICE, MEMORY_SERVICE))
-    await migrate(database, MIGRATIONS)
-    config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=1.0, retries=0)
-    fake = FakeProvider(FakeConfig())
-    router = app.build_router(config, upstreams.embedded_endpoints(fake, int(time.time())))
-    templates, memories, usage = TemplateStore(database), MemoryStore(database), MemorySink()
-    auth = OpenAuthenticator()
-    stages: list[Stage] = [
-        PrincipalStage(auth),
-        TemplateStage(templates),
-        MemoryStage(memories, recall),
-    ]
-    invoker = LocalInvoker(
-        [
-            (
-                chat_pb2_grpc.add_ChatServiceServicer_to_server,
-                ChatServicer(ChatPipeline(router, usage, stages)),
-            ),
-            (models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(router.catalog)),
-            (
-                templates_pb2_grpc.add_TemplateServiceServicer_to_server,
-                TemplateServicer(templates, auth),
-            ),
-            (memory_pb2_grpc.add_MemoryServiceServicer_to_server, MemoryServicer(memories, auth)),
-        ]
-    )
-    http, task, port = await app.serve_http(config, invoker)
-
-    async def stop() -> None:
-        http.should_exit = True
-        await task
-        await fake.aclose()
-
-    return Stack(port, fake, usage, templates, memories, stop)
+async def start_stack(database: Database, recall_budget: int | None = None) -> Stack:
+    """tokenwire as `server.app.start` wires it, on `database`, with a fake provider."""
+    settings: dict[str, Any] = {}
+    if recall_budget is not None:
+        settings["memory_budget_tokens"] = recall_budget
+    config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=1.0, retries=0, **settings)
+    fake, usage = FakeProvider(FakeConfig()), MemorySink()
+    service = await app.start(config, [fake], usage=usage, db=database)
+    templates, memories = TemplateStore(database), MemoryStore(database)
+    return Stack(service.http_port, fake, usage, templates, memories, service.stop)
