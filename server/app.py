@@ -195,6 +195,9 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
     )
     app = Gateway(SERVICES, invoker, gateway_config)
     sock = socket.create_server((config.host, config.http_port), reuse_port=False)
+    # asyncio sets TCP_NODELAY only on sockets it made itself; without it the response body
+    # waits ~40 ms for the delayed ACK of its head. Accepted connections inherit the option.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     http = _Uvicorn(
         uvicorn.Config(
             app,
