@@ -14,7 +14,7 @@ import logging
 import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from server import components, upstreams
 from server.breaker import BreakerConfig, Breakers
 from server.catalog import Catalog, Endpoint
 from server.config import Config
-from server.context import MemorySink, UsageSink
+from server.context import UsageSink
 from server.providers.base import Provider
 from server.router import RetryPolicy, Router
 from server.storage.database import Database, open_database
@@ -64,7 +64,7 @@ class Service:
     grace: float
     router: Router | None = None
     usage: UsageSink | None = None
-    db: Database | None = None
+    closers: Sequence[Callable[[], Awaitable[None]]] = ()
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -76,8 +76,8 @@ class Service:
         await asyncio.gather(*stops, return_exceptions=True)
         for p in self.providers:
             await p.aclose()
-        if self.db is not None:
-            await self.db.close()  # last: in-flight calls finished writing their usage
+        for close in self.closers:
+            await close()  # the database last: in-flight calls have written their usage
 
     async def wait(self) -> None:
         await self.http_task
@@ -133,7 +133,8 @@ async def start(
     db = db if db is not None else owned_db
     assert db is not None  # one of the two, by construction
     await migrate(db, components.MIGRATIONS)
-    parts = components.build(config, db, router, usage or MemorySink())
+    parts = components.build(config, db, router, usage)
+    await components.check_can_start(config, parts.keys)
     server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted)
     http, task, http_port = await serve_http(config, LocalInvoker(parts.mounted))
     return Service(
@@ -147,7 +148,7 @@ async def start(
         config.grace,
         router,
         parts.usage,
-        owned_db,
+        [parts.limiter.aclose, *([owned_db.close] if owned_db else [])],
     )
 
 

@@ -1,4 +1,10 @@
-"""The `tokenwire` command: `serve` (server and gateway) and `gateway` (gateway only)."""
+"""The `tokenwire` command.
+
+serve     the gRPC server and the REST gateway
+gateway   only the REST gateway, against a remote gRPC server
+keys      create, list, revoke and rotate API keys
+usage     usage totals as a terminal table, or CSV
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from collections.abc import Awaitable, Callable
 
 from server import app
 from server.config import Config, load
+from server.keys import cli as keys_cli
+from server.usage import cli as usage_cli
 
 EPILOG = """\
 Every option can also come from the environment as TOKENWIRE_<OPTION> (for example
@@ -48,11 +56,34 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(gw)
     gw.add_argument("--grpc-target", help="gRPC server, host:port or dns:///name:port")
+    serve.add_argument("--admin-token", help="token for the admin API (16+ characters)")
+    serve.add_argument(
+        "--allow-open",
+        action="store_const",
+        const=True,
+        help="serve a non-loopback address without API keys",
+    )
+    serve.add_argument("--redis-url", help="Redis for rate limits shared across replicas")
+    for name, module, text in (
+        ("keys", keys_cli, "manage API keys"),
+        ("usage", usage_cli, "usage totals as a table, or CSV"),
+    ):
+        command = sub.add_parser(
+            name, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+        _storage(command)
+        module.configure(command)
     return p
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file")
+    p.add_argument("--database-url", help="postgresql://… or sqlite:///…")
+    p.add_argument("--data-dir", help="directory of the embedded SQLite database")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    _storage(p)
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
     p.add_argument("--keepalive-interval", type=float, help="SSE keepalive seconds (default 15)")
@@ -74,8 +105,23 @@ async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service
     await service.stop()
 
 
+async def _offline(args: argparse.Namespace) -> int:
+    """`keys` and `usage`: straight against the database, no server needed."""
+    config = load({k: getattr(args, k) for k in ("config", "database_url", "data_dir")})
+    db = await app.open_storage(config)
+    try:
+        if args.command == "keys":
+            return await keys_cli.run(args, db)
+        return await usage_cli.run(args, db)
+    finally:
+        await db.close()
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = vars(parser().parse_args(argv))
+    namespace = parser().parse_args(argv)
+    if namespace.command in ("keys", "usage"):
+        raise SystemExit(asyncio.run(_offline(namespace)))
+    args = vars(namespace)
     command = args.pop("command")
     config = load(args)
     logging.basicConfig(

@@ -1,6 +1,10 @@
 """Every service and pipeline stage tokenwire serves, built from the config in one place.
 
-auth ▶ template ▶ memory   (stages, in this order, before routing)
+    auth ▶ tags ▶ limits ▶ budget ▶ template ▶ memory   (stages, in this order, before routing)
+
+Authentication: with API keys in the store every caller needs one; with none,
+a service bound to loopback (or told `allow_open`) runs open for local use,
+the `organization_id` header picking the tenancy.
 """
 
 from __future__ import annotations
@@ -11,8 +15,17 @@ from typing import Any, NamedTuple
 
 from server.chat import ChatPipeline, ChatServicer
 from server.config import Config
-from server.context import OpenAuthenticator, Stage, UsageSink
+from server.context import CallInfo, OpenAuthenticator, Principal, Stage, UsageSink
+from server.keys import admin as admin_service
+from server.keys import migrations as key_migrations
+from server.keys.auth import AdminCredential, KeyAuthenticator
+from server.keys.ledger import KeyLedger
+from server.keys.quotas import KeyQuotas
 from server.keys.stage import AuthStage
+from server.keys.store import KeyStore
+from server.limits.base import Limiter, Rate
+from server.limits.build import build_limiter
+from server.limits.stage import LimitsConfig, LimitStage
 from server.memory import service as memory_service
 from server.memory import store as memory_store
 from server.memory.stage import MemoryStage, RecallConfig
@@ -22,18 +35,34 @@ from server.storage.database import Database
 from server.templates import service as template_service
 from server.templates import store as template_store
 from server.templates.stage import TemplateStage
+from server.usage import migrations as usage_migrations
+from server.usage import service as usage_service
+from server.usage.budget import BudgetStage
+from server.usage.store import UsageStore
+from server.usage.tags import TagStage
+from tokenwire.admin.v1 import admin_pb2_grpc
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from tokenwire.memory.v1 import memory_pb2_grpc
 from tokenwire.templates.v1 import templates_pb2_grpc
+from tokenwire.usage.v1 import usage_pb2_grpc
 
 SERVICES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
     models_pb2.DESCRIPTOR.services_by_name["ModelService"],
     template_service.DESCRIPTOR,
     memory_service.DESCRIPTOR,
+    admin_service.DESCRIPTOR,
+    usage_service.DESCRIPTOR,
 )
 
-MIGRATIONS = (*template_store.MIGRATIONS, *memory_store.MIGRATIONS)
+MIGRATIONS = (
+    *key_migrations.MIGRATIONS,
+    *usage_migrations.MIGRATIONS,
+    *template_store.MIGRATIONS,
+    *memory_store.MIGRATIONS,
+)
+
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Mounted(NamedTuple):
@@ -48,23 +77,54 @@ class Parts:
     mounted: tuple[Mounted, ...]
     stages: tuple[Stage, ...]
     usage: UsageSink
+    limiter: Limiter
+    keys: KeyStore
 
 
-def build(config: Config, db: Database, router: Router, usage: UsageSink) -> Parts:
-    authenticator = OpenAuthenticator()
-    templates = template_store.TemplateStore(db)
-    memories = memory_store.MemoryStore(db)
-    recall = RecallConfig(
-        budget_tokens=config.memory_budget_tokens,
-        candidates=config.memory_candidates,
-        recent_messages=config.memory_recent_messages,
+class KeysOrOpen:
+    """API keys once any exist; until then open, where running open is allowed."""
+
+    def __init__(self, keys: KeyStore, open_allowed: bool) -> None:
+        self._keys = KeyAuthenticator(keys)
+        self._open = OpenAuthenticator()
+        self._store = keys
+        self._open_allowed = open_allowed
+
+    async def authenticate(self, call: CallInfo) -> Principal:
+        if self._open_allowed and not await self._store.has_keys():
+            return await self._open.authenticate(call)
+        return await self._keys.authenticate(call)
+
+
+async def check_can_start(config: Config, keys: KeyStore) -> None:
+    """Refuse to serve a non-loopback address without keys unless told to run open."""
+    if config.host in LOOPBACK or config.allow_open or await keys.has_keys():
+        return
+    raise SystemExit(
+        f"tokenwire: refusing to serve {config.host} without API keys. Create one with "
+        "`tokenwire keys create`, or pass --allow-open to run without authentication."
     )
+
+
+def build(config: Config, db: Database, router: Router, sink: UsageSink | None = None) -> Parts:
+    """Everything served; usage records go to `sink` (tests) or the database."""
+    keys = KeyStore(db)
+    open_allowed = config.host in LOOPBACK or config.allow_open
+    authenticator = KeysOrOpen(keys, open_allowed)
+    admin = AdminCredential(config.admin_token)
+    usage = UsageStore(db)
+    sink = sink or usage
+    limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
+    templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)
     stages: tuple[Stage, ...] = (
         AuthStage(authenticator),
+        TagStage(),
+        LimitStage(limiter, KeyQuotas(db), _limits(config)),
+        BudgetStage(KeyLedger(db)),
         TemplateStage(templates),
-        MemoryStage(memories, recall),
+        MemoryStage(memories, _recall(config)),
     )
-    chat = ChatServicer(ChatPipeline(router, usage, stages))
+    chat = ChatServicer(ChatPipeline(router, sink, stages))
     mounted = (
         Mounted(chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
         Mounted(models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(router.catalog)),
@@ -76,5 +136,28 @@ def build(config: Config, db: Database, router: Router, usage: UsageSink) -> Par
             memory_pb2_grpc.add_MemoryServiceServicer_to_server,
             memory_service.MemoryServicer(memories, authenticator),
         ),
+        Mounted(
+            admin_pb2_grpc.add_AdminServiceServicer_to_server,
+            admin_service.AdminServicer(keys, admin),
+        ),
+        Mounted(
+            usage_pb2_grpc.add_UsageServiceServicer_to_server,
+            usage_service.UsageServicer(usage, admin, authenticator, keys.organizations),
+        ),
     )
-    return Parts(mounted, stages, usage)
+    return Parts(mounted, stages, sink, limiter, keys)
+
+
+def _limits(config: Config) -> LimitsConfig:
+    """Keyless callers are limited per IP when the service is open beyond loopback."""
+    public = config.host not in LOOPBACK and config.anonymous_ip_requests > 0
+    anonymous = Rate(requests=config.anonymous_ip_requests, window=config.anonymous_ip_window)
+    return LimitsConfig(anonymous_ip=anonymous if public else None)
+
+
+def _recall(config: Config) -> RecallConfig:
+    return RecallConfig(
+        budget_tokens=config.memory_budget_tokens,
+        candidates=config.memory_candidates,
+        recent_messages=config.memory_recent_messages,
+    )

@@ -59,6 +59,17 @@ class Config:
     # Best-matching memories considered, and latest user messages forming the query.
     memory_candidates: int = 8
     memory_recent_messages: int = 2
+    # A token for the admin API (`Authorization: Bearer …`, 16+ characters); unset disables it.
+    admin_token: str | None = None
+    # Serve a non-loopback address without API keys (otherwise start-up refuses).
+    allow_open: bool = False
+    # Redis for rate limits shared across replicas; unset means an in-process limiter.
+    redis_url: str | None = None
+    # When Redis is unreachable: let requests through (true) or answer 503 (false).
+    limits_fail_open: bool = True
+    # Requests per window from one IP without an API key, when open beyond loopback.
+    anonymous_ip_requests: int = 60
+    anonymous_ip_window: int = 3600
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
 
@@ -101,7 +112,13 @@ def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
     return replace(config, **changes)
 
 
-_PARSERS: dict[str, type] = {"int": int, "float": float}
+def _bool(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(value)
+    return value.lower() in ("true", "1", "yes")
+
+
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "bool": _bool}
 
 
 def _coerce(annotation: str, value: Any, key: str, source: str) -> Any:

@@ -33,8 +33,15 @@ class CallInfo:
     @classmethod
     def of(cls, context: Any) -> CallInfo:
         metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        peer = metadata.get("x-forwarded-for") or _peer_host(context.peer())
+        peer = _peer_host(context.peer())
+        if peer in TRUSTED_PROXIES:  # a gateway's word for its client; anyone else's is ignored
+            peer = metadata.get("x-forwarded-for") or peer
         return cls(metadata.get("x-request-id") or f"req_{uuid.uuid4().hex}", metadata, peer)
+
+
+# Peers whose `x-forwarded-for` names the real client: the in-process gateway and
+# gateways on this machine.
+TRUSTED_PROXIES = frozenset({"local", "127.0.0.1", "::1"})
 
 
 def _peer_host(peer: str) -> str:

@@ -31,9 +31,11 @@ HANDLED = frozenset(
     }
 )
 
-HANDLED = HANDLED | {"models", "provider", "transforms", "route", "template", "variables"}
+HANDLED = HANDLED | {
+    "models", "provider", "transforms", "route", "template", "variables", "session_id"
+}
 
-NOT_IMPLEMENTED = frozenset({"plugins", "session_id", "trace"})
+NOT_IMPLEMENTED = frozenset({"plugins", "trace"})
 
 # The `provider` preferences tokenwire applies so far; the rest are refused.
 PROVIDER_FIELDS_HANDLED = frozenset(

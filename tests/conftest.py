@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from server import app
+from server.catalog import Endpoint
 from server.config import Config
 from server.providers.base import Provider
 from server.providers.fake import FakeConfig, FakeProvider
@@ -24,11 +25,15 @@ async def start_service() -> AsyncIterator[StartService]:
     """Start tokenwire with the given providers; everything started is stopped after the test."""
     started: list[app.Service] = []
 
-    async def start(providers: Sequence[Provider], **settings: object) -> app.Service:
+    async def start(
+        providers: Sequence[Provider],
+        endpoints: Sequence[Endpoint] | None = None,
+        **settings: object,
+    ) -> app.Service:
         # retry tests opt in; the database lives as long as the test
         settings = {"retries": 0, "database_url": "sqlite://:memory:", **settings}
         config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=2.0, **settings)  # type: ignore[arg-type]
-        service = await app.start(config, providers)
+        service = await app.start(config, providers, endpoints)
         started.append(service)
         return service
 

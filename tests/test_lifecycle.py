@@ -6,7 +6,11 @@ import asyncio
 import os
 import re
 import signal
+import sqlite3
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import grpc
 import httpx
@@ -40,7 +44,34 @@ async def test_stop_lets_an_in_flight_stream_finish(start_service: StartService)
     await asyncio.wait_for(stopping, timeout=10)
 
 
-async def test_cli_exits_cleanly_on_sigterm() -> None:
+async def test_sigterm_keeps_every_finished_requests_usage(tmp_path: Path) -> None:
+    """Usage is written as each request finishes: a stop loses none of the finished ones.
+
+    (Only requests still in flight when the grace period runs out may be missing.)
+    """
+    db = tmp_path / "tokenwire.db"
+    body = {**BODY, "stream": False}
+    async with _serving(f"sqlite://{db}") as port, httpx.AsyncClient() as http:
+        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+        statuses = [(await http.post(url, json=body)).status_code for _ in range(5)]
+    assert statuses == [200] * 5
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM usage_records").fetchone()
+    assert count == 5
+
+
+async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with (
+        _serving(f"sqlite://{tmp_path / 'tokenwire.db'}") as port,
+        httpx.AsyncClient() as http,
+    ):
+        models = await http.get(f"http://127.0.0.1:{port}/v1/models")
+    assert models.json()["data"][0]["id"] == "fake-echo"
+
+
+@asynccontextmanager
+async def _serving(database_url: str) -> AsyncIterator[int]:
+    """`tokenwire serve` with the fake provider as a child process; SIGTERM must end it with 0."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -54,6 +85,8 @@ async def test_cli_exits_cleanly_on_sigterm() -> None:
         "0",
         "--log-level",
         "warning",
+        "--database-url",
+        database_url,
         stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -61,9 +94,7 @@ async def test_cli_exits_cleanly_on_sigterm() -> None:
         line = (await asyncio.wait_for(process.stderr.readline(), timeout=30)).decode()
         port = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
         assert port, line
-        async with httpx.AsyncClient() as http:
-            models = await http.get(f"http://127.0.0.1:{port.group(1)}/v1/models")
-        assert models.json()["data"][0]["id"] == "fake-echo"
+        yield int(port.group(1))
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=15) == 0
     finally:

@@ -24,7 +24,14 @@ MODEL = "gemma-3-270m"
 
 @pytest.fixture(scope="module")
 async def local_service() -> AsyncIterator[app.Service]:
-    config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=2.0, n_ctx=2048)
+    config = Config(
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        grace=2.0,
+        n_ctx=2048,
+        database_url="sqlite://:memory:",
+    )
     service = await app.start(config)
     yield service
     await service.stop()
@@ -155,3 +162,39 @@ async def test_concurrent_requests_queue(client: openai.AsyncOpenAI) -> None:
     ]
     results = await asyncio.gather(*calls)
     assert all(r.usage is not None and r.usage.completion_tokens > 0 for r in results)
+
+
+async def test_template_and_memory_reach_the_local_model(local_service: app.Service) -> None:
+    base = f"http://127.0.0.1:{local_service.http_port}"
+    org = {"organization_id": "acme"}
+    template = {
+        "name": "greeter",
+        "messages": [{"role": "system", "content": "Greet {{name}} in one short line."}],
+        "variables": [{"name": "name"}],
+        "model": MODEL,
+    }
+    async with httpx.AsyncClient(base_url=base, headers=org) as http:
+        assert (await http.post("/v1/templates", json=template)).status_code == 200
+        memory = await http.post("/v1/memories", json={"content": "Deploys happen on Thursday."})
+    memory_id = memory.json()["id"]
+    question = messages("Which day do deploys happen?")
+    async with openai.AsyncOpenAI(
+        base_url=f"{base}/v1", api_key="x", max_retries=0, default_headers=org
+    ) as client:
+        plain = await client.chat.completions.create(
+            model=MODEL,
+            messages=question,
+            max_tokens=4,
+            metadata={"memory": "off"},  # type: ignore[arg-type]
+        )
+        raw = await client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=question,
+            max_tokens=4,  # type: ignore[arg-type]
+            extra_body={"template": "greeter", "variables": {"name": "Ada"}},
+        )
+    assert raw.headers["x-tokenwire-memory-ids"] == memory_id
+    augmented = raw.parse()
+    assert plain.usage is not None and augmented.usage is not None
+    # The template's system message and the recalled memory are in the prompt the model read.
+    assert augmented.usage.prompt_tokens > plain.usage.prompt_tokens + 10

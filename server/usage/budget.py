@@ -1,0 +1,64 @@
+"""`BudgetStage`: a key whose budget is spent gets 402; each request's cost is charged after.
+
+The check and the charge are not one transaction: requests already running
+when the budget runs out still finish and are charged, so spend can pass the
+budget by what those cost. The ledger's charge is one atomic `UPDATE`, so no
+charge from any replica is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from server.context import RequestContext, UsageRecord
+from server.errors import PaymentRequired
+
+log = logging.getLogger("tokenwire.usage")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    limit_usd: float | None  # None: no budget
+    spent_usd: float
+
+    @property
+    def remaining_usd(self) -> float | None:
+        return None if self.limit_usd is None else max(0.0, self.limit_usd - self.spent_usd)
+
+
+class Ledger(Protocol):
+    async def budget(self, key_id: str) -> Budget | None:
+        """The key's budget and spend; None for an unknown key."""
+        ...
+
+    async def charge(self, key_id: str, usd: float) -> None:
+        """Add `usd` to the key's spend."""
+        ...
+
+
+class BudgetStage:
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    async def before(self, ctx: RequestContext) -> None:
+        key_id = ctx.principal.key_id
+        budget = await self._ledger.budget(key_id) if key_id else None
+        if budget is None or budget.limit_usd is None:
+            return
+        remaining = budget.remaining_usd or 0.0
+        ctx.headers["x-tokenwire-budget-remaining-usd"] = f"{remaining:.6f}"
+        if budget.spent_usd >= budget.limit_usd:
+            raise PaymentRequired(
+                f"This API key has spent its budget of ${budget.limit_usd:.2f}.",
+                code="budget_exceeded",
+            )
+
+    async def after(self, ctx: RequestContext, record: UsageRecord) -> None:
+        if record.key_id is None or record.cost_usd <= 0:
+            return
+        try:
+            await self._ledger.charge(record.key_id, record.cost_usd)
+        except Exception:
+            log.exception("could not charge %s for %s", record.key_id, record.request_id)

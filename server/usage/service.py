@@ -1,0 +1,106 @@
+"""The usage service: aggregates and CSV export, each caller confined to what it may see.
+
+admin credential      every organization; an unknown `organization_id` is 404
+API key               its own organization only; naming another one is 403
+                      (whether or not it exists: nothing leaks across tenants)
+anything else         401 (with `WWW-Authenticate`)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+from server.context import Authenticator, CallInfo
+from server.errors import InvalidRequest, PermissionDenied, Unauthenticated
+from server.keys.auth import AdminCredential
+from server.keys.rpc import run
+from server.usage.csv_export import to_csv
+from server.usage.messages import bucket_message, dimensions_from, filter_from
+from server.usage.query import UsageFilter
+from server.usage.store import UsageStore
+from tokenwire.usage.v1 import usage_pb2, usage_pb2_grpc
+
+DESCRIPTOR = usage_pb2.DESCRIPTOR.services_by_name["UsageService"]
+DEFAULT_EXPORT = 10_000
+MAX_EXPORT = 100_000
+CHALLENGE = 'Bearer realm="tokenwire"'
+
+
+class Organizations(Protocol):
+    async def get(self, org_id: str) -> Any:
+        """The organization; raises `NotFound` for an unknown one."""
+        ...
+
+
+class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
+    def __init__(
+        self,
+        store: UsageStore,
+        admin: AdminCredential,
+        authenticator: Authenticator,
+        organizations: Organizations | None = None,
+    ) -> None:
+        self._store = store
+        self._admin = admin
+        self._authenticator = authenticator
+        self._organizations = organizations
+
+    async def GetUsage(
+        self, request: usage_pb2.GetUsageRequest, context: Any
+    ) -> usage_pb2.GetUsageResponse:
+        async def work(call: CallInfo) -> usage_pb2.GetUsageResponse:
+            usage_filter = await self._scoped(call, filter_from(request))
+            buckets = await self._store.aggregate(usage_filter, dimensions_from(request.group_by))
+            total = await self._store.total(usage_filter)
+            return usage_pb2.GetUsageResponse(
+                object="list",
+                data=[bucket_message(b) for b in buckets],
+                total=bucket_message(total),
+            )
+
+        return await run(context, work)
+
+    async def ExportUsage(
+        self, request: usage_pb2.ExportUsageRequest, context: Any
+    ) -> usage_pb2.ExportUsageResponse:
+        async def work(call: CallInfo) -> usage_pb2.ExportUsageResponse:
+            usage_filter = await self._scoped(call, filter_from(request))
+            limit = _limit(request)
+            records = await self._store.records(usage_filter, limit + 1)
+            return usage_pb2.ExportUsageResponse(
+                csv=to_csv(records[:limit]),
+                records=min(len(records), limit),
+                truncated=len(records) > limit,
+            )
+
+        return await run(context, work)
+
+    async def _scoped(self, call: CallInfo, usage_filter: UsageFilter) -> UsageFilter:
+        """The filter narrowed to what the caller may see."""
+        asked = usage_filter.organization_id
+        if self._admin.matches(call):
+            if asked is not None and self._organizations is not None:
+                await self._organizations.get(asked)
+            return usage_filter
+        try:
+            principal = await self._authenticator.authenticate(call)
+        except Unauthenticated:
+            call.headers["www-authenticate"] = CHALLENGE
+            raise
+        own = principal.organization_id
+        if own is None:
+            raise PermissionDenied("Name your organization in the 'organization_id' header.")
+        if asked is not None and asked != own:
+            raise PermissionDenied(
+                "An API key may read only its own organization's usage.", param="organization_id"
+            )
+        return replace(usage_filter, organization_id=own)
+
+
+def _limit(request: usage_pb2.ExportUsageRequest) -> int:
+    if not request.HasField("limit"):
+        return DEFAULT_EXPORT
+    if not 1 <= request.limit <= MAX_EXPORT:
+        raise InvalidRequest(f"'limit' must be in [1, {MAX_EXPORT}].", param="limit")
+    return request.limit

@@ -1,0 +1,124 @@
+"""`UsageStore`: every `UsageRecord` kept on a `Database`, and the questions asked of them.
+
+Each record is written as it finishes, one `INSERT`, so nothing waits in
+memory to be lost when the process stops: only requests still in flight at
+that moment have no record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from server.context import Attempt, UsageRecord
+from server.storage.database import Database, Row
+from server.usage.query import Dimension, UsageFilter, aggregate_sql
+from server.usage.tags import MAX_SESSION_ID, MAX_USER
+
+FIELDS = (
+    "request_id", "created", "key_id", "organization_id", "session_id", "user",
+    "model_requested", "model", "provider", "attempts", "prompt_tokens", "completion_tokens",
+    "cached_tokens", "estimated", "cost_usd", "latency_ms", "ttft_ms", "status", "http_status",
+    "streamed", "cancelled", "template", "template_version", "memory_ids",
+)  # fmt: skip
+_COLUMNS = ", ".join("end_user" if f == "user" else f for f in FIELDS)
+_SELECT = f"SELECT {_COLUMNS} FROM usage_records"
+_BOOLS = ("estimated", "streamed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """Aggregated usage of one combination of dimension values."""
+
+    dimensions: dict[Dimension, Any]
+    requests: int
+    errors: int
+    cancelled: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: float
+    mean_latency_ms: float
+    mean_ttft_ms: float | None
+
+
+class UsageStore:
+    """A `UsageSink` on a `Database`."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record(self, record: UsageRecord) -> None:
+        marks = ", ".join("?" for _ in FIELDS)
+        await self._db.execute(
+            f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})", *_row(record)
+        )
+
+    async def aclose(self) -> None:
+        """Nothing is buffered: every record is written when it finishes."""
+
+    async def aggregate(
+        self, usage_filter: UsageFilter, group_by: Sequence[Dimension] = ()
+    ) -> list[Bucket]:
+        dims = tuple(dict.fromkeys(group_by))
+        sql, args = aggregate_sql(usage_filter, dims, self._db.dialect)
+        return [_bucket(row, dims) for row in await self._db.fetch(sql, *args)]
+
+    async def total(self, usage_filter: UsageFilter) -> Bucket:
+        return (await self.aggregate(usage_filter))[0]
+
+    async def cost(self, usage_filter: UsageFilter) -> float:
+        """USD spent by the matching requests (a key's this month, an organization's…)."""
+        return (await self.total(usage_filter)).cost_usd
+
+    async def records(self, usage_filter: UsageFilter, limit: int) -> list[UsageRecord]:
+        """The matching records, oldest first, at most `limit`."""
+        where, args = usage_filter.where()
+        rows = await self._db.fetch(
+            f"{_SELECT} WHERE {where} ORDER BY created, id LIMIT ?", *args, limit
+        )
+        return [record_of(r) for r in rows]
+
+
+def _row(r: UsageRecord) -> list[Any]:
+    values = {f: getattr(r, f) for f in FIELDS}
+    values["created"] = float(r.created)
+    # Refused requests are recorded too: keep their oversized tags bounded.
+    values["session_id"] = r.session_id[:MAX_SESSION_ID] if r.session_id else r.session_id
+    values["user"] = r.user[:MAX_USER] if r.user else r.user
+    values["attempts"] = json.dumps([asdict(a) for a in r.attempts])
+    values["memory_ids"] = json.dumps(list(r.memory_ids))
+    for name in _BOOLS:
+        values[name] = int(values[name])
+    for name in ("cost_usd", "latency_ms"):
+        values[name] = float(values[name])
+    if r.ttft_ms is not None:
+        values["ttft_ms"] = float(r.ttft_ms)
+    return [values[f] for f in FIELDS]
+
+
+def record_of(row: Row) -> UsageRecord:
+    values = {f: row["end_user" if f == "user" else f] for f in FIELDS}
+    values["attempts"] = tuple(Attempt(**a) for a in json.loads(values["attempts"]))
+    values["memory_ids"] = tuple(json.loads(values["memory_ids"]))
+    for name in _BOOLS:
+        values[name] = bool(values[name])
+    return UsageRecord(**values)
+
+
+def _bucket(row: Row, dims: tuple[Dimension, ...]) -> Bucket:
+    ttft = row["mean_ttft_ms"]
+    return Bucket(
+        dimensions={d: row[f"d_{d.value}"] for d in dims},
+        requests=int(row["requests"]),
+        errors=int(row["errors"] or 0),
+        cancelled=int(row["cancelled"] or 0),
+        prompt_tokens=int(row["prompt_tokens"] or 0),
+        completion_tokens=int(row["completion_tokens"] or 0),
+        cached_tokens=int(row["cached_tokens"] or 0),
+        cost_usd=float(row["cost_usd"] or 0.0),
+        mean_latency_ms=float(row["mean_latency_ms"] or 0.0),
+        mean_ttft_ms=None if ttft is None else float(ttft),
+    )
