@@ -65,6 +65,7 @@ class Service:
     router: Router | None = None
     usage: UsageSink | None = None
     closers: Sequence[Callable[[], Awaitable[None]]] = ()
+    settle: Callable[[], Awaitable[None]] | None = None  # waits for pending usage writes
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -148,7 +149,8 @@ async def start(
         config.grace,
         router,
         parts.usage,
-        [parts.limiter.aclose, *([owned_db.close] if owned_db else [])],
+        [parts.store.aclose, parts.limiter.aclose, *([owned_db.close] if owned_db else [])],
+        parts.store.flush,
     )
 
 

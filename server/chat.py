@@ -107,6 +107,8 @@ class ChatPipeline:
         return outcome.opened
 
     async def _finish(self, ctx: RequestContext, outcome: Outcome) -> None:
+        """Account for the request before the response goes out, so the next request sees
+        its charges (the usage store writes in the background: see `UsageStore`)."""
         opened = outcome.opened
         if opened is not None:
             if outcome.error is not None:
@@ -118,10 +120,13 @@ class ChatPipeline:
         record = usage_record(ctx, outcome)
         try:
             await self.usage.record(record)
-            for stage in self.stages:
-                await stage.after(ctx, record)
         except Exception:
-            log.exception("could not finish request %s", ctx.call.request_id)
+            log.exception("could not record the usage of request %s", record.request_id)
+        for stage in self.stages:  # each on its own: one failing must not skip the others
+            try:
+                await stage.after(ctx, record)
+            except Exception:
+                log.exception("stage %s failed after request %s", stage, ctx.call.request_id)
 
 
 def _header(ctx: RequestContext, opened: Opened) -> assemble.Header:

@@ -9,6 +9,7 @@ the `organization_id` header picking the tenancy.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -22,7 +23,7 @@ from server.keys.auth import AdminCredential, KeyAuthenticator
 from server.keys.ledger import KeyLedger
 from server.keys.quotas import KeyQuotas
 from server.keys.stage import AuthStage
-from server.keys.store import KeyStore
+from server.keys.store import Issued, KeyStore
 from server.limits.base import Limiter, Rate
 from server.limits.build import build_limiter
 from server.limits.stage import LimitsConfig, LimitStage
@@ -79,21 +80,49 @@ class Parts:
     usage: UsageSink
     limiter: Limiter
     keys: KeyStore
+    store: UsageStore  # where usage lands unless a test passed its own sink
 
 
 class KeysOrOpen:
-    """API keys once any exist; until then open, where running open is allowed."""
+    """API keys once any exist; until then open, where running open is allowed.
 
-    def __init__(self, keys: KeyStore, open_allowed: bool) -> None:
+    Whether keys exist is asked at most once a second while there are none (a key
+    made on another replica takes effect within that), and never again once there are.
+    """
+
+    def __init__(
+        self, keys: KeyStore, open_allowed: bool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._keys = KeyAuthenticator(keys)
         self._open = OpenAuthenticator()
         self._store = keys
         self._open_allowed = open_allowed
+        self._clock = clock
+        self._keyed = not open_allowed
+        self._checked_at = -1.0
+
+    def keyed(self) -> None:
+        """A key was just made here: require keys from now on."""
+        self._keyed = True
 
     async def authenticate(self, call: CallInfo) -> Principal:
-        if self._open_allowed and not await self._store.has_keys():
-            return await self._open.authenticate(call)
-        return await self._keys.authenticate(call)
+        if not self._keyed and self._clock() - self._checked_at >= 1.0:
+            self._keyed = await self._store.has_keys()
+            self._checked_at = self._clock()
+        if self._keyed:
+            return await self._keys.authenticate(call)
+        return await self._open.authenticate(call)
+
+
+class _ObservedKeys(KeyStore):
+    """The key store, telling the authenticator the moment this replica makes a key."""
+
+    on_create: Callable[[], None] = staticmethod(lambda: None)
+
+    async def create(self, spec: Any, *, create_organization: bool = False) -> Issued:
+        issued = await super().create(spec, create_organization=create_organization)
+        self.on_create()
+        return issued
 
 
 async def check_can_start(config: Config, keys: KeyStore) -> None:
@@ -108,9 +137,10 @@ async def check_can_start(config: Config, keys: KeyStore) -> None:
 
 def build(config: Config, db: Database, router: Router, sink: UsageSink | None = None) -> Parts:
     """Everything served; usage records go to `sink` (tests) or the database."""
-    keys = KeyStore(db)
+    keys = _ObservedKeys(db)
     open_allowed = config.host in LOOPBACK or config.allow_open
     authenticator = KeysOrOpen(keys, open_allowed)
+    keys.on_create = authenticator.keyed
     admin = AdminCredential(config.admin_token)
     usage = UsageStore(db)
     sink = sink or usage
@@ -145,7 +175,7 @@ def build(config: Config, db: Database, router: Router, sink: UsageSink | None =
             usage_service.UsageServicer(usage, admin, authenticator, keys.organizations),
         ),
     )
-    return Parts(mounted, stages, sink, limiter, keys)
+    return Parts(mounted, stages, sink, limiter, keys, usage)
 
 
 def _limits(config: Config) -> LimitsConfig:

@@ -181,6 +181,9 @@ async def test_two_replicas_share_one_limit_and_one_ledger(shared_backends: str)
         key = await Tenancy(replicas[0]).key("acme", rate_limit=limited)
         statuses = await _burst(Tenancy(gateway).sdk(key), 10)
         assert statuses.count(200) == 6 and statuses.count(429) == 4
+        for r in replicas:
+            assert r.settle is not None
+            await r.settle()
         total = (await Tenancy(replicas[1]).usage(key))["total"]
         # One ledger, whichever replica served: every request has its record, refused ones too.
         assert (total["requests"], total["errors"]) == (warmed + 10, 4)

@@ -1,13 +1,15 @@
 """`UsageStore`: every `UsageRecord` kept on a `Database`, and the questions asked of them.
 
-Each record is written as it finishes, one `INSERT`, so nothing waits in
-memory to be lost when the process stops: only requests still in flight at
-that moment have no record.
+Each record's `INSERT` starts as its request finishes and runs beside the
+response; SIGTERM waits for every started write (`aclose`), so only requests
+still in flight when the process is killed outright may have no record.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +30,9 @@ _SELECT = f"SELECT {_COLUMNS} FROM usage_records"
 _BOOLS = ("estimated", "streamed", "cancelled")
 
 
+log = logging.getLogger("tokenwire.usage")
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """Aggregated usage of one combination of dimension values."""
@@ -45,23 +50,43 @@ class Bucket:
 
 
 class UsageStore:
-    """A `UsageSink` on a `Database`."""
+    """A `UsageSink` on a `Database`.
+
+    `record` starts the write and returns, so a response never waits for it; this
+    store's own reads wait for the writes already started (read-your-writes in one
+    process), and `flush`/`aclose` wait for all of them, so a stop loses none.
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def record(self, record: UsageRecord) -> None:
+        task = asyncio.ensure_future(self._insert(record))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _insert(self, record: UsageRecord) -> None:
         marks = ", ".join("?" for _ in FIELDS)
-        await self._db.execute(
-            f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})", *_row(record)
-        )
+        try:
+            await self._db.execute(
+                f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})", *_row(record)
+            )
+        except Exception:
+            log.exception("could not record the usage of request %s", record.request_id)
+
+    async def flush(self) -> None:
+        """Wait until every record handed in so far is written."""
+        while self._pending:
+            await asyncio.gather(*self._pending)
 
     async def aclose(self) -> None:
-        """Nothing is buffered: every record is written when it finishes."""
+        await self.flush()
 
     async def aggregate(
         self, usage_filter: UsageFilter, group_by: Sequence[Dimension] = ()
     ) -> list[Bucket]:
+        await self.flush()
         dims = tuple(dict.fromkeys(group_by))
         sql, args = aggregate_sql(usage_filter, dims, self._db.dialect)
         return [_bucket(row, dims) for row in await self._db.fetch(sql, *args)]
@@ -75,6 +100,7 @@ class UsageStore:
 
     async def records(self, usage_filter: UsageFilter, limit: int) -> list[UsageRecord]:
         """The matching records, oldest first, at most `limit`."""
+        await self.flush()
         where, args = usage_filter.where()
         rows = await self._db.fetch(
             f"{_SELECT} WHERE {where} ORDER BY created, id LIMIT ?", *args, limit

@@ -138,6 +138,7 @@ async def test_auto_store_then_recall(stack: Stack, rest: httpx.AsyncClient) -> 
     told = [{"role": "user", "content": "Remember: our staging cluster is named Borealis."}]
     async with stack.client("acme") as client:
         await client.chat.completions.create(model="fake-echo", messages=told, user="ada")
+        await stack.settle()
         stored = (await rest.get("/v1/memories", headers=acme)).json()["data"]
         assert [(m["content"], m["user"], m["source"]) for m in stored] == [
             (told[0]["content"], "ada", "auto")

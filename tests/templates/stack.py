@@ -117,6 +117,7 @@ class Stack:
     templates: TemplateStore
     memories: MemoryStore
     stop: Any
+    settle: Any  # waits until finished requests are accounted (usage, auto-stored memories)
 
     def client(self, organization: str | None = None, **headers: str) -> openai.AsyncOpenAI:
         """The official SDK against the stack, sending `organization_id` when given."""
@@ -143,4 +144,6 @@ async def start_stack(database: Database, recall_budget: int | None = None) -> S
     fake, usage = FakeProvider(FakeConfig()), MemorySink()
     service = await app.start(config, [fake], usage=usage, db=database)
     templates, memories = TemplateStore(database), MemoryStore(database)
-    return Stack(service.http_port, fake, usage, templates, memories, service.stop)
+    return Stack(
+        service.http_port, fake, usage, templates, memories, service.stop, service.settle
+    )

@@ -30,6 +30,7 @@ async def seed(usage: UsageStore) -> None:
         await usage.record(
             record(request_id=f"r{i}", organization_id=org, model=model, cost_usd=cost)
         )
+    await usage.flush()  # the CLI reads through its own store
 
 
 async def test_a_table_grouped_by_model_with_a_total(usage: UsageStore, database: Database) -> None:

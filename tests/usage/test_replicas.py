@@ -50,6 +50,7 @@ async def test_two_replicas_keep_one_ledger(backend: str, tmp_path: Path) -> Non
                 for i in range(40)
             ),
         )
+        await sinks[0].flush()  # each replica's writes land before another replica reads
         assert (await KeyStore(b).get(issued.key.id)).spent_usd == 10.0
         assert (await sinks[1].total(UsageFilter(key_id=issued.key.id))).requests == 40
         assert (await KeyStore(b).verify(issued.secret)).id == issued.key.id
