@@ -18,22 +18,14 @@ from server.providers.base import BASE_PARAMETERS
 from tokenwire.chat.v1 import chat_pb2
 from tokenwire.options.v1 import json_pb2
 
+# Parameters the pipeline itself acts on (stages, router), whatever the provider.
 HANDLED = frozenset(
     {
-        "model",
-        "messages",
-        "stream",
-        "stream_options",
-        "user",
-        "metadata",
-        "max_tokens",
-        "max_completion_tokens",
+        "model", "messages", "stream", "stream_options", "user", "metadata", "max_tokens",
+        "max_completion_tokens", "models", "provider", "transforms", "route", "template",
+        "variables", "session_id",
     }
-)
-
-HANDLED = HANDLED | {
-    "models", "provider", "transforms", "route", "template", "variables", "session_id"
-}
+)  # fmt: skip
 
 NOT_IMPLEMENTED = frozenset({"plugins", "trace"})
 
