@@ -64,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
         help="serve a non-loopback address without API keys",
     )
     serve.add_argument("--redis-url", help="Redis for rate limits shared across replicas")
+    serve.add_argument("--retries", type=int, help="retries of an upstream before the next one")
+    serve.add_argument(
+        "--memory-budget-tokens",
+        type=int,
+        help="tokens recalled memories may add (default 512; 0: recall off)",
+    )
     for name, module, text in (
         ("keys", keys_cli, "manage API keys"),
         ("usage", usage_cli, "usage totals as a table, or CSV"),
