@@ -135,7 +135,14 @@ async def start(
     assert db is not None  # one of the two, by construction
     await migrate(db, components.MIGRATIONS)
     parts = components.build(config, db, router, usage)
-    await components.check_can_start(config, parts.keys)
+    try:
+        await components.check_can_start(config, parts.keys)
+    except components.StartupRefused:
+        for closer in (*(p.aclose for p in owned), parts.limiter.aclose):
+            await closer()
+        if owned_db is not None:
+            await owned_db.close()
+        raise
     server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted)
     http, task, http_port = await serve_http(config, LocalInvoker(parts.mounted))
     return Service(

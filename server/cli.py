@@ -15,6 +15,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 from server import app
+from server.components import StartupRefused
 from server.config import Config, load
 from server.keys import cli as keys_cli
 from server.usage import cli as usage_cli
@@ -134,4 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     starter = app.start if command == "serve" else app.start_gateway
-    asyncio.run(_run(config, starter))
+    try:
+        asyncio.run(_run(config, starter))
+    except StartupRefused as e:
+        raise SystemExit(f"tokenwire: {e}") from None

@@ -125,12 +125,16 @@ class _ObservedKeys(KeyStore):
         return issued
 
 
+class StartupRefused(Exception):
+    """The configuration would serve unsafely; the message says how to proceed."""
+
+
 async def check_can_start(config: Config, keys: KeyStore) -> None:
     """Refuse to serve a non-loopback address without keys unless told to run open."""
     if config.host in LOOPBACK or config.allow_open or await keys.has_keys():
         return
-    raise SystemExit(
-        f"tokenwire: refusing to serve {config.host} without API keys. Create one with "
+    raise StartupRefused(
+        f"refusing to serve {config.host} without API keys. Create one with "
         "`tokenwire keys create`, or pass --allow-open to run without authentication."
     )
 

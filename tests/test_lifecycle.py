@@ -44,25 +44,64 @@ async def test_stop_lets_an_in_flight_stream_finish(start_service: StartService)
     await asyncio.wait_for(stopping, timeout=10)
 
 
-async def test_sigterm_keeps_every_finished_requests_usage(tmp_path: Path) -> None:
-    """Usage is written as each request finishes: a stop loses none of the finished ones.
+async def test_sigterm_mid_load_keeps_every_answered_requests_usage(tmp_path: Path) -> None:
+    """Stopped while requests pour in: every request that got its answer has its record.
 
-    (Only requests still in flight when the grace period runs out may be missing.)
+    (Requests still in flight when the grace period runs out may be missing.)
     """
     db = tmp_path / "tokenwire.db"
     body = {**BODY, "stream": False}
-    async with _serving(f"sqlite://{db}") as port, httpx.AsyncClient() as http:
+    answered: list[int] = []
+
+    async def client(url: str, http: httpx.AsyncClient) -> None:
+        for _ in range(200):  # bounded; ends when the server stops answering
+            try:
+                response = await http.post(url, json=body)
+            except httpx.HTTPError:
+                return
+            if response.status_code != 200:
+                return
+            answered.append(1)
+
+    async with _serving(f"sqlite://{db}") as (port, process), httpx.AsyncClient() as http:
         url = f"http://127.0.0.1:{port}/v1/chat/completions"
-        statuses = [(await http.post(url, json=body)).status_code for _ in range(5)]
-    assert statuses == [200] * 5
+        load = [asyncio.ensure_future(client(url, http)) for _ in range(4)]
+        while len(answered) < 20 and not all(t.done() for t in load):
+            await asyncio.sleep(0.005)  # polling the load's progress, bounded by the load
+        process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*load)
     with sqlite3.connect(db) as conn:
         (count,) = conn.execute("SELECT count(*) FROM usage_records").fetchone()
-    assert count == 5
+    assert len(answered) >= 20
+    assert count >= len(answered)
+
+
+async def test_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        "--provider",
+        "fake",
+        "--host",
+        "0.0.0.0",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+        "--database-url",
+        f"sqlite://{tmp_path / 'x.db'}",
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode != 0
+    assert b"without API keys" in err
 
 
 async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     async with (
-        _serving(f"sqlite://{tmp_path / 'tokenwire.db'}") as port,
+        _serving(f"sqlite://{tmp_path / 'tokenwire.db'}") as (port, _),
         httpx.AsyncClient() as http,
     ):
         models = await http.get(f"http://127.0.0.1:{port}/v1/models")
@@ -70,7 +109,7 @@ async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
 
 
 @asynccontextmanager
-async def _serving(database_url: str) -> AsyncIterator[int]:
+async def _serving(database_url: str) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
     """`tokenwire serve` with the fake provider as a child process; SIGTERM must end it with 0."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -94,8 +133,9 @@ async def _serving(database_url: str) -> AsyncIterator[int]:
         line = (await asyncio.wait_for(process.stderr.readline(), timeout=30)).decode()
         port = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
         assert port, line
-        yield int(port.group(1))
-        process.send_signal(signal.SIGTERM)
+        yield int(port.group(1)), process
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=15) == 0
     finally:
         if process.returncode is None:
