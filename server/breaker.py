@@ -46,6 +46,10 @@ class Breaker:
     def success(self) -> None:
         self._failures, self._opened_at, self._probing = 0, None, False
 
+    def release(self) -> None:
+        """A probe ended without a verdict (its caller left): the next request may probe."""
+        self._probing = False
+
     def failure(self) -> None:
         self._failures += 1
         if self._probing or self._failures >= self._config.failures:

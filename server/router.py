@@ -142,6 +142,7 @@ class Router:
             self.failed(ctx, e, started, error)
             raise
         except BaseException:
+            self.breakers[e.name].release()  # cancelled: no verdict on the provider
             await _close(stream)
             raise
         return Opened(e, dropped, g, _prepend(first, stream), started, time.monotonic())
@@ -163,6 +164,8 @@ class Router:
     ) -> None:
         if isinstance(error, RETRYABLE):
             self.breakers[e.name].failure()
+        else:
+            self.breakers[e.name].success()  # it answered; the request was at fault
         ctx.attempts.append(_attempt(e, "error", started, error=error.code or error.type))
 
     def succeeded(self, ctx: RequestContext, opened: Opened, usage: Usage | None) -> None:
@@ -175,6 +178,7 @@ class Router:
         ctx.attempts.append(_attempt(e, "ok", opened.started, usage=usage))
 
     def cancelled(self, ctx: RequestContext, opened: Opened, usage: Usage | None) -> None:
+        self.breakers[opened.endpoint.name].success()  # it was answering when the client left
         ctx.attempts.append(_attempt(opened.endpoint, "cancelled", opened.started, usage=usage))
 
 
@@ -201,7 +205,7 @@ def exhausted(errors: list[TokenwireError]) -> TokenwireError:
     """One error for a request no candidate could serve, keeping the upstreams' messages."""
     if not errors:
         return ProviderError("No provider can serve this request.", code="no_provider")
-    messages = {f"attempt_{i}": f"{type(e).__name__}: {e.message}" for i, e in enumerate(errors)}
+    messages = {f"attempt_{i}": _described(e) for i, e in enumerate(errors)}
     last = errors[-1]
     if all(isinstance(e, RateLimited) for e in errors):
         wait = min(float(e.retry_after) for e in errors if isinstance(e, RateLimited))
@@ -214,6 +218,13 @@ def exhausted(errors: list[TokenwireError]) -> TokenwireError:
         code="no_provider",
         metadata=messages,
     )
+
+
+def _described(error: TokenwireError) -> str:
+    """One attempt's failure for the final error's metadata, the upstream's words kept."""
+    text = f"{type(error).__name__}: {error.message}"
+    upstream = error.metadata.get("upstream_message")
+    return f"{text} (upstream said: {upstream})" if upstream else text
 
 
 async def _prepend(first: Event, rest: AsyncIterator[Event]) -> AsyncIterator[Event]:

@@ -37,6 +37,10 @@ def candidates(
             unsupported += [(e, missing(e)) for e in endpoints if missing(e)]
             endpoints = [e for e in endpoints if not missing(e)]
         out.extend(arrange(prefs, endpoints, stats))
+    if not prefs.order and not prefs.sort and _soft(prefs):
+        # Soft preferences rank across the fallback models too: a fallback model that
+        # meets them may serve before a primary that does not (OpenRouter's rule).
+        out.sort(key=lambda e: not _preferred(prefs, e, stats))  # stable
     if not out and unsupported:
         e, names = unsupported[0]
         raise UnsupportedParameter(
@@ -53,7 +57,9 @@ def candidates(
 
 
 def models_of(request: chat_pb2.CreateChatCompletionRequest, default: str | None) -> list[str]:
-    """`model` (or the default) first, then the `models` fallbacks, each once."""
+    """`model` first, then the `models` fallbacks, each once; the default when neither."""
+    if not request.model and request.models:
+        return list(dict.fromkeys(request.models))
     first = request.model or default or ""
     return list(dict.fromkeys([first, *request.models]))
 
@@ -80,7 +86,10 @@ def _within_price(prefs: Prefs, e: Endpoint) -> bool:
 
 
 def arrange(prefs: Prefs, endpoints: Sequence[Endpoint], stats: Stats) -> list[Endpoint]:
-    """Order by `order`, else `sort`, else configured order with preferred ones first."""
+    """Order by `order`, else `sort`, else configured order with preferred ones first.
+
+    With fallbacks off, the first of that order is the only candidate.
+    """
     if prefs.order:
         ranked = {slug: i for i, slug in enumerate(prefs.order)}
         named = sorted((e for e in endpoints if e.name in ranked), key=lambda e: ranked[e.name])
@@ -88,6 +97,8 @@ def arrange(prefs: Prefs, endpoints: Sequence[Endpoint], stats: Stats) -> list[E
         ordered = named + rest
         return ordered if _fallbacks(prefs) else named[:1] or ordered[:1]
     ordered = _sorted(prefs, list(endpoints), stats)
+    if not prefs.sort and _soft(prefs):
+        ordered.sort(key=lambda e: not _preferred(prefs, e, stats))  # stable
     return ordered if _fallbacks(prefs) else ordered[:1]
 
 
@@ -102,20 +113,29 @@ def _sorted(prefs: Prefs, endpoints: list[Endpoint], stats: Stats) -> list[Endpo
         return sorted(endpoints, key=lambda e: -(stats.throughput(e.name, e.model) or 0.0))
     if prefs.sort == routing_pb2.PROVIDER_SORT_LATENCY:
         return sorted(endpoints, key=lambda e: stats.latency(e.name, e.model) or float("inf"))
-    return sorted(endpoints, key=lambda e: not _preferred(prefs, e, stats))  # stable
+    return endpoints
+
+
+def _soft(prefs: Prefs) -> bool:
+    """Whether `preferred_min_throughput` or `preferred_max_latency` is given."""
+    return bool(
+        prefs.WhichOneof("preferred_min_throughput") or prefs.WhichOneof("preferred_max_latency")
+    )
 
 
 def _preferred(prefs: Prefs, e: Endpoint, stats: Stats) -> bool:
     """Meets `preferred_min_throughput` and `preferred_max_latency` (unknown stats pass)."""
     for p in PERCENTILES:
         floor = _threshold(prefs, "preferred_min_throughput", p)
-        measured = stats.throughput(e.name, e.model, p)
-        if floor is not None and measured is not None and measured < floor:
-            return False
+        if floor is not None:
+            measured = stats.throughput(e.name, e.model, p)
+            if measured is not None and measured < floor:
+                return False
         ceiling = _threshold(prefs, "preferred_max_latency", p)
-        latency = stats.latency(e.name, e.model, p)
-        if ceiling is not None and latency is not None and latency > ceiling:
-            return False
+        if ceiling is not None:
+            latency = stats.latency(e.name, e.model, p)
+            if latency is not None and latency > ceiling:
+                return False
     return True
 
 

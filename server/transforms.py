@@ -46,6 +46,17 @@ def _middle(turns: list[Message]) -> int:
 
 
 def _drop_orphans(turns: list[Message]) -> None:
-    """Tool results whose call was dropped would confuse any model: drop them too."""
-    calls = {c.id for m in turns for c in m.tool_calls}
-    turns[:] = [m for m in turns if m.role != "tool" or m.tool_call_id in calls]
+    """A tool result whose call was dropped, or a call whose result was, would confuse any
+    model (OpenAI refuses both): drop them too, until every call has its results."""
+    while True:
+        calls = {c.id for m in turns for c in m.tool_calls}
+        results = {m.tool_call_id for m in turns if m.role == "tool"}
+        kept = [
+            m
+            for m in turns
+            if (m.role != "tool" or m.tool_call_id in calls)
+            and all(c.id in results for c in m.tool_calls)
+        ]
+        if len(kept) == len(turns):
+            return
+        turns[:] = kept

@@ -40,6 +40,7 @@ from server.providers.http_upstream import (
     UpstreamConfig,
     bad_chunk,
     decode_json,
+    drain,
     error_from_payload,
     estimated_usage,
     load_json_text,
@@ -113,6 +114,8 @@ class AnthropicProvider:
                     yield delta
                 if reader.stopped:
                     break
+            if reader.stopped:
+                await drain(events)
         if not reader.stopped:
             raise bad_chunk(self._config, "a stream that ended before message_stop")
         yield reader.usage() or estimated_usage(request, reader.generated_chars)

@@ -51,6 +51,9 @@ T = TypeVar("T")
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
+# After its end marker a stream's body ends at once; reading that end lets httpx put the
+# connection back in its pool. An upstream that does not end it is cut off after this long.
+DRAIN_SECONDS = 0.25
 MAX_UPSTREAM_MESSAGE = 1000  # characters of the upstream's message we pass on
 REDACTED = "[redacted]"
 # Estimated usage counts ~4 characters a token: a rough rule for English text
@@ -347,6 +350,16 @@ async def stream_events(
                     yield event
             for event in decoder.close():
                 yield event
+
+
+async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
+    """After a stream's end marker, read to the end of the body (bounded, ignoring what comes)
+    so the connection is reused rather than closed. Never for an abandoned stream: that one
+    is closed at once."""
+    with contextlib.suppress(TimeoutError, TokenwireError):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in events:
+                pass
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ from server.providers.http_upstream import (
     UpstreamConfig,
     bad_chunk,
     decode_json,
+    drain,
     error_from_payload,
     estimated_usage,
     load_json_text,
@@ -116,6 +117,8 @@ class OpenAICompatProvider:
                     break
                 for delta in reader.read(event):
                     yield delta
+            if reader.done:
+                await drain(events)
         if not (reader.done or reader.finished):
             raise bad_chunk(self._config, "a stream that ended before it finished")
         yield reader.usage or estimated_usage(request, reader.generated_chars)
