@@ -42,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
     _common(serve)
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 50051; 0 picks one)")
     serve.add_argument(
-        "--provider", choices=["local", "fake"], help="embedded provider (default local: llama.cpp)"
+        "--provider",
+        choices=["local", "fake", "none"],
+        help="embedded provider (default local: llama.cpp; none: only configured upstreams)",
     )
     serve.add_argument("--model-path", help="GGUF file (default: bundled Gemma 3 270M)")
     serve.add_argument("--n-ctx", type=int, help="local model context in tokens (default 4096)")

@@ -21,6 +21,8 @@ arise.
 
 from __future__ import annotations
 
+import math
+
 import grpc
 
 
@@ -98,7 +100,8 @@ class RateLimited(TokenwireError):
     def __init__(self, message: str, *, retry_after: float, **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
-        self.metadata["retry_after"] = f"{retry_after:g}"
+        # HTTP's Retry-After is whole seconds: round up so clients never retry too early.
+        self.metadata["retry_after"] = str(max(1, math.ceil(retry_after)))
 
 
 class ProviderError(TokenwireError):

@@ -127,7 +127,10 @@ class UpstreamConfig:
 
 def new_client(config: UpstreamConfig) -> httpx.AsyncClient:
     """A client for a provider that was not handed one (the provider then owns it)."""
-    return httpx.AsyncClient(timeout=config.timeout())
+    # Keep as many idle connections as may be busy at once: httpx's default of 20 keeps
+    # closing and reopening connections under concurrent load.
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    return httpx.AsyncClient(timeout=config.timeout(), limits=limits)
 
 
 def estimated_usage(request: GenerationRequest, generated_chars: int) -> Usage:
