@@ -11,6 +11,7 @@ each request ends with exactly one `UsageRecord`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -202,31 +203,32 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
         call = CallInfo.of(context)
-        try:
+        async with _statuses(context, call):
             response = await self._pipeline.complete(request, call)
             context.set_trailing_metadata(tuple(call.headers.items()))
-            return response
-        except TokenwireError as e:
-            await abort(context, e, call.headers)
-        except Exception:
-            log.exception("unexpected error in CreateChatCompletion")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            raise
+        return response
 
     async def StreamChatCompletion(
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
         call = CallInfo.of(context)
         first = True
-        try:
+        async with _statuses(context, call):
             async for chunk in self._pipeline.stream(request.request, call):
                 if first and call.headers:
                     await context.send_initial_metadata(tuple(call.headers.items()))
                 first = False
                 yield chat_pb2.StreamChatCompletionResponse(chunk=chunk)
-        except TokenwireError as e:
-            await abort(context, e, call.headers)
-        except Exception:
-            log.exception("unexpected error in StreamChatCompletion")
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-            raise
+
+
+@contextlib.asynccontextmanager
+async def _statuses(context: Any, call: CallInfo) -> AsyncIterator[None]:
+    """Errors out as gRPC statuses carrying the call's response metadata; bugs as INTERNAL."""
+    try:
+        yield
+    except TokenwireError as e:
+        await abort(context, e, call.headers)
+    except Exception:
+        log.exception("unexpected error serving request %s", call.request_id)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise

@@ -20,8 +20,6 @@ import re
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-import httpx
-
 from server.errors import InvalidRequest
 from server.providers.base import (
     ContentPart,
@@ -30,13 +28,13 @@ from server.providers.base import (
     FinishReason,
     GenerationRequest,
     Message,
-    ModelCard,
     Tool,
     ToolCallDelta,
     ToolChoice,
     Usage,
 )
 from server.providers.http_upstream import (
+    HttpProvider,
     UpstreamConfig,
     bad_chunk,
     decode_json,
@@ -44,7 +42,6 @@ from server.providers.http_upstream import (
     error_from_payload,
     estimated_usage,
     load_json_text,
-    new_client,
     stream_events,
 )
 from server.providers.sse import SSEEvent
@@ -78,28 +75,10 @@ _DATA_URL = re.compile(r"data:(?P<type>[^;,]+);base64,(?P<data>.*)", re.DOTALL)
 _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 
 
-class AnthropicProvider:
+class AnthropicProvider(HttpProvider):
     """A provider speaking Anthropic's streaming Messages API over httpx."""
 
-    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
-        self._config = config
-        self._owns_client = client is None
-        self._client = client if client is not None else new_client(config)
-
-    @property
-    def name(self) -> str:
-        return self._config.name
-
-    @property
-    def supported(self) -> frozenset[str]:
-        return self._config.supported if self._config.supported is not None else DEFAULT_SUPPORTED
-
-    def models(self) -> tuple[ModelCard, ...]:
-        return self._config.models
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+    default_supported = DEFAULT_SUPPORTED
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)

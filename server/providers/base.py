@@ -168,6 +168,15 @@ class ModelCard:
 # Parameters every provider honours; others must be listed in `Provider.supported`.
 BASE_PARAMETERS = frozenset({"model", "messages", "max_tokens", "stream", "user"})
 
+# Everything else a `GenerationRequest` can carry: what a provider may list as supported.
+ALL_PARAMETERS = frozenset(
+    {
+        "temperature", "top_p", "max_completion_tokens", "stop", "seed", "n",
+        "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
+        "response_format", "tools", "tool_choice", "parallel_tool_calls", "reasoning_effort",
+    }
+)  # fmt: skip
+
 
 class Provider(Protocol):
     """A backend that generates completions."""

@@ -15,26 +15,7 @@ from dataclasses import dataclass, field
 from server.errors import TokenwireError
 from server.providers import base
 
-ALL_PARAMETERS = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_completion_tokens",
-        "stop",
-        "seed",
-        "n",
-        "frequency_penalty",
-        "presence_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "stream_options",
-    }
-)
+ALL_PARAMETERS = base.ALL_PARAMETERS
 
 
 @dataclass

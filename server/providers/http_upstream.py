@@ -125,6 +125,36 @@ class UpstreamConfig:
         return httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
 
 
+class HttpProvider:
+    """What every HTTP upstream provider shares: its config, its pooled client, its models.
+
+    A client handed in stays the caller's; one made here is closed by `aclose`.
+    """
+
+    default_supported: frozenset[str] = frozenset()  # when the config names none
+
+    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
+        self._config = config
+        self._owns_client = client is None
+        self._client = client if client is not None else new_client(config)
+
+    @property
+    def name(self) -> str:
+        return self._config.name
+
+    @property
+    def supported(self) -> frozenset[str]:
+        configured = self._config.supported
+        return configured if configured is not None else self.default_supported
+
+    def models(self) -> tuple[ModelCard, ...]:
+        return self._config.models
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+
 def new_client(config: UpstreamConfig) -> httpx.AsyncClient:
     """A client for a provider that was not handed one (the provider then owns it)."""
     # Keep as many idle connections as may be busy at once: httpx's default of 20 keeps

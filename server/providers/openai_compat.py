@@ -16,17 +16,15 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from server.errors import InvalidRequest
 from server.providers.base import (
+    ALL_PARAMETERS,
     ContentPart,
     Delta,
     Event,
     FinishReason,
     GenerationRequest,
     Message,
-    ModelCard,
     ResponseFormat,
     TokenLogprob,
     Tool,
@@ -37,6 +35,7 @@ from server.providers.base import (
     Usage,
 )
 from server.providers.http_upstream import (
+    HttpProvider,
     UpstreamConfig,
     bad_chunk,
     decode_json,
@@ -44,32 +43,11 @@ from server.providers.http_upstream import (
     error_from_payload,
     estimated_usage,
     load_json_text,
-    new_client,
     stream_events,
 )
 from server.providers.sse import SSEEvent
 
-# Everything a GenerationRequest can carry (beyond base.BASE_PARAMETERS).
-DEFAULT_SUPPORTED = frozenset(
-    {
-        "temperature",
-        "top_p",
-        "max_completion_tokens",
-        "stop",
-        "seed",
-        "n",
-        "frequency_penalty",
-        "presence_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-        "response_format",
-        "tools",
-        "tool_choice",
-        "parallel_tool_calls",
-        "reasoning_effort",
-    }
-)
+DEFAULT_SUPPORTED = ALL_PARAMETERS  # an OpenAI-compatible server takes them all
 
 _FINISH = {
     "stop": FinishReason.STOP,
@@ -80,28 +58,10 @@ _FINISH = {
 }
 
 
-class OpenAICompatProvider:
+class OpenAICompatProvider(HttpProvider):
     """A provider speaking OpenAI's chat-completions streaming protocol over httpx."""
 
-    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
-        self._config = config
-        self._owns_client = client is None
-        self._client = client if client is not None else new_client(config)
-
-    @property
-    def name(self) -> str:
-        return self._config.name
-
-    @property
-    def supported(self) -> frozenset[str]:
-        return self._config.supported if self._config.supported is not None else DEFAULT_SUPPORTED
-
-    def models(self) -> tuple[ModelCard, ...]:
-        return self._config.models
-
-    async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+    default_supported = DEFAULT_SUPPORTED
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
