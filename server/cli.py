@@ -73,15 +73,23 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="tokens recalled memories may add (default 512; 0: recall off)",
     )
-    for name, module, text in (
-        ("keys", keys_cli, "manage API keys"),
-        ("usage", usage_cli, "usage totals as a table, or CSV"),
-    ):
-        command = sub.add_parser(
-            name, help=text, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
-        _storage(command)
-        module.configure(command)
+    storage = argparse.ArgumentParser(add_help=False)
+    _storage(storage)
+    keys = sub.add_parser(
+        "keys",
+        help="manage API keys",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    keys_cli.configure(keys, parents=[storage])  # the storage options follow each subcommand
+    usage = sub.add_parser(
+        "usage",
+        help="usage totals as a table, or CSV",
+        epilog=EPILOG,
+        parents=[storage],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    usage_cli.configure(usage)
     return p
 
 

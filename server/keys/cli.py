@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 from server.errors import TokenwireError
@@ -26,10 +27,15 @@ from server.storage.migrations import migrate
 from server.usage.terminal import parse_time, table, when
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    """Adds the `create`, `list`, `revoke` and `rotate` subcommands (dest `keys_command`)."""
+def configure(
+    parser: argparse.ArgumentParser, parents: Sequence[argparse.ArgumentParser] = ()
+) -> None:
+    """Adds the `create`, `list`, `revoke` and `rotate` subcommands (dest `keys_command`),
+    each also taking the options of `parents`."""
     sub = parser.add_subparsers(dest="keys_command", required=True)
-    create = sub.add_parser("create", help="create an API key and print its secret once")
+    create = sub.add_parser(
+        "create", help="create an API key and print its secret once", parents=parents
+    )
     create.add_argument("--org", required=True, help="organization id")
     create.add_argument("--create-org", action="store_true", help="create the organization too")
     create.add_argument("--name", default="", help="display name")
@@ -42,10 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--window", type=int, default=60, help="window seconds (default 60)")
     create.add_argument("--budget", type=float, help="budget in USD")
     create.add_argument("--expires", help="expiry: 2025-12-31, an ISO time, or 30d")
-    listing = sub.add_parser("list", help="list API keys (never their secrets)")
+    listing = sub.add_parser("list", help="list API keys (never their secrets)", parents=parents)
     listing.add_argument("--org", help="only this organization's keys")
     for name, text in (("revoke", "revoke an API key"), ("rotate", "give a key a new secret")):
-        sub.add_parser(name, help=text).add_argument("key_id", help="the key's id (key_…)")
+        sub.add_parser(name, help=text, parents=parents).add_argument(
+            "key_id", help="the key's id (key_…)"
+        )
 
 
 async def run(args: argparse.Namespace, db: Database, out: TextIO = sys.stdout) -> int:
