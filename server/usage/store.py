@@ -52,33 +52,38 @@ class Bucket:
 class UsageStore:
     """A `UsageSink` on a `Database`.
 
-    `record` starts the write and returns, so a response never waits for it; this
-    store's own reads wait for the writes already started (read-your-writes in one
-    process), and `flush`/`aclose` wait for all of them, so a stop loses none.
+    `record` queues the record and returns, so a response never waits for the
+    write; one writer task inserts whatever has queued up, many records per
+    statement under load. This store's own reads wait for the queue first
+    (read-your-writes in one process), and `flush`/`aclose` wait for it, so a
+    stop loses none.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._pending: set[asyncio.Future[None]] = set()
+        self._queue: list[UsageRecord] = []
+        self._writer: asyncio.Future[None] | None = None
 
     async def record(self, record: UsageRecord) -> None:
-        task = asyncio.ensure_future(self._insert(record))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._queue.append(record)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write())
 
-    async def _insert(self, record: UsageRecord) -> None:
+    async def _write(self) -> None:
         marks = ", ".join("?" for _ in FIELDS)
-        try:
-            await self._db.execute(
-                f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})", *_row(record)
-            )
-        except Exception:
-            log.exception("could not record the usage of request %s", record.request_id)
+        sql = f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})"
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                await self._db.executemany(sql, [_row(r) for r in batch])
+            except Exception:
+                ids = ", ".join(r.request_id for r in batch)
+                log.exception("could not record the usage of requests %s", ids)
 
     async def flush(self) -> None:
         """Wait until every record handed in so far is written."""
-        while self._pending:
-            await asyncio.gather(*self._pending)
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     async def aclose(self) -> None:
         await self.flush()
