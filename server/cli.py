@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -110,6 +111,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service]]) -> None:
     service = await starter(config)
+    # Everything built so far lives as long as the process: keep it out of the cyclic GC's
+    # collections, which otherwise walk it all and stall requests under load.
+    gc.freeze()
     app.announce(service, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
