@@ -260,3 +260,14 @@ async def test_keepalive_while_first_token_is_slow(start_service: StartService) 
             rest = [line async for line in lines if line.startswith("data:")]
     assert rest[-1] == "data: [DONE]"
     assert len(rest) == 6  # four words, the finish, [DONE]
+
+
+async def test_openapi_document_is_served(service: app.Service) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}") as http:
+        doc = (await http.get("/openapi.json")).json()
+    assert doc["openapi"].startswith("3.1")
+    chat = doc["paths"]["/v1/chat/completions"]["post"]
+    assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
+    assert {"/v1/models", "/v1/templates", "/v1/memories", "/v1/admin/keys", "/v1/usage"} <= set(
+        doc["paths"]
+    )
