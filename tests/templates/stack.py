@@ -1,9 +1,8 @@
 """Helpers shared by the template and memory tests: gRPC on port 0, contexts, a whole stack.
 
-`start_stack` builds what the lead will wire into `server.app.start`: a chat
-pipeline with a principal stage (open mode: the `organization_id` header),
-the template and memory stages, and the template and memory services, all
-served by the real gateway over `LocalInvoker` on a port the OS picks.
+`start_stack` runs tokenwire as `server.app.start` wires it (open mode: the
+`organization_id` header picks the organization) on a given database, with a
+fake provider, on ports the OS picks.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import openai
 from server import app
 from server.config import Config
 from server.context import (
-    Authenticator,
     CallInfo,
     MemorySink,
     Principal,
@@ -94,19 +92,6 @@ async def grpc_server(registrations: Sequence[tuple[Any, Any]]) -> tuple[grpc.ai
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"
-
-
-class PrincipalStage:
-    """Stands in for the lead's auth stage: the authenticator's principal on the context."""
-
-    def __init__(self, authenticator: Authenticator) -> None:
-        self._auth = authenticator
-
-    async def before(self, ctx: RequestContext) -> None:
-        ctx.principal = await self._auth.authenticate(ctx.call)
-
-    async def after(self, ctx: RequestContext, record: UsageRecord) -> None:
-        pass
 
 
 @dataclass
