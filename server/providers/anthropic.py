@@ -42,7 +42,6 @@ from server.providers.http_upstream import (
     error_from_payload,
     estimated_usage,
     load_json_text,
-    stream_events,
 )
 from server.providers.sse import SSEEvent
 
@@ -76,16 +75,14 @@ _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 
 
 class AnthropicProvider(HttpProvider):
-    """A provider speaking Anthropic's streaming Messages API over httpx."""
+    """A provider speaking Anthropic's streaming Messages API over aiohttp."""
 
     default_supported = DEFAULT_SUPPORTED
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
         reader = _EventReader(self._config)
-        events = stream_events(
-            self._client, self._config, "/v1/messages", headers=self._headers(), body=body
-        )
+        events = self._events("/v1/messages", self._headers(), body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:

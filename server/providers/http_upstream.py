@@ -1,9 +1,12 @@
 """What the HTTP providers share: their config and the one error translation.
 
 `UpstreamConfig` is built once at the edge (the API key already resolved from
-its environment variable) and passed in. `stream_events` POSTs a request and
-yields the upstream's Server-Sent Events; it is the only place where httpx
-exceptions and upstream HTTP statuses become `server.errors`:
+its environment variable) and passed in. Each provider holds one pooled
+`aiohttp.ClientSession` (aiohttp rather than httpx: its C parser and lean pool
+cost a tenth of httpx's CPU per request here, see bench/upstream.py).
+`stream_events` POSTs a request and yields the upstream's Server-Sent Events;
+it is the only place where aiohttp exceptions and upstream HTTP statuses become
+`server.errors`:
 
     connect / read / write failures        ProviderError   503
     our connect, first-byte, total limits  UpstreamTimeout 504
@@ -31,9 +34,11 @@ from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import orjson
 
 from server.errors import (
     BadUpstream,
@@ -51,7 +56,10 @@ T = TypeVar("T")
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
-# After its end marker a stream's body ends at once; reading that end lets httpx put the
+# Keep as many idle connections as may be busy at once: a small pool keeps closing and
+# reopening connections under concurrent load.
+POOL_SIZE = 512
+# After its end marker a stream's body ends at once; reading that end lets aiohttp put the
 # connection back in its pool. An upstream that does not end it is cut off after this long.
 DRAIN_SECONDS = 0.25
 MAX_UPSTREAM_MESSAGE = 1000  # characters of the upstream's message we pass on
@@ -112,31 +120,35 @@ class UpstreamConfig:
         if min(limits) <= 0:
             raise ValueError(f"upstream {self.name}: timeouts must be positive")
         # A bad URL is a configuration mistake: refuse it at start-up, not per request.
-        url = httpx.URL(self.base_url)
-        if url.scheme not in ("http", "https") or not url.host:
+        url = urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"upstream {self.name}: base_url must be an http(s) URL")
 
     def url(self, path: str) -> str:
         """The absolute URL of `path` (which starts with `/`) on this upstream."""
         return self.base_url + path
 
-    def timeout(self) -> httpx.Timeout:
-        """httpx's own limits; first-byte and total are enforced by `stream_events`."""
-        return httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
+    def timeout(self) -> aiohttp.ClientTimeout:
+        """aiohttp's own limits; first-byte and total are enforced by `stream_events`."""
+        return aiohttp.ClientTimeout(total=self.total_timeout, sock_connect=self.connect_timeout)
 
 
 class HttpProvider:
-    """What every HTTP upstream provider shares: its config, its pooled client, its models.
+    """What every HTTP upstream provider shares: its config, its pooled session, its models.
 
-    A client handed in stays the caller's; one made here is closed by `aclose`.
+    A session handed in stays the caller's; one made here (on first use, inside
+    the running loop, as aiohttp wants) is closed by `aclose`.
     """
 
     default_supported: frozenset[str] = frozenset()  # when the config names none
 
-    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, config: UpstreamConfig, session: aiohttp.ClientSession | None = None
+    ) -> None:
         self._config = config
-        self._owns_client = client is None
-        self._client = client if client is not None else new_client(config)
+        self._owns_session = session is None
+        self._session = session
+        self._closed = False
 
     @property
     def name(self) -> str:
@@ -151,16 +163,38 @@ class HttpProvider:
         return self._config.models
 
     async def aclose(self) -> None:
-        if self._owns_client:
-            await self._client.aclose()
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+
+    def _events(
+        self, path: str, headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> AsyncGenerator[SSEEvent, None]:
+        """The event stream answering `body` POSTed to `path` on this upstream."""
+        return stream_events(self._pooled(), self._config, path, headers=headers, body=body)
+
+    def _pooled(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError(f"provider {self.name} is closed")
+        if self._session is None:
+            self._session = new_session(self._config)
+        return self._session
 
 
-def new_client(config: UpstreamConfig) -> httpx.AsyncClient:
-    """A client for a provider that was not handed one (the provider then owns it)."""
-    # Keep as many idle connections as may be busy at once: httpx's default of 20 keeps
-    # closing and reopening connections under concurrent load.
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
-    return httpx.AsyncClient(timeout=config.timeout(), limits=limits)
+def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
+    """A session for a provider that was not handed one (the provider then owns it)."""
+    connector = aiohttp.TCPConnector(limit=POOL_SIZE)
+    return aiohttp.ClientSession(
+        connector=connector, timeout=config.timeout(), auto_decompress=True
+    )
+
+
+def encode_json(body: Mapping[str, Any]) -> bytes:
+    """`body` as compact JSON, key order kept."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:  # integers beyond 64 bits, which a tool schema may hold
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def estimated_usage(request: GenerationRequest, generated_chars: int) -> Usage:
@@ -351,7 +385,7 @@ class _Deadline:
 
 
 async def stream_events(
-    client: httpx.AsyncClient,
+    session: aiohttp.ClientSession,
     config: UpstreamConfig,
     path: str,
     *,
@@ -360,29 +394,30 @@ async def stream_events(
 ) -> AsyncGenerator[SSEEvent, None]:
     """POST `body` as JSON to `path` and yield the event stream that answers.
 
-    The response lives in an `async with`, so closing this generator (the
-    caller went away) closes the upstream connection at once. Every failure
-    leaves as a `server.errors` type.
+    A stream read to its end leaves its connection in the pool; one abandoned
+    early (the caller went away) closes the upstream connection at once. Every
+    failure leaves as a `server.errors` type.
     """
     deadline = _Deadline(config)
-    all_headers = {"accept": "text/event-stream", **headers, **config.headers}
-    request = client.stream(
-        "POST", config.url(path), json=body, headers=all_headers, timeout=config.timeout()
-    )
+    all_headers = {**_JSON_SSE, **headers, **config.headers}
+    request = session.post(config.url(path), data=encode_json(body), headers=all_headers)
     with _translated(config, deadline):
-        async with contextlib.AsyncExitStack() as stack:
-            response = await deadline.within(stack.enter_async_context(request))
+        response = await deadline.within(request)
+        try:
             await _check_response(config, response, deadline)
-            # httpx types it as an iterator, but it is a generator: close it with the response.
-            byte_stream = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-            chunks = await stack.enter_async_context(contextlib.aclosing(byte_stream))
             decoder = SSEDecoder()
-            while (chunk := await deadline.within(anext(chunks, None))) is not None:
+            while chunk := await deadline.within(response.content.readany()):
                 deadline.got_first_byte = True
                 for event in decoder.feed(chunk):
                     yield event
             for event in decoder.close():
                 yield event
+        finally:
+            # Closed, not drained: a no-op once the body was read to its end.
+            response.close()
+
+
+_JSON_SSE = {"accept": "text/event-stream", "content-type": "application/json"}
 
 
 async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
@@ -401,16 +436,19 @@ def _translated(config: UpstreamConfig, deadline: _Deadline) -> Iterator[None]:
     meta = {"provider": config.name}
     try:
         yield
+    except aiohttp.ServerTimeoutError as exc:  # before TimeoutError: it is one too
+        raise UpstreamTimeout(f"{config.name} timed out", metadata=_cause(meta, exc)) from exc
     except TimeoutError as exc:
         raise deadline.error() from exc
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeout(f"{config.name} timed out", metadata=_cause(meta, exc)) from exc
-    except httpx.ConnectError as exc:
+    except aiohttp.ClientConnectorError as exc:
         raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
-    except (httpx.RemoteProtocolError, httpx.DecodingError) as exc:
-        message = f"{config.name} broke off or garbled its response"
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        message = f"{config.name} broke off its response"
         raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientResponseError as exc:
+        message = f"{config.name} garbled its response"
+        raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
+    except aiohttp.ClientError as exc:
         message = f"lost the connection to {config.name}"
         raise ProviderError(message, metadata=_cause(meta, exc)) from exc
     except SSEError as exc:
@@ -422,10 +460,10 @@ def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
 
 
 async def _check_response(
-    config: UpstreamConfig, response: httpx.Response, deadline: _Deadline
+    config: UpstreamConfig, response: aiohttp.ClientResponse, deadline: _Deadline
 ) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
-    status = response.status_code
+    status = response.status
     content_type = response.headers.get("content-type", "").lower()
     if 200 <= status < 300 and not content_type.startswith("application/json"):
         return
@@ -447,10 +485,8 @@ def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireErr
     return bad_chunk(config, "a JSON document instead of an event stream", text)
 
 
-async def _read_limited(response: httpx.Response) -> bytes:
+async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     body = bytearray()
-    async for chunk in response.aiter_bytes():
+    while len(body) < MAX_ERROR_BODY and (chunk := await response.content.readany()):
         body += chunk
-        if len(body) >= MAX_ERROR_BODY:
-            break
     return bytes(body[:MAX_ERROR_BODY])

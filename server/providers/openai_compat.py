@@ -43,7 +43,6 @@ from server.providers.http_upstream import (
     error_from_payload,
     estimated_usage,
     load_json_text,
-    stream_events,
 )
 from server.providers.sse import SSEEvent
 
@@ -59,16 +58,14 @@ _FINISH = {
 
 
 class OpenAICompatProvider(HttpProvider):
-    """A provider speaking OpenAI's chat-completions streaming protocol over httpx."""
+    """A provider speaking OpenAI's chat-completions streaming protocol over aiohttp."""
 
     default_supported = DEFAULT_SUPPORTED
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
         reader = _ChunkReader(self._config)
-        events = stream_events(
-            self._client, self._config, "/chat/completions", headers=self._headers(), body=body
-        )
+        events = self._events("/chat/completions", self._headers(), body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:

@@ -7,7 +7,7 @@ after the colon; several `data:` lines join with `\\n`; a blank line
 dispatches the event, unless it carried no data; an event cut off by the end
 of the stream is discarded, never half-delivered.
 
-The parser knows nothing of httpx or JSON: feed it bytes, get `SSEEvent`s.
+The parser knows nothing of HTTP clients or JSON: feed it bytes, get `SSEEvent`s.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class SSEDecoder:
 async def aiter_sse(
     chunks: AsyncIterable[bytes], max_event_chars: int = DEFAULT_MAX_EVENT_CHARS
 ) -> AsyncIterator[SSEEvent]:
-    """Events from a byte stream such as `httpx.Response.aiter_bytes()`."""
+    """Events from a byte stream such as an HTTP response body."""
     decoder = SSEDecoder(max_event_chars)
     async for chunk in chunks:
         for event in decoder.feed(chunk):

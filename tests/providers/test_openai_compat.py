@@ -1,9 +1,9 @@
 """The OpenAI-compatible provider against mock and real 127.0.0.1 upstreams.
 
-Request and chunk translation run over `httpx.MockTransport`; connection
-failures, timeouts, dropped streams and early close use a tiny raw HTTP/1.1
-server started on port 0 per test, so what the upstream sees is observed, not
-assumed.
+Request and chunk translation run against `MockUpstream`, a real HTTP server
+on 127.0.0.1 answering with httpx-style handlers; connection failures,
+timeouts, dropped streams and early close use a tiny raw HTTP/1.1 server
+started on port 0 per test, so what the upstream sees is observed, not assumed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -46,6 +47,7 @@ from server.providers.base import (
 )
 from server.providers.http_upstream import UpstreamConfig
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
+from tests.providers.mock_upstream import Handler, Recorder, session_for, stream_response
 
 KEY = "sk-test-SECRET-0123456789"
 BASE = "http://upstream.test/v1"
@@ -56,8 +58,6 @@ SCHEMA = (
     '"alpha":{"type":"number","multipleOf":0.5}},"required":["zeta","alpha"],'
     '"additionalProperties":false}'
 )
-
-Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
 
 def make_config(**overrides: Any) -> UpstreamConfig:
@@ -82,31 +82,8 @@ def usage_chunk(**usage: Any) -> dict[str, Any]:
     return {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": usage}
 
 
-def stream_response(body: bytes, status: int = 200, **headers: str) -> httpx.Response:
-    return httpx.Response(
-        status, headers={"content-type": "text/event-stream", **headers}, content=body
-    )
-
-
-class Recorder:
-    """A MockTransport handler answering a fixed response and keeping the requests."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self.requests: list[httpx.Request] = []
-
-    async def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.response
-
-    def sent(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
-
-
 def provider_for(handler: Handler, **overrides: Any) -> OpenAICompatProvider:
-    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return OpenAICompatProvider(make_config(**overrides), client)
+    return OpenAICompatProvider(make_config(**overrides), session_for(handler))
 
 
 async def collect(
@@ -591,15 +568,6 @@ async def test_a_200_json_error_instead_of_a_stream_is_typed() -> None:
     assert isinstance(plain, BadUpstream)
 
 
-async def test_connect_error_from_transport_is_a_provider_error() -> None:
-    async def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
-
-    error = await failure(provider_for(refuse))
-    assert type(error) is ProviderError
-    assert error.metadata["cause"] == "ConnectError"
-
-
 @pytest.mark.parametrize(
     ("status", "body"),
     [
@@ -654,24 +622,32 @@ async def test_upstream_401_is_not_blamed_on_the_caller() -> None:
 
 async def test_name_supported_models_and_aclose() -> None:
     card = ModelCard(id="gpt-test", owned_by="openai")
-    client = httpx.AsyncClient(transport=httpx.MockTransport(Recorder(httpx.Response(200))))
-    provider = OpenAICompatProvider(make_config(models=(card,)), client)
+    session = session_for(Recorder(httpx.Response(200)))
+    provider = OpenAICompatProvider(make_config(models=(card,)), session)
     assert provider.name == "openai"
     assert provider.supported == DEFAULT_SUPPORTED
     assert {"response_format", "tools", "logprobs", "seed", "logit_bias"} <= provider.supported
     assert provider.models() == (card,)
     await provider.aclose()
-    assert not client.is_closed  # a client handed in belongs to the caller
-    await client.aclose()
-    narrowed = OpenAICompatProvider(make_config(supported=frozenset({"temperature"})), client)
+    assert not session.closed  # a session handed in belongs to the caller
+    narrowed = OpenAICompatProvider(make_config(supported=frozenset({"temperature"})), session)
     assert narrowed.supported == {"temperature"}
 
 
-async def test_a_provider_closes_the_client_it_created() -> None:
-    provider = OpenAICompatProvider(make_config())
-    await provider.aclose()
-    # Were the client still open, this would try to reach upstream.test instead.
-    with pytest.raises(RuntimeError, match="client has been closed"):
+async def test_a_provider_closes_the_session_it_created() -> None:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(STREAM_HEAD + data(chunk({"content": "a"}, "stop")) + b"0\r\n\r\n")
+        await writer.drain()
+
+    async with real_upstream(behaviour) as url:
+        provider = OpenAICompatProvider(make_config(base_url=url))
+        await collect(provider)
+        sessions.append(provider._pooled())
+        await provider.aclose()
+    assert sessions[0].closed
+    with pytest.raises(RuntimeError, match="openai is closed"):
         await collect(provider)
 
 
@@ -729,8 +705,12 @@ async def real_upstream(behaviour: Behaviour) -> AsyncIterator[str]:
 async def real_provider(
     behaviour: Behaviour, **overrides: Any
 ) -> AsyncIterator[OpenAICompatProvider]:
-    async with real_upstream(behaviour) as url, httpx.AsyncClient() as client:
-        yield OpenAICompatProvider(make_config(base_url=url, **overrides), client)
+    async with real_upstream(behaviour) as url:
+        provider = OpenAICompatProvider(make_config(base_url=url, **overrides))
+        try:
+            yield provider
+        finally:
+            await provider.aclose()
 
 
 def data(payload: dict[str, Any]) -> bytes:
@@ -739,7 +719,6 @@ def data(payload: dict[str, Any]) -> bytes:
 
 async def test_closing_the_stream_early_disconnects_the_upstream() -> None:
     disconnected = asyncio.Event()
-    responses: list[httpx.Response] = []
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(STREAM_HEAD + data(chunk({"content": "Hel"})))
@@ -747,17 +726,12 @@ async def test_closing_the_stream_early_disconnects_the_upstream() -> None:
         await reader.read()  # returns only when the client closes its end
         disconnected.set()
 
-    async def keep(response: httpx.Response) -> None:
-        responses.append(response)
-
-    hooks = {"response": [keep]}
-    async with real_upstream(behaviour) as url, httpx.AsyncClient(event_hooks=hooks) as client:
-        stream = OpenAICompatProvider(make_config(base_url=url), client).stream(HELLO)
+    async with real_provider(behaviour) as provider:
+        stream = provider.stream(HELLO)
         assert await anext(stream) == Delta(content="Hel")
         assert not disconnected.is_set()
         await stream.aclose()
-        # Closed by aclose itself, not later by garbage collection.
-        assert responses[0].is_closed
+        # The provider and its session stay open: only aclose can have closed the connection.
         await asyncio.wait_for(disconnected.wait(), timeout=5)
 
 
@@ -766,9 +740,9 @@ async def test_connection_refused_is_a_provider_error() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     # Nothing listens on the port any more.
-    async with httpx.AsyncClient() as client:
-        provider = OpenAICompatProvider(make_config(base_url=f"http://127.0.0.1:{port}/v1"), client)
-        error = await failure(provider)
+    provider = OpenAICompatProvider(make_config(base_url=f"http://127.0.0.1:{port}/v1"))
+    error = await failure(provider)
+    await provider.aclose()
     assert type(error) is ProviderError
     assert error.http_status == 503
     assert str(port) not in error.message  # no internal addresses leak to callers
@@ -824,7 +798,7 @@ async def test_a_connection_dropped_mid_stream_is_a_typed_error() -> None:
                 seen.append(event)
     assert seen == [Delta(content="a")]
     assert isinstance(info.value, BadUpstream)
-    assert info.value.metadata["cause"] == "RemoteProtocolError"
+    assert info.value.metadata["cause"] == "ClientPayloadError"
 
 
 async def test_a_connection_closed_cleanly_mid_stream_is_bad_upstream() -> None:
