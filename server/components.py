@@ -9,17 +9,17 @@ the `organization_id` header picking the tenancy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from server.chat import ChatPipeline, ChatServicer
 from server.config import Config
-from server.context import CallInfo, OpenAuthenticator, Principal, Stage, UsageSink
+from server.context import Stage, UsageSink
 from server.keys import admin as admin_service
 from server.keys import migrations as key_migrations
-from server.keys.auth import AdminCredential, KeyAuthenticator
+from server.keys.auth import AdminCredential
+from server.keys.gate import KeysOrOpen
 from server.keys.ledger import KeyLedger
 from server.keys.quotas import KeyQuotas
 from server.keys.stage import AuthStage
@@ -81,37 +81,6 @@ class Parts:
     limiter: Limiter
     keys: KeyStore
     store: UsageStore  # where usage lands unless a test passed its own sink
-
-
-class KeysOrOpen:
-    """API keys once any exist; until then open, where running open is allowed.
-
-    Whether keys exist is asked at most once a second while there are none (a key
-    made on another replica takes effect within that), and never again once there are.
-    """
-
-    def __init__(
-        self, keys: KeyStore, open_allowed: bool, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._keys = KeyAuthenticator(keys)
-        self._open = OpenAuthenticator()
-        self._store = keys
-        self._open_allowed = open_allowed
-        self._clock = clock
-        self._keyed = not open_allowed
-        self._checked_at = -1.0
-
-    def keyed(self) -> None:
-        """A key was just made here: require keys from now on."""
-        self._keyed = True
-
-    async def authenticate(self, call: CallInfo) -> Principal:
-        if not self._keyed and self._clock() - self._checked_at >= 1.0:
-            self._keyed = await self._store.has_keys()
-            self._checked_at = self._clock()
-        if self._keyed:
-            return await self._keys.authenticate(call)
-        return await self._open.authenticate(call)
 
 
 class _ObservedKeys(KeyStore):

@@ -53,8 +53,9 @@ class SqliteDatabase:
         return rows[0] if rows else None
 
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]:
-        async with self._conn.execute(sql, args) as cursor:
-            return [dict(r) for r in await cursor.fetchall()]
+        # One trip to aiosqlite's thread, not three (execute, fetch, close): under load each
+        # trip waits for the event loop's thread to let go of the GIL.
+        return [dict(r) for r in await self._conn.execute_fetchall(sql, args)]
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Database]:
