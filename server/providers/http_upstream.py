@@ -9,7 +9,7 @@ it is the only place where aiohttp exceptions and upstream HTTP statuses become
 `server.errors`:
 
     connect / read / write failures        ProviderError   503
-    our connect, first-byte, total limits  UpstreamTimeout 504
+    our connect, silence, total limits     UpstreamTimeout 504
     HTTP 429                               RateLimited     429 (Retry-After)
     HTTP 408, 504                          UpstreamTimeout 504
     HTTP 401, 402, 403 (our credentials)   ProviderError   503
@@ -30,11 +30,11 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import AsyncGenerator, Awaitable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -51,8 +51,6 @@ from server.errors import (
 )
 from server.providers.base import GenerationRequest, Message, ModelCard, Usage
 from server.providers.sse import SSEDecoder, SSEError, SSEEvent
-
-T = TypeVar("T")
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
@@ -93,8 +91,9 @@ class UpstreamConfig:
     `api_key` is the resolved secret (never the variable's name); it is kept
     out of `repr` and out of every error. `supported` of None means the
     provider's own default parameter set. Timeouts are in seconds:
-    `first_byte_timeout` bounds the wait for the first body byte (a slow
-    prompt), `total_timeout` the whole exchange.
+    `first_byte_timeout` bounds any silence of the upstream: the wait for its
+    first byte (a slow prompt) and every pause after; `total_timeout` bounds
+    the whole exchange.
     """
 
     name: str
@@ -129,8 +128,13 @@ class UpstreamConfig:
         return self.base_url + path
 
     def timeout(self) -> aiohttp.ClientTimeout:
-        """aiohttp's own limits; first-byte and total are enforced by `stream_events`."""
-        return aiohttp.ClientTimeout(total=self.total_timeout, sock_connect=self.connect_timeout)
+        """The limits of one exchange, which aiohttp enforces at each wait for the upstream
+        (never while our caller runs between events): silence is `first_byte_timeout`."""
+        return aiohttp.ClientTimeout(
+            total=self.total_timeout,
+            sock_connect=self.connect_timeout,
+            sock_read=self.first_byte_timeout,
+        )
 
 
 class HttpProvider:
@@ -345,8 +349,8 @@ def bad_chunk(config: UpstreamConfig, reason: str, data: str = "") -> BadUpstrea
 def decode_json(config: UpstreamConfig, event: SSEEvent) -> dict[str, Any]:
     """The JSON object an event carries, or `BadUpstream`."""
     try:
-        value = json.loads(event.data)
-    except ValueError:
+        value = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
         raise bad_chunk(config, "a chunk that is not valid JSON", event.data) from None
     if not isinstance(value, dict):
         raise bad_chunk(config, "a chunk that is not a JSON object", event.data)
@@ -356,31 +360,24 @@ def decode_json(config: UpstreamConfig, event: SSEEvent) -> dict[str, Any]:
 # --- the stream ----------------------------------------------------------------------------
 
 
-class _Deadline:
-    """The first-byte and total limits, applied to one await at a time.
-
-    Never held across a `yield`: a timeout spanning one would cancel whatever
-    the consumer happens to be doing.
-    """
+class _Progress:
+    """How far an exchange got, to name the limit that ended it."""
 
     def __init__(self, config: UpstreamConfig) -> None:
-        now = asyncio.get_running_loop().time()
         self._config = config
-        self._first_byte_at = now + config.first_byte_timeout
-        self._total_at = now + config.total_timeout
         self.got_first_byte = False
 
-    async def within(self, awaitable: Awaitable[T]) -> T:
-        when = self._total_at if self.got_first_byte else min(self._first_byte_at, self._total_at)
-        async with asyncio.timeout_at(when):
-            return await awaitable
-
-    def error(self) -> UpstreamTimeout:
-        cfg = self._config
+    def silence(self) -> UpstreamTimeout:
+        cfg, limit = self._config, f"{self._config.first_byte_timeout:g} s"
         if self.got_first_byte:
-            message = f"{cfg.name} did not finish within {cfg.total_timeout:g} s"
+            message = f"{cfg.name} went silent mid-stream for {limit}"
         else:
-            message = f"{cfg.name} sent nothing within {cfg.first_byte_timeout:g} s"
+            message = f"{cfg.name} sent nothing within {limit}"
+        return UpstreamTimeout(message, metadata={"provider": cfg.name})
+
+    def overall(self) -> UpstreamTimeout:
+        cfg = self._config
+        message = f"{cfg.name} did not finish within {cfg.total_timeout:g} s"
         return UpstreamTimeout(message, metadata={"provider": cfg.name})
 
 
@@ -398,16 +395,18 @@ async def stream_events(
     early (the caller went away) closes the upstream connection at once. Every
     failure leaves as a `server.errors` type.
     """
-    deadline = _Deadline(config)
+    progress = _Progress(config)
     all_headers = {**_JSON_SSE, **headers, **config.headers}
-    request = session.post(config.url(path), data=encode_json(body), headers=all_headers)
-    with _translated(config, deadline):
-        response = await deadline.within(request)
+    data, timeout = encode_json(body), config.timeout()
+    with _translated(config, progress):
+        response = await session.post(
+            config.url(path), data=data, headers=all_headers, timeout=timeout
+        )
         try:
-            await _check_response(config, response, deadline)
+            await _check_response(config, response)
             decoder = SSEDecoder()
-            while chunk := await deadline.within(response.content.readany()):
-                deadline.got_first_byte = True
+            while chunk := await response.content.readany():
+                progress.got_first_byte = True
                 for event in decoder.feed(chunk):
                     yield event
             for event in decoder.close():
@@ -431,15 +430,20 @@ async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
 
 
 @contextlib.contextmanager
-def _translated(config: UpstreamConfig, deadline: _Deadline) -> Iterator[None]:
+def _translated(config: UpstreamConfig, progress: _Progress) -> Iterator[None]:
     """Foreign errors in, typed errors out; messages name no host, key or path."""
     meta = {"provider": config.name}
     try:
         yield
-    except aiohttp.ServerTimeoutError as exc:  # before TimeoutError: it is one too
+    except aiohttp.ConnectionTimeoutError as exc:  # these three before TimeoutError: they are
+        message = f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
+        raise UpstreamTimeout(message, metadata=_cause(meta, exc)) from exc
+    except aiohttp.SocketTimeoutError as exc:
+        raise progress.silence() from exc
+    except aiohttp.ServerTimeoutError as exc:
         raise UpstreamTimeout(f"{config.name} timed out", metadata=_cause(meta, exc)) from exc
-    except TimeoutError as exc:
-        raise deadline.error() from exc
+    except TimeoutError as exc:  # the total limit
+        raise progress.overall() from exc
     except aiohttp.ClientConnectorError as exc:
         raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
     except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
@@ -459,15 +463,13 @@ def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
     return {**meta, "cause": type(exc).__name__}
 
 
-async def _check_response(
-    config: UpstreamConfig, response: aiohttp.ClientResponse, deadline: _Deadline
-) -> None:
+async def _check_response(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
     status = response.status
     content_type = response.headers.get("content-type", "").lower()
     if 200 <= status < 300 and not content_type.startswith("application/json"):
         return
-    body = await deadline.within(_read_limited(response))
+    body = await _read_limited(response)
     if 200 <= status < 300:
         # Some servers answer a failed stream with a 200 JSON error object.
         raise _json_instead_of_stream(config, body)

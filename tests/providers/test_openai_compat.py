@@ -785,6 +785,21 @@ async def test_a_stalled_stream_hits_the_total_timeout() -> None:
     assert info.value.message == "openai did not finish within 0.3 s"
 
 
+async def test_silence_mid_stream_is_bounded_by_the_first_byte_timeout() -> None:
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(STREAM_HEAD + data(chunk({"content": "a"})))
+        await writer.drain()
+        await asyncio.Event().wait()
+
+    async with real_provider(behaviour, first_byte_timeout=0.2, total_timeout=5) as provider:
+        seen: list[Event] = []
+        with pytest.raises(UpstreamTimeout) as info:
+            async for event in provider.stream(HELLO):
+                seen.append(event)
+    assert seen == [Delta(content="a")]
+    assert info.value.message == "openai went silent mid-stream for 0.2 s"
+
+
 async def test_a_connection_dropped_mid_stream_is_a_typed_error() -> None:
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # Chunked encoding never terminated: the peer just goes away.
