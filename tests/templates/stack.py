@@ -129,6 +129,4 @@ async def start_stack(database: Database, recall_budget: int | None = None) -> S
     fake, usage = FakeProvider(FakeConfig()), MemorySink()
     service = await app.start(config, [fake], usage=usage, db=database)
     templates, memories = TemplateStore(database), MemoryStore(database)
-    return Stack(
-        service.http_port, fake, usage, templates, memories, service.stop, service.settle
-    )
+    return Stack(service.http_port, fake, usage, templates, memories, service.stop, service.settle)
