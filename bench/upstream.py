@@ -357,7 +357,7 @@ def header(plan: Plan) -> str:
         f"c=16 and c=64: {plan.loaded} requests; streams: {plan.count('stream')}. Each number "
         f"is the median of {plan.rounds} interleaved round(s). REST: HTTP/1.1 keep-alive, one "
         "connection per concurrent client; gRPC: one channel shared by the clients. tokenwire "
-        "reaches the upstream over its pooled httpx client, always streaming."
+        "reaches the upstream over its pooled aiohttp session, always streaming."
     )
 
 
