@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import grpc
 import openai
 import pytest
+import uvloop
 
 from server import app
 from server.catalog import Endpoint
@@ -18,6 +20,16 @@ from server.storage.database import Database, open_database
 from tests.backends import postgres_schema
 
 StartService = Callable[..., Awaitable[app.Service]]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests run on the event loop production runs on: `tokenwire serve` uses uvloop.
+
+    pytest-asyncio makes its loops with the global policy (its own loop-factory hook
+    would also parametrize every test and tear down session fixtures between sync and
+    async tests).
+    """
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 @pytest.fixture
