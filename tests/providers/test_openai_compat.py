@@ -770,34 +770,29 @@ async def test_headers_without_a_first_chunk_hit_the_first_byte_timeout() -> Non
     assert "sent nothing" in error.message
 
 
-async def test_a_stalled_stream_hits_the_total_timeout() -> None:
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"total_timeout": 0.3}, "openai did not finish within 0.3 s"),
+        (
+            {"first_byte_timeout": 0.2, "total_timeout": 5},
+            "openai went silent mid-stream for 0.2 s",
+        ),
+    ],
+)
+async def test_a_stalled_stream_hits_its_limit(limits: dict[str, float], message: str) -> None:
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(STREAM_HEAD + data(chunk({"content": "a"})))
         await writer.drain()
         await asyncio.Event().wait()
 
-    async with real_provider(behaviour, total_timeout=0.3) as provider:
+    async with real_provider(behaviour, **limits) as provider:
         seen: list[Event] = []
         with pytest.raises(UpstreamTimeout) as info:
             async for event in provider.stream(HELLO):
                 seen.append(event)
     assert seen == [Delta(content="a")]
-    assert info.value.message == "openai did not finish within 0.3 s"
-
-
-async def test_silence_mid_stream_is_bounded_by_the_first_byte_timeout() -> None:
-    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(STREAM_HEAD + data(chunk({"content": "a"})))
-        await writer.drain()
-        await asyncio.Event().wait()
-
-    async with real_provider(behaviour, first_byte_timeout=0.2, total_timeout=5) as provider:
-        seen: list[Event] = []
-        with pytest.raises(UpstreamTimeout) as info:
-            async for event in provider.stream(HELLO):
-                seen.append(event)
-    assert seen == [Delta(content="a")]
-    assert info.value.message == "openai went silent mid-stream for 0.2 s"
+    assert info.value.message == message
 
 
 async def test_a_connection_dropped_mid_stream_is_a_typed_error() -> None:
