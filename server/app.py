@@ -171,7 +171,8 @@ async def serve_grpc(
     config: Config, mounted: Sequence[components.Mounted]
 ) -> tuple[grpc.aio.Server, Any, int]:
     """The gRPC server with every service, health and reflection; returns it and its port."""
-    server = grpc.aio.server()
+    # gRPC shares a port with SO_REUSEPORT by default: only workers should (`reuse_port`).
+    server = grpc.aio.server(options=[("grpc.so_reuseport", int(config.reuse_port))])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     for m in mounted:
         m.add(m.servicer, server)
@@ -204,7 +205,7 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
         max_body_bytes=config.max_body_bytes, keepalive_interval=config.keepalive_interval
     )
     app = Gateway(SERVICES, invoker, gateway_config)
-    sock = socket.create_server((config.host, config.http_port), reuse_port=False)
+    sock = socket.create_server((config.host, config.http_port), reuse_port=config.reuse_port)
     # asyncio sets TCP_NODELAY only on sockets it made itself; without it the response body
     # waits ~40 ms for the delayed ACK of its head. Accepted connections inherit the option.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -226,9 +227,10 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
 
 
 def announce(service: Service, config: Config) -> None:
-    grpc_part = f"gRPC on {config.host}:{service.grpc_port}, " if service.grpc_port else ""
-    print(
-        f"tokenwire: {grpc_part}HTTP on http://{config.host}:{service.http_port}/v1",
-        file=sys.stderr,
-        flush=True,
-    )
+    announce_ports(config.host, service.grpc_port, service.http_port)
+
+
+def announce_ports(host: str, grpc_port: int | None, http_port: int) -> None:
+    grpc_part = f"gRPC on {host}:{grpc_port}, " if grpc_port else ""
+    line = f"tokenwire: {grpc_part}HTTP on http://{host}:{http_port}/v1"
+    print(line, file=sys.stderr, flush=True)

@@ -13,11 +13,12 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable
 
 import uvloop
 
-from server import app
+from server import app, workers
 from server.components import StartupRefused
 from server.config import Config, load
 from server.keys import cli as keys_cli
@@ -54,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--n-threads", type=int, help="llama.cpp threads")
     serve.add_argument("--default-model", help="model for requests that name none")
     serve.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (default 10)")
+    serve.add_argument(
+        "--workers", type=int, help="processes sharing the ports, one per core (default 1)"
+    )
     gw = sub.add_parser(
         "gateway",
         help="run only the REST gateway against a gRPC server",
@@ -116,7 +120,8 @@ async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service
     # Everything built so far lives as long as the process: keep it out of the cyclic GC's
     # collections, which otherwise walk it all and stall requests under load.
     gc.freeze()
-    app.announce(service, config)
+    if not workers.notify_ready():
+        app.announce(service, config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -141,6 +146,7 @@ async def _offline(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     namespace = parser().parse_args(argv)
     if namespace.command in ("keys", "usage"):
         raise SystemExit(uvloop.run(_offline(namespace)))
@@ -150,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if command == "serve" and config.workers > 1:
+        raise SystemExit(workers.supervise(config, argv))
     starter = app.start if command == "serve" else app.start_gateway
     try:
         # uvloop: the event loop's own per-request overhead is a fraction of asyncio's

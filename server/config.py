@@ -36,6 +36,11 @@ class Config:
     default_model: str | None = None
     # Seconds in-flight calls get to finish on SIGTERM.
     grace: float = 10.0
+    # Processes serving the same ports (SO_REUSEPORT), each with its own copy of the
+    # local model, breakers and, without redis_url, rate-limit counters.
+    workers: int = 1
+    # Bind the ports with SO_REUSEPORT, as workers do, so several processes share them.
+    reuse_port: bool = False
     # Seconds between SSE keepalive comments while a stream is quiet.
     keepalive_interval: float = 15.0
     # Largest accepted request body in bytes.
@@ -72,6 +77,10 @@ class Config:
     anonymous_ip_window: int = 3600
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {self.workers}")
 
 
 def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

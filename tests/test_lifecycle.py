@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -18,6 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
+from tests.serving import serving
 
 BODY = {"model": "fake-echo", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
 
@@ -63,12 +60,12 @@ async def test_sigterm_mid_load_keeps_every_answered_requests_usage(tmp_path: Pa
                 return
             answered.append(1)
 
-    async with _serving(f"sqlite://{db}") as (port, process), httpx.AsyncClient() as http:
-        url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    async with serving(f"sqlite://{db}") as served, httpx.AsyncClient() as http:
+        url = f"http://127.0.0.1:{served.http_port}/v1/chat/completions"
         load = [asyncio.ensure_future(client(url, http)) for _ in range(4)]
         while len(answered) < 20 and not all(t.done() for t in load):
             await asyncio.sleep(0.005)  # polling the load's progress, bounded by the load
-        process.send_signal(signal.SIGTERM)
+        served.process.send_signal(signal.SIGTERM)
         await asyncio.gather(*load)
     with sqlite3.connect(db) as conn:
         (count,) = conn.execute("SELECT count(*) FROM usage_records").fetchone()
@@ -101,43 +98,8 @@ async def test_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
 
 async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     async with (
-        _serving(f"sqlite://{tmp_path / 'tokenwire.db'}") as (port, _),
+        serving(f"sqlite://{tmp_path / 'tokenwire.db'}") as served,
         httpx.AsyncClient() as http,
     ):
-        models = await http.get(f"http://127.0.0.1:{port}/v1/models")
+        models = await http.get(f"http://127.0.0.1:{served.http_port}/v1/models")
     assert models.json()["data"][0]["id"] == "fake-echo"
-
-
-@asynccontextmanager
-async def _serving(database_url: str) -> AsyncIterator[tuple[int, asyncio.subprocess.Process]]:
-    """`tokenwire serve` with the fake provider as a child process; SIGTERM must end it with 0."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
-        "serve",
-        "--provider",
-        "fake",
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--log-level",
-        "warning",
-        "--database-url",
-        database_url,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stderr is not None
-        line = (await asyncio.wait_for(process.stderr.readline(), timeout=30)).decode()
-        port = re.search(r"http://127\.0\.0\.1:(\d+)/v1", line)
-        assert port, line
-        yield int(port.group(1)), process
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), timeout=15) == 0
-    finally:
-        if process.returncode is None:
-            os.kill(process.pid, signal.SIGKILL)
-            await process.wait()
