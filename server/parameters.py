@@ -11,6 +11,9 @@ Nothing is silently ignored. Each request field is one of:
 
 from __future__ import annotations
 
+from functools import cache
+
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from server.errors import UnsupportedParameter
@@ -50,14 +53,18 @@ PROVIDER_FIELDS_HANDLED = frozenset(
 
 def json_key(field_name: str, message: type[Message]) -> str:
     """The parameter's name as clients write it (oneof members share one key)."""
-    fd = message.DESCRIPTOR.fields_by_name[field_name]
-    return fd.GetOptions().Extensions[json_pb2.json].key or field_name
+    return _key(message.DESCRIPTOR.fields_by_name[field_name])
+
+
+@cache
+def _key(fd: FieldDescriptor) -> str:
+    """Read once per field: the options lookup costs more than the rest of `given`."""
+    return fd.GetOptions().Extensions[json_pb2.json].key or fd.name
 
 
 def given(request: Message) -> list[str]:
     """Names of the parameters the request sets, as clients write them."""
-    names = (json_key(fd.name, type(request)) for fd, _ in request.ListFields())
-    return list(dict.fromkeys(names))
+    return list(dict.fromkeys(_key(fd) for fd, _ in request.ListFields()))
 
 
 def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
@@ -75,8 +82,13 @@ def missing(
     request: chat_pb2.CreateChatCompletionRequest, supported: frozenset[str]
 ) -> tuple[str, ...]:
     """The given parameters a provider supporting `supported` cannot honour."""
-    known = HANDLED | BASE_PARAMETERS | supported
+    known = _known(supported)
     return tuple(n for n in given(request) if n not in known and not _no_op(request, n))
+
+
+@cache
+def _known(supported: frozenset[str]) -> frozenset[str]:
+    return HANDLED | BASE_PARAMETERS | supported
 
 
 def _no_op(request: chat_pb2.CreateChatCompletionRequest, name: str) -> bool:
