@@ -147,6 +147,7 @@ class Plan:
     loaded: int  # per measurement at c=16 and c=64
     rounds: int
     time_limit: float  # seconds, for any one measured phase
+    workers: int = 1  # tokenwire serve --workers
 
     def count(self, measure: Measure) -> int:
         return {"c1": self.requests, "stream": self.requests // 2}.get(measure, self.loaded)
@@ -172,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=str(Path(sys.executable).parent / "tokenwire"),
         help="the command that runs tokenwire (default: the one beside this Python)",
     )
+    p.add_argument("--workers", type=int, default=1, help="tokenwire serve --workers (default 1)")
     p.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -184,10 +186,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
         loaded=max(requests * 5 // 2, 64),
         rounds=args.rounds or (1 if args.quick else 3),
         time_limit=args.time_limit,
+        workers=args.workers,
     )
 
 
-def start_servers(servers: Servers, tokenwire: Sequence[str], tmp: Path) -> list[Target]:
+def start_servers(
+    servers: Servers, tokenwire: Sequence[str], tmp: Path, workers: int = 1
+) -> list[Target]:
     upstream, m = servers.start(
         "fake upstream", [sys.executable, __file__, "--serve-upstream"], rf"{ANNOUNCE}(\d+)"
     )
@@ -195,18 +200,26 @@ def start_servers(servers: Servers, tokenwire: Sequence[str], tmp: Path) -> list
     config = tmp / "tokenwire.toml"
     config.write_text(CONFIG.format(port=port, model=MODEL, data_dir=tmp))
     argv = [*tokenwire, "serve", "--config", str(config), "--http-port", "0", "--grpc-port", "0"]
+    argv += ["--workers", str(workers)]
     serve, m = servers.start(
         "tokenwire serve",
         [*argv, "--log-level", "warning"],
         rf"gRPC on {PORT}, HTTP on http://{PORT}/v1",
     )
     grpc_port, http_port = int(m.group(1)), int(m.group(2))
-    both = (serve.pid, upstream.pid)
+    both = (*serving_pids(serve.pid, workers), upstream.pid)
     return [
         Target(DIRECT, "rest", port, (upstream.pid,)),
         Target(REST, "rest", http_port, both),
         Target(GRPC, "grpc", grpc_port, both),
     ]
+
+
+def serving_pids(pid: int, workers: int) -> tuple[int, ...]:
+    """The processes doing tokenwire's work: the workers, when a supervisor runs them."""
+    if workers == 1:
+        return (pid,)
+    return tuple(int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
 
 
 def measure_all(pool: Executor, servers: Servers, targets: Sequence[Target], plan: Plan) -> Results:
@@ -311,7 +324,7 @@ def cpu_table(targets: Sequence[Target], results: Results) -> str:
     for t in targets:
         got = results[t.name, "c16"]
         per_pid = [statistics.median(cpu_us(o)[i] for o in got) for i in range(len(t.watch))]
-        tokenwire = f"{per_pid[0]:,.0f}" if len(per_pid) > 1 else "—"
+        tokenwire = f"{sum(per_pid[:-1]):,.0f}" if len(per_pid) > 1 else "—"
         rows.append([t.name, tokenwire, f"{per_pid[-1]:,.0f}"])
     return markdown(["path", "tokenwire CPU µs/req", "upstream CPU µs/req"], rows)
 
@@ -357,7 +370,8 @@ def header(plan: Plan) -> str:
         f"c=16 and c=64: {plan.loaded} requests; streams: {plan.count('stream')}. Each number "
         f"is the median of {plan.rounds} interleaved round(s). REST: HTTP/1.1 keep-alive, one "
         "connection per concurrent client; gRPC: one channel shared by the clients. tokenwire "
-        "reaches the upstream over its pooled aiohttp session, always streaming."
+        "reaches the upstream over its pooled aiohttp session, always streaming. tokenwire "
+        f"serve --workers {plan.workers}."
     )
 
 
@@ -389,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         Servers() as servers,
         ProcessPoolExecutor(1, mp_context=context) as pool,
     ):
-        targets = start_servers(servers, shlex.split(args.tokenwire), Path(tmp))
+        targets = start_servers(servers, shlex.split(args.tokenwire), Path(tmp), plan.workers)
         results = measure_all(pool, servers, targets, plan)
     print(report(plan, targets, results))
     print(f"\n(took {time.monotonic() - started:.0f} s)", file=sys.stderr)
