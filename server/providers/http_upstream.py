@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import time
@@ -39,6 +40,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import yarl
 
 from server.errors import (
     BadUpstream,
@@ -123,9 +125,9 @@ class UpstreamConfig:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"upstream {self.name}: base_url must be an http(s) URL")
 
-    def url(self, path: str) -> str:
-        """The absolute URL of `path` (which starts with `/`) on this upstream."""
-        return self.base_url + path
+    def url(self, path: str) -> yarl.URL:
+        """The absolute URL of `path` (which starts with `/`) on this upstream, parsed once."""
+        return _parsed(self.base_url + path)
 
     def timeout(self) -> aiohttp.ClientTimeout:
         """The limits of one exchange, which aiohttp enforces at each wait for the upstream
@@ -189,8 +191,16 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """A session for a provider that was not handed one (the provider then owns it)."""
     connector = aiohttp.TCPConnector(limit=POOL_SIZE)
     return aiohttp.ClientSession(
-        connector=connector, timeout=config.timeout(), auto_decompress=True
+        connector=connector,
+        timeout=config.timeout(),
+        # Cookies an upstream sets must not follow one caller's request into another's.
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(url: str) -> yarl.URL:
+    return yarl.URL(url)
 
 
 def encode_json(body: Mapping[str, Any]) -> bytes:

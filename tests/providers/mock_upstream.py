@@ -63,6 +63,12 @@ class MockUpstream:
         self._sessions.append(session)
         return session
 
+    def url(self, handler: Handler) -> str:
+        """The server's own address, answering requests that carry no handler header (as a
+        provider's own session sends them) with `handler`."""
+        self._handlers[""] = handler
+        return f"http://127.0.0.1:{self.port}"
+
     async def close_sessions(self) -> None:
         for session in self._sessions:
             await session.close()
@@ -70,7 +76,7 @@ class MockUpstream:
         self._handlers.clear()
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        handler = self._handlers[request.headers[HANDLER_HEADER]]
+        handler = self._handlers[request.headers.get(HANDLER_HEADER, "")]
         headers = [(k, v) for k, v in request.headers.items() if k.lower() != HANDLER_HEADER]
         url = f"http://{request.host}{request.path_qs}"
         body = await request.read()

@@ -47,7 +47,13 @@ from server.providers.base import (
 )
 from server.providers.http_upstream import UpstreamConfig
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
-from tests.providers.mock_upstream import Handler, Recorder, session_for, stream_response
+from tests.providers.mock_upstream import (
+    Handler,
+    MockUpstream,
+    Recorder,
+    session_for,
+    stream_response,
+)
 
 KEY = "sk-test-SECRET-0123456789"
 BASE = "http://upstream.test/v1"
@@ -649,6 +655,21 @@ async def test_a_provider_closes_the_session_it_created() -> None:
     assert sessions[0].closed
     with pytest.raises(RuntimeError, match="openai is closed"):
         await collect(provider)
+
+
+async def test_cookies_an_upstream_sets_are_not_sent_back(mock_upstream: MockUpstream) -> None:
+    answer = stream_response(sse(chunk({"content": "ok"}, "stop")), **{"set-cookie": "s=1"})
+    recorder = Recorder(answer)
+    # By name: aiohttp's default jar would drop cookies from a bare IP address anyway.
+    url = mock_upstream.url(recorder).replace("127.0.0.1", "localhost")
+    provider = OpenAICompatProvider(make_config(base_url=url + "/v1"))
+    try:
+        await collect(provider)
+        await collect(provider)
+    finally:
+        await provider.aclose()
+    assert len(recorder.requests) == 2
+    assert "cookie" not in recorder.requests[1].headers
 
 
 # --- a real upstream on 127.0.0.1 ----------------------------------------------------------
