@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import orjson
@@ -72,15 +73,20 @@ class UsageStore:
             self._writer = asyncio.ensure_future(self._write())
 
     async def _write(self) -> None:
-        marks = ", ".join("?" for _ in FIELDS)
-        sql = f"INSERT INTO usage_records ({_COLUMNS}) VALUES ({marks})"
         while self._queue:
             batch, self._queue = self._queue, []
-            try:
-                await self._db.executemany(sql, [_row(r) for r in batch])
-            except Exception:
-                ids = ", ".join(r.request_id for r in batch)
-                log.exception("could not record the usage of requests %s", ids)
+            for chunk in _chunks(batch):
+                await self._insert(chunk)
+
+    async def _insert(self, records: list[UsageRecord]) -> None:
+        """One multi-row INSERT: SQLite runs it in one step, where `executemany` steps once per
+        row and, under load, waits for the event loop's thread to hand back the GIL each time."""
+        values = [value for r in records for value in _row(r)]
+        try:
+            await self._db.execute(_insert_sql(len(records)), *values)
+        except Exception:
+            ids = ", ".join(r.request_id for r in records)
+            log.exception("could not record the usage of requests %s", ids)
 
     async def flush(self) -> None:
         """Wait until every record handed in so far is written."""
@@ -113,6 +119,25 @@ class UsageStore:
             f"{_SELECT} WHERE {where} ORDER BY created, id LIMIT ?", *args, limit
         )
         return [record_of(r) for r in rows]
+
+
+# Rows per INSERT: 32 x 24 values stays under SQLite's oldest limit of 999 parameters.
+# Longer batches go in runs of these lengths, so only six statements are ever prepared.
+_CHUNK_SIZES = (32, 16, 8, 4, 2, 1)
+
+
+def _chunks(records: list[UsageRecord]) -> Iterator[list[UsageRecord]]:
+    start = 0
+    for size in _CHUNK_SIZES:
+        while len(records) - start >= size:
+            yield records[start : start + size]
+            start += size
+
+
+@cache
+def _insert_sql(rows: int) -> str:
+    marks = "(" + ", ".join("?" for _ in FIELDS) + ")"
+    return f"INSERT INTO usage_records ({_COLUMNS}) VALUES " + ", ".join([marks] * rows)
 
 
 def _row(r: UsageRecord) -> list[Any]:

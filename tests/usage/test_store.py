@@ -49,6 +49,13 @@ async def test_every_field_round_trips(usage: UsageStore) -> None:
     assert await usage.records(UsageFilter(), 10) == [FULL, FULL]
 
 
+async def test_a_burst_is_written_whole_and_in_order(usage: UsageStore) -> None:
+    burst = [replace(FULL, request_id=f"req_{i}") for i in range(71)]  # one batch, 5 INSERTs
+    for r in burst:
+        await usage.record(r)
+    assert await usage.records(UsageFilter(), 100) == burst
+
+
 async def seed(usage: UsageStore) -> None:
     rows = [
         ("acme", "key_a", "s-1", "fake-echo", 1_000_800.0, 200, 0.01),
