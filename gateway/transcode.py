@@ -67,6 +67,9 @@ def enum_names(enum: EnumDescriptor) -> EnumNames:
     return EnumNames(by_number, {name: num for num, name in by_number.items()})
 
 
+Render = Callable[[Any], JSON]  # a field's value as JSON, or _ABSENT to leave it out
+
+
 @dataclass(frozen=True, slots=True)
 class Field:
     """One field with its JSON rendering options resolved."""
@@ -79,6 +82,7 @@ class Field:
     always: bool
     repeated: bool
     map_value: Field | None  # the value field of a map's entries
+    render: Render  # chosen once from the options above: `to_json` runs it per value
 
     @property
     def is_map(self) -> bool:
@@ -91,6 +95,7 @@ def _is_map_entry(fd: FieldDescriptor) -> bool:
 
 def _field(fd: FieldDescriptor) -> Field:
     opts = fd.GetOptions().Extensions[json_pb2.json]
+    map_value = _field(message_type(fd).fields_by_name["value"]) if _is_map_entry(fd) else None
     return Field(
         fd,
         key=opts.key or fd.name,
@@ -99,7 +104,8 @@ def _field(fd: FieldDescriptor) -> Field:
         nullable=opts.nullable,
         always=opts.always,
         repeated=fd.is_repeated,
-        map_value=_field(message_type(fd).fields_by_name["value"]) if _is_map_entry(fd) else None,
+        map_value=map_value,
+        render=_renderer(fd, opts.raw, map_value),
     )
 
 
@@ -157,13 +163,13 @@ def to_json(msg: Message) -> JSON:
     """Render a message as an OpenAI-shaped JSON value (dict, or list when unwrapped)."""
     p = plan(msg.DESCRIPTOR)
     if p.unwrap is not None:
-        return _value_out(p.unwrap, getattr(msg, p.unwrap.fd.name))
+        return p.unwrap.render(getattr(msg, p.unwrap.fd.name))
     out = p.template.copy()
     for key, factory in p.fresh:
         out[key] = factory()  # never shared between outputs
     for fd, value in msg.ListFields():
         f = p.by_name[fd.name]
-        rendered = _value_out(f, value)
+        rendered = f.render(value)
         if rendered is not _ABSENT:
             out[f.key] = rendered
     return out
@@ -172,22 +178,29 @@ def to_json(msg: Message) -> JSON:
 _ABSENT = object()
 
 
-def _value_out(f: Field, value: Any) -> JSON:
-    if f.map_value is not None:
-        return {k: _one_out(f.map_value, v) for k, v in value.items()}
-    if f.repeated:
-        return [_one_out(f, v) for v in value]
-    return _one_out(f, value)
+def _renderer(fd: FieldDescriptor, raw: bool, map_value: Field | None) -> Render:
+    """How a field's value prints: each entry, item or the one value as `_one_renderer` says."""
+    if map_value is not None:
+        entry = map_value.render
+        return lambda value: {k: entry(v) for k, v in value.items()}
+    one = _one_renderer(fd, raw)
+    if fd.is_repeated:
+        return lambda value: [one(v) for v in value]
+    return one
 
 
-def _one_out(f: Field, value: Any) -> JSON:
-    t = f.fd.type
-    if t == FieldDescriptor.TYPE_MESSAGE:
-        return to_json(value)
-    if t == FieldDescriptor.TYPE_ENUM:
-        return enum_names(f.fd.enum_type).by_number.get(value, _ABSENT)
-    if f.raw:
-        return _loads(value) if value else _ABSENT
+def _one_renderer(fd: FieldDescriptor, raw: bool) -> Render:
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_json
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        by_number = enum_names(fd.enum_type).by_number
+        return lambda value: by_number.get(value, _ABSENT)
+    if raw:
+        return lambda value: _loads(value) if value else _ABSENT
+    return _itself
+
+
+def _itself(value: JSON) -> JSON:
     return value
 
 
