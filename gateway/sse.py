@@ -51,6 +51,8 @@ class SseResponse:
         self._keepalive = keepalive
         self._translate = translate
         self.started = False
+        self._sending = asyncio.Lock()  # the pump and the keepalives take turns
+        self._sent_at = 0.0  # loop time of the last send
 
     async def __call__(self, send: Send, receive: Receive) -> None:
         """Stream until the end, an error, or the client's disconnect."""
@@ -67,39 +69,44 @@ class SseResponse:
 
     async def _pump(self, send: Send) -> None:
         messages = self._messages
+        keepalives = asyncio.ensure_future(self._keepalives(send))
         try:
-            while True:
-                message = await self._next(messages, send)
-                if message is None:
-                    break
+            async for message in messages:
                 await self._send(send, event(self._render(message)))
             await self._send(send, DONE)
         except RpcFailure as failure:
             await self._fail(send, self._translate(failure))
         finally:
+            keepalives.cancel()
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await keepalives
             await messages.aclose()  # type: ignore[attr-defined]
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _next(self, messages: AsyncIterator[Message], send: Send) -> Message | None:
-        """The next message, sending keepalives while it is slow; None at the end."""
-        step = asyncio.ensure_future(anext(messages, None))
-        try:
-            while True:
-                done, _ = await asyncio.wait({step}, timeout=self._keepalive)
-                if done:
-                    return step.result()
+    async def _keepalives(self, send: Send) -> None:
+        """A keepalive comment whenever an interval passes with nothing sent.
+
+        One timer per stream: waiting on each message with a timeout cost a task and a
+        timer per message, more than the rest of the gateway's work on it.
+        """
+        loop = asyncio.get_running_loop()
+        self._sent_at = loop.time()
+        while True:
+            quiet = loop.time() - self._sent_at
+            if quiet >= self._keepalive:
                 await self._send(send, KEEPALIVE)
-        finally:
-            if not step.done():  # the stream must be idle before anyone closes it
-                step.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await step
+            else:
+                await asyncio.sleep(self._keepalive - quiet)
 
     async def _send(self, send: Send, data: bytes) -> None:
-        if not self.started:
-            await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
-            self.started = True
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+        async with self._sending:
+            if not self.started:
+                self.started = True  # before the await: `_fail` must not start another response
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": self._headers()}
+                )
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        self._sent_at = asyncio.get_running_loop().time()
 
     async def _fail(self, send: Send, error: GatewayError) -> None:
         if not self.started:
