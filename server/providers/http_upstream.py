@@ -195,6 +195,7 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
         timeout=config.timeout(),
         # Cookies an upstream sets must not follow one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=True,  # HTTP(S)_PROXY and NO_PROXY apply, as in any HTTP client
     )
 
 

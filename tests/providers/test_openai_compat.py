@@ -672,6 +672,23 @@ async def test_cookies_an_upstream_sets_are_not_sent_back(mock_upstream: MockUps
     assert "cookie" not in recorder.requests[1].headers
 
 
+async def test_the_proxy_from_the_environment_is_used(
+    mock_upstream: MockUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder = Recorder(stream_response(sse(chunk({"content": "ok"}, "stop"))))
+    monkeypatch.setenv("HTTP_PROXY", mock_upstream.url(recorder))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    # A name that resolves nowhere: only the proxy can have answered.
+    provider = OpenAICompatProvider(make_config(base_url="http://upstream.invalid/v1"))
+    try:
+        events = await collect(provider)
+    finally:
+        await provider.aclose()
+    assert events[0] == Delta(content="ok", finish_reason=FinishReason.STOP)
+    assert str(recorder.requests[0].url) == "http://upstream.invalid/v1/chat/completions"
+
+
 # --- a real upstream on 127.0.0.1 ----------------------------------------------------------
 
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
