@@ -144,7 +144,13 @@ class Collector:
         if isinstance(event, base.Usage):
             self._usage = event
         else:
-            self._choices.setdefault(event.choice, _Choice()).add(event)
+            self._choice(event.choice).add(event)
+
+    def _choice(self, index: int) -> _Choice:
+        """The choice's collector, made on its first event (not one per event to throw away)."""
+        if index not in self._choices:
+            self._choices[index] = _Choice()
+        return self._choices[index]
 
     def response(self) -> chat_pb2.CreateChatCompletionResponse:
         h = self.header
@@ -156,8 +162,9 @@ class Collector:
             provider=h.provider,
             dropped_parameters=h.dropped,
         )
-        for index in sorted(self._choices or {0: _Choice()}):
-            self._fill(out.choices.add(index=index), self._choices.get(index, _Choice()))
+        choices = self._choices or {0: _Choice()}
+        for index in sorted(choices):
+            self._fill(out.choices.add(index=index), choices[index])
         if self._usage is not None:
             out.usage.CopyFrom(usage(self._usage))
         return out

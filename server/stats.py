@@ -34,9 +34,9 @@ class Stats:
     ) -> None:
         """One successful request: seconds to first event, tokens after it, seconds they took."""
         key = (provider, model)
-        self._latency.setdefault(key, _Window()).samples.append(latency)
+        _window(self._latency, key).samples.append(latency)
         if tokens > 1 and duration > 0:
-            self._throughput.setdefault(key, _Window()).samples.append(tokens / duration)
+            _window(self._throughput, key).samples.append(tokens / duration)
 
     def latency(self, provider: str, model: str, percentile: str = "p50") -> float | None:
         window = self._latency.get((provider, model))
@@ -45,3 +45,10 @@ class Stats:
     def throughput(self, provider: str, model: str, percentile: str = "p50") -> float | None:
         window = self._throughput.get((provider, model))
         return window.percentile(percentile) if window else None
+
+
+def _window(windows: dict[tuple[str, str], _Window], key: tuple[str, str]) -> _Window:
+    """The key's window, made on first use (not one per sample to throw away)."""
+    if key not in windows:
+        windows[key] = _Window()
+    return windows[key]
