@@ -31,6 +31,7 @@ import functools
 import json
 import math
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -195,8 +196,17 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
         timeout=config.timeout(),
         # Cookies an upstream sets must not follow one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,  # HTTP(S)_PROXY and NO_PROXY apply, as in any HTTP client
+        # Read once here: aiohttp's trust_env would also look for a .netrc on every request.
+        proxy=env_proxy(config.base_url),
     )
+
+
+def env_proxy(url: str) -> str | None:
+    """The proxy HTTP_PROXY / HTTPS_PROXY name for `url`, unless NO_PROXY exempts its host."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
 
 
 @functools.lru_cache(maxsize=256)

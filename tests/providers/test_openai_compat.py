@@ -45,7 +45,7 @@ from server.providers.base import (
     TopLogprob,
     Usage,
 )
-from server.providers.http_upstream import UpstreamConfig
+from server.providers.http_upstream import UpstreamConfig, env_proxy
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
 from tests.providers.mock_upstream import (
     Handler,
@@ -687,6 +687,14 @@ async def test_the_proxy_from_the_environment_is_used(
         await provider.aclose()
     assert events[0] == Delta(content="ok", finish_reason=FinishReason.STOP)
     assert str(recorder.requests[0].url) == "http://upstream.invalid/v1/chat/completions"
+
+
+def test_no_proxy_exempts_its_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.test")
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert env_proxy("http://api.test/v1") == "http://proxy.test:3128"
+    assert env_proxy("http://vllm.internal.test/v1") is None
 
 
 # --- a real upstream on 127.0.0.1 ----------------------------------------------------------
