@@ -133,11 +133,7 @@ class UpstreamConfig:
     def timeout(self) -> aiohttp.ClientTimeout:
         """The limits of one exchange, which aiohttp enforces at each wait for the upstream
         (never while our caller runs between events): silence is `first_byte_timeout`."""
-        return aiohttp.ClientTimeout(
-            total=self.total_timeout,
-            sock_connect=self.connect_timeout,
-            sock_read=self.first_byte_timeout,
-        )
+        return _client_timeout(self.connect_timeout, self.first_byte_timeout, self.total_timeout)
 
 
 class HttpProvider:
@@ -207,6 +203,11 @@ def env_proxy(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return urllib.request.getproxies_environment().get(parts.scheme)
+
+
+@functools.lru_cache(maxsize=256)
+def _client_timeout(connect: float, silence: float, total: float) -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=silence)
 
 
 @functools.lru_cache(maxsize=256)

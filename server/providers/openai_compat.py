@@ -257,7 +257,7 @@ class _ChunkReader:
         self.finished = self.finished or out.finish_reason is not None
         self.generated_chars += len(out.content) + len(out.reasoning) + len(out.refusal)
         self.generated_chars += sum(len(c.arguments) for c in out.tool_calls)
-        return None if out == Delta(choice=index) else out
+        return out if _carries(out) else None
 
     def _tool_call(self, choice: int, raw: dict[str, Any]) -> ToolCallDelta:
         calls = self._calls.setdefault(choice, _Calls())
@@ -275,6 +275,18 @@ class _ChunkReader:
             calls.sent_name.add(index)
         arguments = _text(function.get("arguments"))
         return ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
+
+
+def _carries(delta: Delta) -> bool:
+    """Whether a delta says anything beyond its choice index."""
+    return bool(
+        delta.content
+        or delta.reasoning
+        or delta.refusal
+        or delta.tool_calls
+        or delta.logprobs
+        or delta.finish_reason is not None
+    )
 
 
 def _call_index(calls: _Calls, index: object, call_id: str | None) -> int:
