@@ -8,6 +8,7 @@ still in flight when the process is killed outright may have no record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,9 @@ _BOOLS = ("estimated", "streamed", "cancelled")
 
 log = logging.getLogger("tokenwire.usage")
 
+# Seconds the writer waits for company when fewer records than one full INSERT are queued.
+GATHER_SECONDS = 0.01
+
 
 @dataclass(frozen=True, slots=True)
 class Bucket:
@@ -57,15 +61,16 @@ class UsageStore:
 
     `record` queues the record and returns, so a response never waits for the
     write; one writer task inserts whatever has queued up, many records per
-    statement under load. This store's own reads wait for the queue first
-    (read-your-writes in one process), and `flush`/`aclose` wait for it, so a
-    stop loses none.
+    statement (a lone record waits `GATHER_SECONDS` for others). This store's
+    own reads wait for the queue first (read-your-writes in one process), and
+    `flush`/`aclose` wait for it, so a stop loses none.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         self._queue: list[UsageRecord] = []
         self._writer: asyncio.Future[None] | None = None
+        self._flushing = asyncio.Event()
 
     async def record(self, record: UsageRecord) -> None:
         self._queue.append(record)
@@ -74,6 +79,8 @@ class UsageStore:
 
     async def _write(self) -> None:
         while self._queue:
+            if len(self._queue) < ROWS_PER_INSERT:
+                await self._company()
             batch, self._queue = self._queue, []
             for chunk in _chunks(batch):
                 await self._insert(chunk)
@@ -88,10 +95,20 @@ class UsageStore:
             ids = ", ".join(r.request_id for r in records)
             log.exception("could not record the usage of requests %s", ids)
 
+    async def _company(self) -> None:
+        """Let a few records gather before writing (unless a flush is waiting): each INSERT
+        commits once, and one commit costs SQLite more than the row it carries."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._flushing.wait(), GATHER_SECONDS)
+
     async def flush(self) -> None:
         """Wait until every record handed in so far is written."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        self._flushing.set()
+        try:
+            while self._writer is not None and not self._writer.done():
+                await asyncio.shield(self._writer)
+        finally:
+            self._flushing.clear()
 
     async def aclose(self) -> None:
         await self.flush()
@@ -121,17 +138,14 @@ class UsageStore:
         return [record_of(r) for r in rows]
 
 
-# Rows per INSERT: 32 x 24 values stays under SQLite's oldest limit of 999 parameters.
-# Longer batches go in runs of these lengths, so only six statements are ever prepared.
-_CHUNK_SIZES = (32, 16, 8, 4, 2, 1)
+# Rows per INSERT: 32 x 24 values stays under SQLite's oldest limit of 999 parameters,
+# and the statements to prepare (and keep in SQLite's cache) are at most 32.
+ROWS_PER_INSERT = 32
 
 
 def _chunks(records: list[UsageRecord]) -> Iterator[list[UsageRecord]]:
-    start = 0
-    for size in _CHUNK_SIZES:
-        while len(records) - start >= size:
-            yield records[start : start + size]
-            start += size
+    for start in range(0, len(records), ROWS_PER_INSERT):
+        yield records[start : start + ROWS_PER_INSERT]
 
 
 @cache

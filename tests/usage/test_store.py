@@ -50,7 +50,7 @@ async def test_every_field_round_trips(usage: UsageStore) -> None:
 
 
 async def test_a_burst_is_written_whole_and_in_order(usage: UsageStore) -> None:
-    burst = [replace(FULL, request_id=f"req_{i}") for i in range(71)]  # one batch, 5 INSERTs
+    burst = [replace(FULL, request_id=f"req_{i}") for i in range(71)]  # one batch, 3 INSERTs
     for r in burst:
         await usage.record(r)
     assert await usage.records(UsageFilter(), 100) == burst
