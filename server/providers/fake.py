@@ -9,6 +9,7 @@ on events, not sleeps.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,9 @@ from server.errors import TokenwireError
 from server.providers import base
 
 ALL_PARAMETERS = base.ALL_PARAMETERS
+
+
+SEEN = 1000
 
 
 @dataclass
@@ -29,7 +33,8 @@ class FakeConfig:
     gate: asyncio.Event | None = None
     gate_at: int = 1  # the event the gate holds back (0: even the first)
     supported: frozenset[str] = ALL_PARAMETERS
-    seen: list[base.GenerationRequest] = field(default_factory=list)
+    # The latest requests, for tests; bounded so a long-running fake server does not grow.
+    seen: deque[base.GenerationRequest] = field(default_factory=lambda: deque(maxlen=SEEN))
     closed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
