@@ -60,6 +60,9 @@ MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
 # Keep as many idle connections as may be busy at once: a small pool keeps closing and
 # reopening connections under concurrent load.
 POOL_SIZE = 512
+# Idle connections are dropped before common servers drop them (uvicorn, Node: 5 s), so a
+# request never races a server closing the connection it was handed.
+KEEPALIVE_SECONDS = 4.0
 # After its end marker a stream's body ends at once; reading that end lets aiohttp put the
 # connection back in its pool. An upstream that does not end it is cut off after this long.
 DRAIN_SECONDS = 0.25
@@ -186,7 +189,7 @@ class HttpProvider:
 
 def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     """A session for a provider that was not handed one (the provider then owns it)."""
-    connector = aiohttp.TCPConnector(limit=POOL_SIZE)
+    connector = aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_SECONDS)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=config.timeout(),
