@@ -156,10 +156,10 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if command == "serve" and config.workers > 1:
-        raise SystemExit(workers.supervise(config, argv))
     starter = app.start if command == "serve" else app.start_gateway
     try:
+        if command == "serve" and config.workers > 1:
+            raise SystemExit(workers.supervise(config, argv))
         # uvloop: the event loop's own per-request overhead is a fraction of asyncio's
         uvloop.run(_run(config, starter))
     except StartupRefused as e:

@@ -32,6 +32,7 @@ import uvloop
 
 from server import app, components
 from server.config import Config
+from server.keys.store import KeyStore
 from server.storage.migrations import migrate
 
 log = logging.getLogger("tokenwire.workers")
@@ -52,7 +53,7 @@ def notify_ready() -> bool:
 
 def supervise(config: Config, argv: Sequence[str]) -> int:
     """Run `config.workers` copies of `tokenwire <argv>`; the exit status of the whole."""
-    uvloop.run(_migrate(config))
+    uvloop.run(_prepare(config))
     if not config.redis_url:
         log.warning("rate limits are counted per worker: set redis_url to share them")
     with (
@@ -70,11 +71,13 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     return pool.wait()
 
 
-async def _migrate(config: Config) -> None:
-    """Once, before the workers start: each would otherwise race the others to it."""
+async def _prepare(config: Config) -> None:
+    """Migrate once, before the workers start (each would race the others to it), and
+    refuse here, once, what every worker would refuse (`StartupRefused`)."""
     db = await app.open_storage(config)
     try:
         await migrate(db, components.MIGRATIONS)
+        await components.check_can_start(config, KeyStore(db))
     finally:
         await db.close()
 

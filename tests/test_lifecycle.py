@@ -10,6 +10,7 @@ from pathlib import Path
 
 import grpc
 import httpx
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.providers.fake import FakeConfig, FakeProvider
@@ -73,7 +74,8 @@ async def test_sigterm_mid_load_keeps_every_answered_requests_usage(tmp_path: Pa
     assert count >= len(answered)
 
 
-async def test_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_refuses_a_public_address_without_keys(tmp_path: Path, workers: str) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -89,11 +91,13 @@ async def test_refuses_a_public_address_without_keys(tmp_path: Path) -> None:
         "0",
         "--database-url",
         f"sqlite://{tmp_path / 'x.db'}",
+        "--workers",
+        workers,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode != 0
-    assert b"without API keys" in err
+    assert err.count(b"without API keys") == 1  # said once, by the supervisor with workers
 
 
 async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
