@@ -33,7 +33,7 @@ from typing import Any
 
 from server.catalog import Endpoint
 from server.providers.base import ModelCard, Provider
-from server.providers.http_upstream import UpstreamConfig
+from server.providers.upstream_config import UpstreamConfig
 
 KINDS = ("openai", "anthropic")
 _PROVIDER_KEYS = {

@@ -33,17 +33,10 @@ from server.providers.base import (
     ToolChoice,
     Usage,
 )
-from server.providers.http_upstream import (
-    HttpProvider,
-    UpstreamConfig,
-    bad_chunk,
-    decode_json,
-    drain,
-    error_from_payload,
-    estimated_usage,
-    load_json_text,
-)
+from server.providers.http_upstream import HttpProvider, drain, estimated_usage, load_json_text
 from server.providers.sse import SSEEvent
+from server.providers.upstream_config import UpstreamConfig
+from server.providers.upstream_errors import bad_chunk, decode_json, error_from_payload
 
 ANTHROPIC_VERSION = "2023-06-01"
 

@@ -34,17 +34,10 @@ from server.providers.base import (
     TopLogprob,
     Usage,
 )
-from server.providers.http_upstream import (
-    HttpProvider,
-    UpstreamConfig,
-    bad_chunk,
-    decode_json,
-    drain,
-    error_from_payload,
-    estimated_usage,
-    load_json_text,
-)
+from server.providers.http_upstream import HttpProvider, drain, estimated_usage, load_json_text
 from server.providers.sse import SSEEvent
+from server.providers.upstream_config import UpstreamConfig
+from server.providers.upstream_errors import bad_chunk, decode_json, error_from_payload
 
 DEFAULT_SUPPORTED = ALL_PARAMETERS  # an OpenAI-compatible server takes them all
 

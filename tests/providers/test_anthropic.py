@@ -33,7 +33,7 @@ from server.providers.base import (
     ToolChoice,
     Usage,
 )
-from server.providers.http_upstream import UpstreamConfig
+from server.providers.upstream_config import UpstreamConfig
 from tests.providers.mock_upstream import Recorder, session_for, stream_response
 
 KEY = "sk-ant-test-SECRET-987654321"

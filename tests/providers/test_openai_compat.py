@@ -45,8 +45,9 @@ from server.providers.base import (
     TopLogprob,
     Usage,
 )
-from server.providers.http_upstream import UpstreamConfig, env_proxy
+from server.providers.http_upstream import env_proxy
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
+from server.providers.upstream_config import UpstreamConfig
 from tests.providers.mock_upstream import (
     Handler,
     MockUpstream,
