@@ -147,6 +147,7 @@ async def _offline(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    workers.follow_supervisor()
     namespace = parser().parse_args(argv)
     if namespace.command in ("keys", "usage"):
         raise SystemExit(uvloop.run(_offline(namespace)))

@@ -16,6 +16,7 @@ unless `redis_url` shares them.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -38,6 +39,8 @@ from server.storage.migrations import migrate
 log = logging.getLogger("tokenwire.workers")
 
 READY_ENV = "TOKENWIRE_READY_FD"  # a worker writes one byte here once it serves
+SUPERVISOR_ENV = "TOKENWIRE_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 START_SECONDS = 120.0  # for every worker to be ready (each may load a model)
 
 
@@ -49,6 +52,19 @@ def notify_ready() -> bool:
     os.write(int(fd), b".")
     os.close(int(fd))
     return True
+
+
+def follow_supervisor() -> None:
+    """In a worker: have the kernel send SIGTERM when the supervisor dies, however it dies
+    (even SIGKILL), so no orphan keeps serving the shared ports. Linux only."""
+    supervisor = os.environ.pop(SUPERVISOR_ENV, None)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot follow the supervisor: %s", os.strerror(ctypes.get_errno()))
+    elif os.getppid() != int(supervisor):  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def supervise(config: Config, argv: Sequence[str]) -> int:
@@ -140,7 +156,12 @@ def _spawn(config: Config, argv: Sequence[str]) -> tuple[_Pool, int]:
     read, write = os.pipe()
     ports = ["--http-port", str(config.http_port), "--grpc-port", str(config.grpc_port)]
     command = [sys.executable, "-m", "server", *argv, "--workers", "1", *ports]
-    env = {**os.environ, "TOKENWIRE_REUSE_PORT": "true", READY_ENV: str(write)}
+    env = {
+        **os.environ,
+        "TOKENWIRE_REUSE_PORT": "true",
+        READY_ENV: str(write),
+        SUPERVISOR_ENV: str(os.getpid()),
+    }
     try:
         workers = [
             subprocess.Popen(command, env=env, pass_fds=(write,), stdin=subprocess.DEVNULL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -79,3 +80,28 @@ async def test_a_worker_that_dies_takes_the_others_down(tmp_path: Path) -> None:
 def test_at_least_one_worker() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Config(workers=0)
+
+
+async def test_workers_follow_a_supervisor_killed_outright(tmp_path: Path) -> None:
+    database = f"sqlite://{tmp_path / 'tokenwire.db'}"
+    async with serving(database, "--workers", "2", clean_exit=False) as served:
+        handles = [os.pidfd_open(pid) for pid in workers_of(served)]
+        try:
+            served.process.kill()  # SIGKILL: the supervisor cannot pass anything on
+            await asyncio.wait_for(asyncio.gather(*(exited(h) for h in handles)), timeout=15)
+        finally:
+            for h in handles:
+                with contextlib.suppress(ProcessLookupError):  # gone, as it should be
+                    signal.pidfd_send_signal(h, signal.SIGKILL)  # else: no orphans left behind
+                os.close(h)
+
+
+async def exited(pidfd: int) -> None:
+    """Returns when the process behind `pidfd` has exited (the fd turns readable)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    try:
+        await done
+    finally:
+        loop.remove_reader(pidfd)
