@@ -79,7 +79,7 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
         ports = replace(config, http_port=_port(http), grpc_port=_port(grpc_))
         pool, ready = _spawn(ports, argv)
         pool.forward_stop_signals()
-        if not _all_ready(len(pool.workers), ready):
+        if not _all_ready(pool, ready):
             stopped = pool.stopping  # asked to stop while starting: not a failure
             pool.stop()
             return pool.wait() if stopped else max(pool.wait(), 1)
@@ -142,8 +142,13 @@ class _Pool:
                 self.stop()
         return int(failed)
 
+    def died(self) -> bool:
+        """Whether a worker has exited already (reaping it)."""
+        return any(w.poll() is not None for w in self.workers)
+
     def _exits(self) -> Iterator[subprocess.Popen[bytes]]:
-        alive = {w.pid: w for w in self.workers}
+        yield from (w for w in self.workers if w.returncode is not None)  # reaped by `died`
+        alive = {w.pid: w for w in self.workers if w.returncode is None}
         while alive:
             pid, status = os.wait()  # resumed after a signal handler runs (PEP 475)
             if (worker := alive.pop(pid, None)) is not None:
@@ -172,13 +177,16 @@ def _spawn(config: Config, argv: Sequence[str]) -> tuple[_Pool, int]:
     return _Pool(workers), read
 
 
-def _all_ready(count: int, ready: int) -> bool:
-    """Wait (bounded) until `count` workers have said they serve; False if they exit first."""
-    seen, deadline = 0, time.monotonic() + START_SECONDS
+def _all_ready(pool: _Pool, ready: int) -> bool:
+    """Wait (bounded) until every worker has said it serves; False once one exits first."""
+    count, seen, deadline = len(pool.workers), 0, time.monotonic() + START_SECONDS
     try:
         while seen < count and (left := deadline - time.monotonic()) > 0:
-            if not select.select([ready], [], [], left)[0]:
-                break
+            # A worker that dies early leaves the pipe open (the others hold it): look.
+            if not select.select([ready], [], [], min(left, 0.5))[0]:
+                if pool.died():
+                    break
+                continue
             said = os.read(ready, count)
             if not said:
                 break  # every worker exited

@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -75,6 +76,18 @@ async def test_a_worker_that_dies_takes_the_others_down(tmp_path: Path) -> None:
         os.kill(first, signal.SIGKILL)
         assert await asyncio.wait_for(served.process.wait(), timeout=15) == 1
         assert not Path(f"/proc/{second}").exists()
+
+
+async def test_workers_that_cannot_start_fail_the_whole_at_once(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server", "serve", "--workers", "2",
+        "--provider", "local", "--model-path", str(tmp_path / "missing.gguf"),
+        "--http-port", "0", "--grpc-port", "0", "--data-dir", str(tmp_path),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 1
+    assert b"workers did not start" in err
 
 
 def test_at_least_one_worker() -> None:
