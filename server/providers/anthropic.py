@@ -71,11 +71,12 @@ class AnthropicProvider(HttpProvider):
     """A provider speaking Anthropic's streaming Messages API over aiohttp."""
 
     default_supported = DEFAULT_SUPPORTED
+    path = "/v1/messages"
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
         reader = _EventReader(self._config)
-        events = self._events("/v1/messages", self._headers(), body)
+        events = self._events(self._headers(), body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+import yarl
 
 from server.errors import (
     BadUpstream,
@@ -63,6 +64,7 @@ class HttpProvider:
     """
 
     default_supported: frozenset[str] = frozenset()  # when the config names none
+    path: str  # where every request goes, below the base URL
 
     def __init__(
         self, config: UpstreamConfig, session: aiohttp.ClientSession | None = None
@@ -71,6 +73,9 @@ class HttpProvider:
         self._owns_session = session is None
         self._session = session
         self._closed = False
+        # Worked out once: every request of this provider goes to the same place, as limited.
+        self._url = yarl.URL(config.base_url + self.path)
+        self._timeout = config.timeout()
 
     @property
     def name(self) -> str:
@@ -90,10 +95,11 @@ class HttpProvider:
             await self._session.close()
 
     def _events(
-        self, path: str, headers: Mapping[str, str], body: Mapping[str, Any]
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
     ) -> AsyncGenerator[SSEEvent, None]:
-        """The event stream answering `body` POSTed to `path` on this upstream."""
-        return stream_events(self._pooled(), self._config, path, headers=headers, body=body)
+        """The event stream answering `body` POSTed to this provider's endpoint."""
+        session, config = self._pooled(), self._config
+        return stream_events(session, config, self._url, self._timeout, headers, body)
 
     def _pooled(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -108,7 +114,6 @@ def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_SECONDS)
     return aiohttp.ClientSession(
         connector=connector,
-        timeout=config.timeout(),
         # Cookies an upstream sets must not follow one caller's request into another's.
         cookie_jar=aiohttp.DummyCookieJar(),
         # Read once here: aiohttp's trust_env would also look for a .netrc on every request.
@@ -193,12 +198,12 @@ class _Progress:
 async def stream_events(
     session: aiohttp.ClientSession,
     config: UpstreamConfig,
-    path: str,
-    *,
+    url: yarl.URL,
+    timeout: aiohttp.ClientTimeout,
     headers: Mapping[str, str],
     body: Mapping[str, Any],
 ) -> AsyncGenerator[SSEEvent, None]:
-    """POST `body` as JSON to `path` and yield the event stream that answers.
+    """POST `body` as JSON to `url` and yield the event stream that answers.
 
     A stream read to its end leaves its connection in the pool; one abandoned
     early (the caller went away) closes the upstream connection at once. Every
@@ -206,11 +211,9 @@ async def stream_events(
     """
     progress = _Progress(config)
     all_headers = {**_JSON_SSE, **headers, **config.headers}
-    data, timeout = encode_json(body), config.timeout()
+    data = encode_json(body)
     with _translated(config, progress):
-        response = await session.post(
-            config.url(path), data=data, headers=all_headers, timeout=timeout
-        )
+        response = await session.post(url, data=data, headers=all_headers, timeout=timeout)
         try:
             await _check_response(config, response)
             decoder = SSEDecoder()
@@ -244,7 +247,8 @@ def _translated(config: UpstreamConfig, progress: _Progress) -> Iterator[None]:
     meta = {"provider": config.name}
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:  # these three before TimeoutError: they are
+    # aiohttp's own three timeouts are TimeoutErrors too: they come first.
+    except aiohttp.ConnectionTimeoutError as exc:
         message = f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
         raise UpstreamTimeout(message, metadata=_cause(meta, exc)) from exc
     except aiohttp.SocketTimeoutError as exc:

@@ -54,11 +54,12 @@ class OpenAICompatProvider(HttpProvider):
     """A provider speaking OpenAI's chat-completions streaming protocol over aiohttp."""
 
     default_supported = DEFAULT_SUPPORTED
+    path = "/chat/completions"
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
         reader = _ChunkReader(self._config)
-        events = self._events("/chat/completions", self._headers(), body)
+        events = self._events(self._headers(), body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:

@@ -6,14 +6,12 @@ are checked here, at start-up, rather than on a request.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 import aiohttp
-import yarl
 
 from server.providers.base import ModelCard
 
@@ -57,21 +55,11 @@ class UpstreamConfig:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"upstream {self.name}: base_url must be an http(s) URL")
 
-    def url(self, path: str) -> yarl.URL:
-        """The absolute URL of `path` (which starts with `/`) on this upstream, parsed once."""
-        return _parsed(self.base_url + path)
-
     def timeout(self) -> aiohttp.ClientTimeout:
         """The limits of one exchange, which aiohttp enforces at each wait for the upstream
         (never while our caller runs between events): silence is `first_byte_timeout`."""
-        return _client_timeout(self.connect_timeout, self.first_byte_timeout, self.total_timeout)
-
-
-@functools.lru_cache(maxsize=256)
-def _client_timeout(connect: float, silence: float, total: float) -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=silence)
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(url: str) -> yarl.URL:
-    return yarl.URL(url)
+        return aiohttp.ClientTimeout(
+            total=self.total_timeout,
+            sock_connect=self.connect_timeout,
+            sock_read=self.first_byte_timeout,
+        )
