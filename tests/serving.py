@@ -22,6 +22,23 @@ class Serving:
     http_port: int
 
 
+def serve_command(database_url: str, *options: str) -> list[str]:
+    """`tokenwire serve` on ports picked by the OS, logging warnings and worse."""
+    return [
+        sys.executable, "-m", "server", "serve", "--http-port", "0", "--grpc-port", "0",
+        "--log-level", "warning", "--database-url", database_url, *options,
+    ]  # fmt: skip
+
+
+async def run_to_exit(database_url: str, *options: str) -> tuple[int | None, bytes]:
+    """`tokenwire serve` that is expected to stop by itself: its status and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        *serve_command(database_url, *options), stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), timeout=START_SECONDS)
+    return process.returncode, err
+
+
 @asynccontextmanager
 async def serving(
     database_url: str, *options: str, clean_exit: bool = True
@@ -32,11 +49,9 @@ async def serving(
     process must then end within a bounded time, with status 0 if `clean_exit`.
     """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--provider", "fake",
-        "--http-port", "0", "--grpc-port", "0", "--log-level", "warning",
-        "--database-url", database_url, *options,
+        *serve_command(database_url, "--provider", "fake", *options),
         stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    )
     try:
         ports = await asyncio.wait_for(_announced(process), timeout=START_SECONDS)
         yield Serving(process, *ports)

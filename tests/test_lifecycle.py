@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
-from tests.serving import serving
+from tests.serving import run_to_exit, serving
 
 BODY = {"model": "fake-echo", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
 
@@ -76,27 +75,11 @@ async def test_sigterm_mid_load_keeps_every_answered_requests_usage(tmp_path: Pa
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_refuses_a_public_address_without_keys(tmp_path: Path, workers: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "server",
-        "serve",
-        "--provider",
-        "fake",
-        "--host",
-        "0.0.0.0",
-        "--http-port",
-        "0",
-        "--grpc-port",
-        "0",
-        "--database-url",
-        f"sqlite://{tmp_path / 'x.db'}",
-        "--workers",
-        workers,
-        stderr=asyncio.subprocess.PIPE,
+    database = f"sqlite://{tmp_path / 'x.db'}"
+    status, err = await run_to_exit(
+        database, "--provider", "fake", "--host", "0.0.0.0", "--workers", workers
     )
-    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
-    assert process.returncode != 0
+    assert status != 0
     assert err.count(b"without API keys") == 1  # said once, by the supervisor with workers
 
 

@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from server.config import Config
-from tests.serving import Serving, serving
+from tests.serving import Serving, run_to_exit, serving
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 BODY = {"model": "fake-echo", "messages": [{"role": "user", "content": "a b c"}]}
@@ -79,14 +78,12 @@ async def test_a_worker_that_dies_takes_the_others_down(tmp_path: Path) -> None:
 
 
 async def test_workers_that_cannot_start_fail_the_whole_at_once(tmp_path: Path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server", "serve", "--workers", "2",
-        "--provider", "local", "--model-path", str(tmp_path / "missing.gguf"),
-        "--http-port", "0", "--grpc-port", "0", "--data-dir", str(tmp_path),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 1
+    database = f"sqlite://{tmp_path / 'tokenwire.db'}"
+    missing = str(tmp_path / "missing.gguf")
+    status, err = await run_to_exit(
+        database, "--workers", "2", "--provider", "local", "--model-path", missing
+    )
+    assert status == 1
     assert b"workers did not start" in err
 
 
