@@ -99,7 +99,8 @@ class UsageStore:
         """Let a few records gather before writing (unless a flush is waiting): each INSERT
         commits once, and one commit costs SQLite more than the row it carries."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._flushing.wait(), GATHER_SECONDS)
+            async with asyncio.timeout(GATHER_SECONDS):  # no task per wait, as wait_for makes
+                await self._flushing.wait()
 
     async def flush(self) -> None:
         """Wait until every record handed in so far is written."""
