@@ -122,6 +122,8 @@ class Plan:
 
     by_name: dict[str, Field]
     by_key: dict[str, tuple[Field, ...]]
+    # By descriptor, as `ListFields` gives them: their `name` is a new string per access.
+    by_fd: dict[FieldDescriptor, Field]
     template: dict[str, JSON]  # scalar keys printed even when the message leaves them unset
     fresh: tuple[tuple[str, type], ...]  # keys printed as a new empty list/object when unset
     unwrap: Field | None
@@ -137,7 +139,8 @@ def plan(desc: Descriptor) -> Plan:
     fresh = tuple(
         (f.key, list if f.repeated else dict) for f in fields if f.always and not f.is_map
     )
-    return Plan({f.fd.name: f for f in fields}, by_key, _template(fields), fresh, unwrap)
+    by_fd = {f.fd: f for f in fields}
+    return Plan({f.fd.name: f for f in fields}, by_key, by_fd, _template(fields), fresh, unwrap)
 
 
 def _template(fields: list[Field]) -> dict[str, JSON]:
@@ -167,8 +170,9 @@ def to_json(msg: Message) -> JSON:
     out = p.template.copy()
     for key, factory in p.fresh:
         out[key] = factory()  # never shared between outputs
+    by_fd = p.by_fd
     for fd, value in msg.ListFields():
-        f = p.by_name[fd.name]
+        f = by_fd[fd]
         rendered = f.render(value)
         if rendered is not _ABSENT:
             out[f.key] = rendered
