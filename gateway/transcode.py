@@ -68,21 +68,26 @@ def enum_names(enum: EnumDescriptor) -> EnumNames:
 
 
 Render = Callable[[Any], JSON]  # a field's value as JSON, or _ABSENT to leave it out
+Parse = Callable[[JSON, str], Any]  # a scalar from JSON at a param path; raises TranscodeError
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One field with its JSON rendering options resolved."""
+    """One field with its JSON options resolved, and what follows from them worked out once."""
 
     fd: FieldDescriptor
+    name: str  # the descriptor's `name` is a new string per access
     key: str
     raw: bool
     scalar_or_list: bool
     nullable: bool
     always: bool
     repeated: bool
+    is_message: bool
     map_value: Field | None  # the value field of a map's entries
+    kind: str  # the JSON value it takes ("a string"…), to pick among fields sharing a key
     render: Render  # chosen once from the options above: `to_json` runs it per value
+    parse: Parse  # likewise for the JSON value of a scalar field (or map value, list item)
 
     @property
     def is_map(self) -> bool:
@@ -95,17 +100,22 @@ def _is_map_entry(fd: FieldDescriptor) -> bool:
 
 def _field(fd: FieldDescriptor) -> Field:
     opts = fd.GetOptions().Extensions[json_pb2.json]
-    map_value = _field(message_type(fd).fields_by_name["value"]) if _is_map_entry(fd) else None
+    is_map = _is_map_entry(fd)
+    map_value = _field(message_type(fd).fields_by_name["value"]) if is_map else None
     return Field(
         fd,
+        name=fd.name,
         key=opts.key or fd.name,
         raw=opts.raw,
         scalar_or_list=opts.scalar_or_list,
         nullable=opts.nullable,
         always=opts.always,
         repeated=fd.is_repeated,
+        is_message=fd.type == FieldDescriptor.TYPE_MESSAGE,
         map_value=map_value,
+        kind=_kind(fd, opts.raw, is_map),
         render=_renderer(fd, opts.raw, map_value),
+        parse=_parser(fd, opts.raw),
     )
 
 
@@ -232,13 +242,12 @@ def merge_json(data: JSON, msg: Message, param: str = "") -> None:
         raise _type_error(param or "body", "an object", data)
     for key, value in data.items():
         fields = p.by_key.get(key)
+        path = _join(param, key)
         if fields is None:
-            raise TranscodeError(
-                f"Unrecognized request argument supplied: {_join(param, key)}", _join(param, key)
-            )
+            raise TranscodeError(f"Unrecognized request argument supplied: {path}", path)
         if value is None:
             continue  # null means unset, as in OpenAI's API
-        _set(_pick(fields, value, _join(param, key)), msg, value, _join(param, key))
+        _set(_pick(fields, value, path), msg, value, path)
 
 
 def _join(param: str, key: str) -> str:
@@ -252,30 +261,33 @@ def _pick(fields: tuple[Field, ...], value: JSON, param: str) -> Field:
     for f in fields:
         if _accepts(f, value):
             return f
-    kinds = " or ".join(_kind(f) for f in fields)
+    kinds = " or ".join(f.kind for f in fields)
     raise _type_error(param, f"one of {kinds}", value)
 
 
 def _accepts(f: Field, value: JSON) -> bool:
-    kind = _kind(f)
-    return {
-        "a string": isinstance(value, str),
-        "an array": isinstance(value, list),
-        "an object": isinstance(value, dict),
-        "a boolean": isinstance(value, bool),
-        "a number": isinstance(value, int | float) and not isinstance(value, bool),
-        "an integer": isinstance(value, int) and not isinstance(value, bool),
-    }.get(kind, True)
+    test = _ACCEPTS.get(f.kind)
+    return test is None or test(value)
 
 
-def _kind(f: Field) -> str:
-    t = f.fd.type
-    if f.raw:
+_ACCEPTS: dict[str, Callable[[JSON], bool]] = {
+    "a string": lambda v: isinstance(v, str),
+    "an array": lambda v: isinstance(v, list),
+    "an object": lambda v: isinstance(v, dict),
+    "a boolean": lambda v: isinstance(v, bool),
+    "a number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "an integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+}
+
+
+def _kind(fd: FieldDescriptor, raw: bool, is_map: bool) -> str:
+    t = fd.type
+    if raw:
         return "any JSON value"
-    if f.repeated and not f.is_map:
+    if fd.is_repeated and not is_map:
         return "an array"
     if t == FieldDescriptor.TYPE_MESSAGE:
-        unwrapped = message_type(f.fd).GetOptions().Extensions[json_pb2.unwrap]
+        unwrapped = message_type(fd).GetOptions().Extensions[json_pb2.unwrap]
         return "an array" if unwrapped else "an object"
     if t in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_ENUM):
         return "a string"
@@ -285,46 +297,53 @@ def _kind(f: Field) -> str:
 
 
 def _set(f: Field, msg: Message, value: JSON, param: str) -> None:
-    name = f.fd.name
     if f.map_value is not None:
-        _set_map(f.map_value, getattr(msg, name), value, param)
+        _set_map(f.map_value, getattr(msg, f.name), value, param)
     elif f.repeated:
         if f.scalar_or_list and not isinstance(value, list):
-            getattr(msg, name).append(_scalar_in(f, value, param))
+            getattr(msg, f.name).append(f.parse(value, param))
             return
         if not isinstance(value, list):
             raise _type_error(param, "an array", value)
-        _extend(f, getattr(msg, name), value, param)
-    elif f.fd.type == FieldDescriptor.TYPE_MESSAGE:
-        merge_json(value, getattr(msg, name), param)
-        getattr(msg, name).SetInParent()
+        _extend(f, getattr(msg, f.name), value, param)
+    elif f.is_message:
+        child = getattr(msg, f.name)
+        merge_json(value, child, param)
+        child.SetInParent()
     else:
-        setattr(msg, name, _scalar_in(f, value, param))
+        setattr(msg, f.name, f.parse(value, param))
 
 
 def _extend(f: Field, target: Any, values: list[JSON], param: str) -> None:
     for i, item in enumerate(values):
         item_param = f"{param}[{i}]"
-        if f.fd.type == FieldDescriptor.TYPE_MESSAGE:
+        if f.is_message:
             merge_json(item, target.add(), item_param)
         else:
-            target.append(_scalar_in(f, item, item_param))
+            target.append(f.parse(item, item_param))
 
 
 def _set_map(value_field: Field, target: Any, value: JSON, param: str) -> None:
     if not isinstance(value, dict):
         raise _type_error(param, "an object", value)
     for k, v in value.items():
-        target[k] = _scalar_in(value_field, v, f"{param}.{k}")
+        target[k] = value_field.parse(v, f"{param}.{k}")
 
 
-def _scalar_in(f: Field, value: JSON, param: str) -> Any:
-    if f.raw:
-        return _dumps(value)
-    return _SCALAR_PARSERS[_scalar_kind(f.fd)](f, value, param)
+def _parser(fd: FieldDescriptor, raw: bool) -> Parse:
+    """How a scalar field reads its JSON value (message fields never use theirs)."""
+    if raw:
+        return _parse_raw
+    kind = _scalar_kind(fd)
+    if kind == "int":
+        small = fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32)
+        return _int_parser(32 if small else 64)
+    if kind == "enum":
+        return _enum_parser(enum_names(fd.enum_type))
+    return {"str": _parse_str, "bool": _parse_bool, "float": _parse_float}[kind]
 
 
-def _dumps(value: JSON) -> str:
+def _parse_raw(value: JSON, param: str) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -340,19 +359,19 @@ def _scalar_kind(fd: FieldDescriptor) -> str:
     return "str"
 
 
-def _parse_str(f: Field, value: JSON, param: str) -> str:
+def _parse_str(value: JSON, param: str) -> str:
     if not isinstance(value, str):
         raise _type_error(param, "a string", value)
     return value
 
 
-def _parse_bool(f: Field, value: JSON, param: str) -> bool:
+def _parse_bool(value: JSON, param: str) -> bool:
     if not isinstance(value, bool):
         raise _type_error(param, "a boolean", value)
     return value
 
 
-def _parse_float(f: Field, value: JSON, param: str) -> float:
+def _parse_float(value: JSON, param: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _type_error(param, "a number", value)
     try:
@@ -361,40 +380,34 @@ def _parse_float(f: Field, value: JSON, param: str) -> float:
         raise TranscodeError(f"Invalid value for '{param}': out of range.", param) from None
 
 
-def _parse_int(f: Field, value: JSON, param: str) -> int:
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        value = int(value)  # JSON has one number type; 16.0 is an integer
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(param, "an integer", value)
-    bits = (
-        32
-        if f.fd.cpp_type in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32)
-        else 64
-    )
-    if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-        raise TranscodeError(f"Invalid value for '{param}': {value} is out of range.", param)
-    return value
+def _int_parser(bits: int) -> Parse:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1)
+
+    def parse(value: JSON, param: str) -> int:
+        if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+            value = int(value)  # JSON has one number type; 16.0 is an integer
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(param, "an integer", value)
+        if not low <= value < high:
+            raise TranscodeError(f"Invalid value for '{param}': {value} is out of range.", param)
+        return value
+
+    return parse
 
 
-def _parse_enum(f: Field, value: JSON, param: str) -> int:
-    names = enum_names(f.fd.enum_type)
-    if not isinstance(value, str):
-        raise _type_error(param, "a string", value)
-    if value not in names.by_name:
-        allowed = ", ".join(f"'{n}'" for n in names.by_name)
-        raise TranscodeError(
-            f"Invalid value for '{param}': '{value}'. Supported values are: {allowed}.", param
-        )
-    return names.by_name[value]
+def _enum_parser(names: EnumNames) -> Parse:
+    def parse(value: JSON, param: str) -> int:
+        if not isinstance(value, str):
+            raise _type_error(param, "a string", value)
+        number = names.by_name.get(value)
+        if number is None:
+            allowed = ", ".join(f"'{n}'" for n in names.by_name)
+            raise TranscodeError(
+                f"Invalid value for '{param}': '{value}'. Supported values are: {allowed}.", param
+            )
+        return number
 
-
-_SCALAR_PARSERS: dict[str, Callable[[Field, JSON, str], Any]] = {
-    "str": _parse_str,
-    "bool": _parse_bool,
-    "float": _parse_float,
-    "int": _parse_int,
-    "enum": _parse_enum,
-}
+    return parse
 
 
 def _type_error(param: str, expected: str, value: JSON) -> TranscodeError:
