@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -47,6 +46,9 @@ class Gateway:
         self.router = Router(discover(services))
         self.invoker = invoker
         self.openapi = openapi.document(self.router.routes)
+        self._read_headers = frozenset(
+            name.encode("latin-1") for name in ("x-request-id", *config.forwarded_headers)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -55,7 +57,7 @@ class Gateway:
             await self._http(scope, receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = header_map(scope)
+        headers = header_map(scope, self._read_headers)
         request_id = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
         headers["x-request-id"] = request_id
         out = [(b"x-request-id", request_id.encode("latin-1"))]
@@ -145,10 +147,10 @@ def _query(scope: Scope) -> list[tuple[str, str]]:
 
 
 def _build_request(
-    route: Route, body: Any, params: dict[str, str], query: list[tuple[str, str]]
+    route: Route, body: Any, params: Mapping[str, str], query: list[tuple[str, str]]
 ) -> Message:
     """The RPC request from the path variables, the body and (unless the body is `*`) the query."""
-    request: Message = message_factory.GetMessageClass(route.method.input_type)()
+    request = route.request_class()
     try:
         if route.body == "*":
             merge_json(body, request)
@@ -156,13 +158,14 @@ def _build_request(
             merge_json(body, getattr(request, route.body))
         if query and route.body != "*":
             merge_json(query_json(route.method.input_type, query), request)
-        merge_json(_nest(params), request)
+        if params:
+            merge_json(_nest(params), request)
     except TranscodeError as e:
         raise GatewayError(400, e.message, param=e.param) from None
     return request
 
 
-def _nest(params: dict[str, str]) -> dict[str, Any]:
+def _nest(params: Mapping[str, str]) -> dict[str, Any]:
     """Path variables by field path (`a.b`) as the nested JSON object they stand for."""
     out: dict[str, Any] = {}
     for path, value in params.items():

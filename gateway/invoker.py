@@ -11,7 +11,6 @@ metadata, and both fill a `Reply` with the response metadata the server sent
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -162,7 +161,6 @@ class LocalContext:
         self._peer = peer
         self._reply = reply
         self._trailing: Metadata = ()
-        self._start = time.monotonic()
 
     def invocation_metadata(self) -> Metadata:
         return self._metadata

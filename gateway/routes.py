@@ -8,12 +8,15 @@ call); `Route.streaming` tells them apart and the app picks by the body.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from google.api import annotations_pb2, http_pb2
+from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor, ServiceDescriptor
+from google.protobuf.message import Message
 
 _VERBS = ("get", "put", "post", "delete", "patch")
 _HTTP: Any = annotations_pb2.http  # its stubs type it as a plain FieldDescriptor
@@ -31,14 +34,19 @@ class Route:
     method: MethodDescriptor
     body: str  # "*", a request field name, or "" for no body
     response_body: str  # "" for the whole response, else a response field name
+    # Derived from `method` once: every request reads them.
+    streaming: bool = field(init=False)
+    grpc_path: str = field(init=False)
+    request_class: type[Message] = field(init=False)
 
-    @property
-    def streaming(self) -> bool:
-        return bool(self.method.server_streaming)
-
-    @property
-    def grpc_path(self) -> str:
-        return f"/{self.method.containing_service.full_name}/{self.method.name}"
+    def __post_init__(self) -> None:
+        method = self.method
+        path = f"/{method.containing_service.full_name}/{method.name}"
+        object.__setattr__(self, "streaming", bool(method.server_streaming))
+        object.__setattr__(self, "grpc_path", path)
+        object.__setattr__(
+            self, "request_class", message_factory.GetMessageClass(method.input_type)
+        )
 
 
 def discover(services: Iterable[ServiceDescriptor]) -> tuple[Route, ...]:
@@ -88,7 +96,10 @@ def _segment_regex(segment: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Match:
     routes: tuple[Route, ...]  # same verb and path: the unary and/or streaming RPC
-    params: dict[str, str]
+    params: Mapping[str, str]
+
+
+_NO_PARAMS: Mapping[str, str] = MappingProxyType({})
 
 
 class Router:
@@ -96,17 +107,19 @@ class Router:
 
     def __init__(self, routes: Iterable[Route]) -> None:
         self.routes = tuple(routes)
-        # Literal paths are the common case: one dict lookup instead of a regex scan.
-        self._literal: dict[tuple[str, str], tuple[Route, ...]] = {}
+        # Literal paths are the common case: one dict lookup instead of a regex scan,
+        # and a match made once.
+        literal: dict[tuple[str, str], tuple[Route, ...]] = {}
         for r in self.routes:
             if not r.variables:
                 key = (r.verb, r.template)
-                self._literal[key] = (*self._literal.get(key, ()), r)
+                literal[key] = (*literal.get(key, ()), r)
+        self._literal = {key: Match(routes, _NO_PARAMS) for key, routes in literal.items()}
 
     def match(self, verb: str, path: str) -> Match | None:
         literal = self._literal.get((verb, path))
-        if literal:
-            return Match(literal, {})
+        if literal is not None:
+            return literal
         found: list[Route] = []
         params: dict[str, str] = {}
         for r in self.routes:
