@@ -176,7 +176,7 @@ def to_json(msg: Message) -> JSON:
     """Render a message as an OpenAI-shaped JSON value (dict, or list when unwrapped)."""
     p = plan(msg.DESCRIPTOR)
     if p.unwrap is not None:
-        return p.unwrap.render(getattr(msg, p.unwrap.fd.name))
+        return p.unwrap.render(getattr(msg, p.unwrap.name))
     out = p.template.copy()
     for key, factory in p.fresh:
         out[key] = factory()  # never shared between outputs
