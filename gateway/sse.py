@@ -56,8 +56,8 @@ class SseResponse:
 
     async def __call__(self, send: Send, receive: Receive) -> None:
         """Stream until the end, an error, or the client's disconnect."""
-        pump = asyncio.ensure_future(self._pump(send))
-        watch = asyncio.ensure_future(_disconnected(receive))
+        pump = asyncio.create_task(self._pump(send))
+        watch = asyncio.create_task(_disconnected(receive))
         try:
             await asyncio.wait({pump, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -69,7 +69,7 @@ class SseResponse:
 
     async def _pump(self, send: Send) -> None:
         messages = self._messages
-        keepalives = asyncio.ensure_future(self._keepalives(send))
+        keepalives = asyncio.create_task(self._keepalives(send))
         try:
             async for message in messages:
                 await self._send(send, event(self._render(message)))
