@@ -47,7 +47,7 @@ _EFFORTS = {
 
 
 def generation_request(
-    r: chat_pb2.CreateChatCompletionRequest, provider_model: str
+    r: chat_pb2.CreateChatCompletionRequest, provider_model: str, streamed: bool = True
 ) -> base.GenerationRequest:
     """The provider's view of `r`, after checking every value is in range."""
     _check_ranges(r)
@@ -71,6 +71,7 @@ def generation_request(
         parallel_tool_calls=r.parallel_tool_calls if r.HasField("parallel_tool_calls") else None,
         reasoning_effort=_EFFORTS.get(r.reasoning_effort or r.reasoning.effort),
         user=r.user if r.HasField("user") else None,
+        streamed=streamed,
     )
 
 

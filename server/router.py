@@ -119,7 +119,7 @@ class Router:
         self, ctx: RequestContext, e: Endpoint, dropped: tuple[str, ...]
     ) -> GenerationRequest:
         request = convert.without(
-            convert.generation_request(ctx.request, e.upstream_model), dropped
+            convert.generation_request(ctx.request, e.upstream_model, ctx.streamed), dropped
         )
         if "middle-out" in ctx.request.transforms and e.context_length:
             budget = e.context_length - (request.max_tokens or 0)

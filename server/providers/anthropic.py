@@ -244,7 +244,7 @@ class _EventReader:
         }
 
     def read(self, event: SSEEvent) -> list[Delta]:
-        payload = decode_json(self._config, event)
+        payload = decode_json(self._config, event.data)
         kind = payload.get("type") or event.event
         if kind == "error":
             raise error_from_payload(self._config, payload)

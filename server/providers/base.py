@@ -105,6 +105,9 @@ class GenerationRequest:
     parallel_tool_calls: bool | None = None
     reasoning_effort: str | None = None
     user: str | None = None
+    # Whether the caller reads the answer as it is made. When not, a provider may ask its
+    # upstream for the whole answer at once, which costs both sides less.
+    streamed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

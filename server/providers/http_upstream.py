@@ -39,9 +39,15 @@ from server.errors import (
 from server.providers.base import GenerationRequest, Message, ModelCard, Usage
 from server.providers.sse import SSEDecoder, SSEError, SSEEvent
 from server.providers.upstream_config import UpstreamConfig
-from server.providers.upstream_errors import bad_chunk, error_for_status, error_from_payload
+from server.providers.upstream_errors import (
+    bad_chunk,
+    decode_json,
+    error_for_status,
+    error_from_payload,
+)
 
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
+MAX_BODY = 16 * 2**20  # a whole (non-streamed) answer is refused beyond this
 # Keep as many idle connections as may be busy at once: a small pool keeps closing and
 # reopening connections under concurrent load.
 POOL_SIZE = 512
@@ -100,6 +106,11 @@ class HttpProvider:
         """The event stream answering `body` POSTed to this provider's endpoint."""
         session, config = self._pooled(), self._config
         return stream_events(session, config, self._url, self._timeout, headers, body)
+
+    async def _fetch(self, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+        """The JSON object answering `body` POSTed to this provider's endpoint, whole."""
+        session, config = self._pooled(), self._config
+        return await fetch_json(session, config, self._url, self._timeout, headers, body)
 
     def _pooled(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -229,6 +240,35 @@ async def stream_events(
 
 
 _JSON_SSE = {"accept": "text/event-stream", "content-type": "application/json"}
+_JSON = {"accept": "application/json", "content-type": "application/json"}
+
+
+async def fetch_json(
+    session: aiohttp.ClientSession,
+    config: UpstreamConfig,
+    url: yarl.URL,
+    timeout: aiohttp.ClientTimeout,
+    headers: Mapping[str, str],
+    body: Mapping[str, Any],
+) -> dict[str, Any]:
+    """POST `body` as JSON to `url` and return the JSON object that answers, read whole.
+
+    Errors and cancellation behave as in `stream_events`.
+    """
+    data = encode_json(body)
+    with _translated(config, _Progress(config)):
+        response = await session.post(
+            url, data=data, headers={**_JSON, **headers, **config.headers}, timeout=timeout
+        )
+        try:
+            if not 200 <= response.status < 300:
+                raise error_for_status(
+                    config, response.status, await _read_limited(response), response.headers
+                )
+            answer = await _read_whole(config, response)
+        finally:
+            response.close()
+    return decode_json(config, answer, "an answer")
 
 
 async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
@@ -298,6 +338,16 @@ def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireErr
         return error_from_payload(config, payload)
     text = body.decode("utf-8", "replace")
     return bad_chunk(config, "a JSON document instead of an event stream", text)
+
+
+async def _read_whole(config: UpstreamConfig, response: aiohttp.ClientResponse) -> bytes:
+    chunks, size = [], 0
+    while chunk := await response.content.readany():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise bad_chunk(config, f"an answer larger than {MAX_BODY // 2**20} MiB")
+    return b"".join(chunks)
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes:

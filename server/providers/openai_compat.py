@@ -1,12 +1,14 @@
 """The OpenAI-compatible provider: OpenAI, OpenRouter, vLLM, Ollama, llama.cpp server, LiteLLM.
 
-Requests go out as `POST {base_url}/chat/completions` with `stream: true` and
-`stream_options.include_usage`, so the upstream's own count arrives as a last
-chunk. Tool schemas and `json_schema` travel as the caller wrote them (key
-order and integers intact). Chunks come back as `Delta`s: content, reasoning
-(`reasoning` or `reasoning_content`), refusal, tool-call deltas (id and name on
-a call's first delta only), logprobs and finish reasons; then one `Usage`,
-estimated here when the upstream sent none.
+Requests go out as `POST {base_url}/chat/completions`. A streamed call asks for
+`stream: true` and `stream_options.include_usage`, so the upstream's own count
+arrives as a last chunk; a unary call asks for the whole answer at once, which
+costs the upstream and tokenwire about a fifth less than reading a stream
+(bench/upstream.py). Tool schemas and `json_schema` travel as the caller wrote
+them (key order and integers intact). Chunks, or each choice of a whole answer,
+come back as `Delta`s: content, reasoning (`reasoning` or `reasoning_content`),
+refusal, tool-call deltas (id and name on a call's first delta only), logprobs
+and finish reasons; then one `Usage`, estimated here when the upstream sent none.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from server.errors import InvalidRequest
 from server.providers.base import (
@@ -57,8 +61,19 @@ class OpenAICompatProvider(HttpProvider):
     path = "/chat/completions"
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
-        body = request_body(request, self._config)
         reader = _ChunkReader(self._config)
+        body = request_body(request, self._config)
+        if request.streamed:
+            async for delta in self._streamed(body, reader):
+                yield delta
+        else:
+            for delta in reader.answer(await self._fetch(self._headers(), body)):
+                yield delta
+        yield reader.usage or estimated_usage(request, reader.generated_chars)
+
+    async def _streamed(
+        self, body: dict[str, Any], reader: _ChunkReader
+    ) -> AsyncGenerator[Delta, None]:
         events = self._events(self._headers(), body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
@@ -72,7 +87,6 @@ class OpenAICompatProvider(HttpProvider):
                 await drain(events)
         if not (reader.done or reader.finished):
             raise bad_chunk(self._config, "a stream that ended before it finished")
-        yield reader.usage or estimated_usage(request, reader.generated_chars)
 
     def _headers(self) -> dict[str, str]:
         key = self._config.api_key
@@ -83,13 +97,14 @@ class OpenAICompatProvider(HttpProvider):
 
 
 def request_body(request: GenerationRequest, config: UpstreamConfig) -> dict[str, Any]:
-    """The JSON body of a streaming chat-completions request."""
+    """The JSON body of a chat-completions request, streaming if the caller streams."""
     body: dict[str, Any] = {
         "model": request.model,
         "messages": [_message(m) for m in request.messages],
-        "stream": True,
-        "stream_options": {"include_usage": True},
+        "stream": request.streamed,
     }
+    if request.streamed:
+        body["stream_options"] = {"include_usage": True}
     body.update(_sampling(request, config))
     if request.tools:
         body["tools"] = [_tool(t) for t in request.tools]
@@ -220,7 +235,7 @@ class _ChunkReader:
         self.generated_chars = 0
 
     def read(self, event: SSEEvent) -> list[Delta]:
-        chunk = decode_json(self._config, event)
+        chunk = decode_json(self._config, event.data)
         if event.event == "error" or chunk.get("error"):
             raise error_from_payload(self._config, chunk)
         try:
@@ -228,16 +243,33 @@ class _ChunkReader:
         except (TypeError, ValueError, AttributeError, KeyError) as exc:
             raise bad_chunk(self._config, "a chunk of unexpected shape", event.data) from exc
 
-    def _chunk(self, chunk: dict[str, Any]) -> list[Delta]:
+    def answer(self, completion: dict[str, Any]) -> list[Delta]:
+        """A whole (non-streamed) completion as deltas: each choice's message is one delta."""
+        if completion.get("error"):
+            raise error_from_payload(self._config, completion)
+        try:
+            if not completion.get("choices"):
+                raise ValueError("no choices")
+            for choice in completion["choices"]:
+                # A whole message's calls carry no index: their order is it.
+                for i, call in enumerate((choice.get("message") or {}).get("tool_calls") or ()):
+                    call.setdefault("index", i)
+            return self._chunk(completion, "message")
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            text = orjson.dumps(completion).decode()
+            raise bad_chunk(self._config, "an answer of unexpected shape", text) from exc
+
+    def _chunk(self, chunk: dict[str, Any], part: str = "delta") -> list[Delta]:
         if chunk.get("usage"):
             # Some servers repeat a running total on every chunk: the last one wins.
             self.usage = _usage(chunk["usage"])
-        deltas = (self._choice(c) for c in chunk.get("choices") or ())
+        deltas = (self._choice(c, part) for c in chunk.get("choices") or ())
         return [d for d in deltas if d is not None]
 
-    def _choice(self, raw: dict[str, Any]) -> Delta | None:
+    def _choice(self, raw: dict[str, Any], part: str) -> Delta | None:
+        """One choice of a chunk (its `delta`) or of a whole answer (its `message`)."""
         index = int(raw.get("index") or 0)
-        delta = raw.get("delta") or {}
+        delta = raw.get(part) or {}
         out = Delta(
             content=_text(delta.get("content")),
             # Some servers send both names with the same text: take one.

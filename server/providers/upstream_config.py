@@ -24,8 +24,9 @@ class UpstreamConfig:
     out of `repr` and out of every error. `supported` of None means the
     provider's own default parameter set. Timeouts are in seconds:
     `first_byte_timeout` bounds any silence of the upstream: the wait for its
-    first byte (a slow prompt) and every pause after; `total_timeout` bounds
-    the whole exchange.
+    first byte (a slow prompt) and every pause after. A unary call is answered
+    whole, so there it bounds the whole generation. `total_timeout` bounds the
+    whole exchange.
     """
 
     name: str

@@ -33,7 +33,6 @@ from server.errors import (
     Unprocessable,
     UpstreamTimeout,
 )
-from server.providers.sse import SSEEvent
 from server.providers.upstream_config import UpstreamConfig
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
@@ -166,12 +165,16 @@ def bad_chunk(config: UpstreamConfig, reason: str, data: str = "") -> BadUpstrea
     return BadUpstream(f"{config.name} sent {reason}", metadata=meta)
 
 
-def decode_json(config: UpstreamConfig, event: SSEEvent) -> dict[str, Any]:
-    """The JSON object an event carries, or `BadUpstream`."""
+def decode_json(config: UpstreamConfig, data: str | bytes, what: str = "a chunk") -> dict[str, Any]:
+    """The JSON object in `data` (a chunk, or a whole answer), or `BadUpstream`."""
     try:
-        value = orjson.loads(event.data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise bad_chunk(config, "a chunk that is not valid JSON", event.data) from None
+        raise bad_chunk(config, f"{what} that is not valid JSON", _text(data)) from None
     if not isinstance(value, dict):
-        raise bad_chunk(config, "a chunk that is not a JSON object", event.data)
+        raise bad_chunk(config, f"{what} that is not a JSON object", _text(data))
     return value
+
+
+def _text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else data[:200].decode("utf-8", "replace")

@@ -311,8 +311,7 @@ async def test_failure_before_the_first_byte_moves_to_the_next_candidate(
         service = await chain(start_service, first, good.url, provider={"first_byte_timeout": 0.2})
         async with sdk(service) as client:
             if stream:
-                chunks = await client.chat.completions.create(model="m", messages=USER, stream=True)
-                text = "".join([c.choices[0].delta.content or "" async for c in chunks])
+                text = await streamed_text(client)
             else:
                 completion = await client.chat.completions.create(model="m", messages=USER)
                 text = completion.choices[0].message.content or ""
@@ -476,9 +475,15 @@ async def test_a_body_that_never_ends_after_done_is_cut_off(start_service: Start
     events = [*openai_text("hi ", "there"), b": still here\n\n"]
     async with Upstream(Reply(events=events, hold=NEVER, hold_at=len(events) - 1)) as up:
         service = await chain(start_service, up.url)
-        completion = await asyncio.wait_for(ask(service), timeout=5)
+        async with sdk(service) as client:
+            text = await asyncio.wait_for(streamed_text(client), timeout=5)
         await asyncio.wait_for(up.disconnected.wait(), timeout=5)
-    assert completion.choices[0].message.content == "hi there"
+    assert text == "hi there"
+
+
+async def streamed_text(client: openai.AsyncOpenAI) -> str:
+    chunks = await client.chat.completions.create(model="m", messages=USER, stream=True)
+    return "".join([c.choices[0].delta.content or "" async for c in chunks])
 
 
 # --- streaming fidelity -------------------------------------------------------------------

@@ -6,7 +6,8 @@ says `"stream": false`) and Anthropic's streaming Messages API. Each request
 takes the next scripted `Reply`, else the default one. A reply can answer any
 status with any headers and body, hold before any event until the test sets
 an `asyncio.Event` (slow first byte, a stream that stalls), drop the
-connection before an event, or carry malformed events. What the upstream
+connection before an event (a whole body: halfway through), or carry
+malformed events. What the upstream
 received is kept (`requests`), connections are counted, and a client that goes
 away while a reply is held sets `disconnected`: tests observe what the upstream
 saw.
@@ -125,9 +126,10 @@ class Upstream:
             body = reply.body if reply.body is not None else completion_json(reply.events)
             kind = "application/json" if body[:1] in (b"{", b"[") else "text/plain"
             writer.write(_head(reply, {"content-type": kind, "content-length": str(len(body))}))
-            writer.write(body)
+            # A reply that drops its stream drops a whole body halfway.
+            writer.write(body if reply.drop_at is None else body[: len(body) // 2])
             await writer.drain()
-            return True
+            return reply.drop_at is None
         writer.write(_head(reply, {"content-type": "text/event-stream"}))
         for i, event in enumerate(reply.events):
             if i and (reply.drop_at == i or not await self._held(reply, i, reader)):
@@ -226,13 +228,17 @@ def openai_error(
 
 
 def completion_json(events: Sequence[bytes]) -> bytes:
-    """The non-streaming answer carrying the same text as `events`."""
+    """The non-streaming answer carrying the same text as `events` (malformed events: the
+    events themselves, as malformed JSON)."""
     text = ""
     for event in events:
         payload = event.removeprefix(b"data: ").strip()
         if payload.startswith(b"{"):
-            for choice in json.loads(payload).get("choices", []):
-                text += choice["delta"].get("content") or ""
+            try:
+                choices = json.loads(payload).get("choices", [])
+            except ValueError:
+                return b"".join(events)
+            text += "".join(choice["delta"].get("content") or "" for choice in choices)
     message = {"role": "assistant", "content": text, "refusal": None}
     choice = {"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}
     usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
