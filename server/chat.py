@@ -160,8 +160,11 @@ def _price(usage: chat_pb2.Usage, opened: Opened) -> None:
         usage.cost = cost
 
 
+_NO_USAGE = base.Usage(0, 0)  # a request that got no answer
+
+
 def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
-    usage = outcome.usage or base.Usage(0, 0)
+    usage = outcome.usage or _NO_USAGE
     opened = outcome.opened
     endpoint = opened.endpoint if opened else None
     now = time.monotonic()

@@ -73,9 +73,9 @@ class Principal:
 ANONYMOUS = Principal()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
-    """One try of one provider for one request."""
+    """One try of one provider for one request; final once made, as its `UsageRecord` is."""
 
     provider: str
     model: str
@@ -86,9 +86,11 @@ class Attempt:
     completion_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UsageRecord:
-    """Exactly one per request, whatever happened to it."""
+    """Exactly one per request, whatever happened to it; final once made (stages only read it).
+
+    Not frozen: a frozen `__init__` sets each of its 24 fields through `object.__setattr__`."""
 
     request_id: str
     created: float  # unix seconds
