@@ -11,7 +11,7 @@ Nothing is silently ignored. Each request field is one of:
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -62,9 +62,14 @@ def _key(fd: FieldDescriptor) -> str:
     return fd.GetOptions().Extensions[json_pb2.json].key or fd.name
 
 
-def given(request: Message) -> list[str]:
+def given(request: Message) -> tuple[str, ...]:
     """Names of the parameters the request sets, as clients write them."""
-    return list(dict.fromkeys(_key(fd) for fd, _ in request.ListFields()))
+    return _names(tuple([fd for fd, _ in request.ListFields()]))
+
+
+@lru_cache(maxsize=1024)  # requests set few combinations of fields; bounded all the same
+def _names(fields: tuple[FieldDescriptor, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(_key(fd) for fd in fields))
 
 
 def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
@@ -82,13 +87,14 @@ def missing(
     request: chat_pb2.CreateChatCompletionRequest, supported: frozenset[str]
 ) -> tuple[str, ...]:
     """The given parameters a provider supporting `supported` cannot honour."""
-    known = _known(supported)
-    return tuple(n for n in given(request) if n not in known and not _no_op(request, n))
+    unknown = _unknown(given(request), supported)
+    return tuple(n for n in unknown if not _no_op(request, n)) if unknown else ()
 
 
-@cache
-def _known(supported: frozenset[str]) -> frozenset[str]:
-    return HANDLED | BASE_PARAMETERS | supported
+@lru_cache(maxsize=1024)
+def _unknown(names: tuple[str, ...], supported: frozenset[str]) -> tuple[str, ...]:
+    known = HANDLED | BASE_PARAMETERS | supported
+    return tuple(n for n in names if n not in known)
 
 
 def _no_op(request: chat_pb2.CreateChatCompletionRequest, name: str) -> bool:
