@@ -28,10 +28,29 @@ def candidates(
     `missing(e)` names the given parameters `e` cannot honour; with
     `require_parameters` such endpoints are skipped (400 naming them if none is left).
     """
-    prefs = request.provider
+    models = models_of(request, default_model or catalog.default_model)
+    if request.HasField("provider"):
+        out = _by_preferences(request.provider, models, catalog, stats, missing)
+    else:  # no preferences: every endpoint in configured order, as `_by_preferences` keeps
+        out = [e for model in models for e in catalog.endpoints(model)]
+    if not out:
+        raise ProviderError(
+            "No provider can serve this request with the given model and provider preferences.",
+            code="no_provider",
+        )
+    return out
+
+
+def _by_preferences(
+    prefs: Prefs,
+    models: list[str],
+    catalog: Catalog,
+    stats: Stats,
+    missing: Callable[[Endpoint], tuple[str, ...]],
+) -> list[Endpoint]:
     out: list[Endpoint] = []
     unsupported: list[tuple[Endpoint, tuple[str, ...]]] = []
-    for model in models_of(request, default_model or catalog.default_model):
+    for model in models:
         endpoints = [e for e in catalog.endpoints(model) if admits(prefs, e)]
         if prefs.require_parameters:
             unsupported += [(e, missing(e)) for e in endpoints if missing(e)]
@@ -47,11 +66,6 @@ def candidates(
             f"Provider '{e.name}' cannot honour {', '.join(names)} and "
             "provider.require_parameters is true.",
             param=names[0],
-        )
-    if not out:
-        raise ProviderError(
-            "No provider can serve this request with the given model and provider preferences.",
-            code="no_provider",
         )
     return out
 
