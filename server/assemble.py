@@ -27,17 +27,15 @@ class Header:
     dropped: tuple[str, ...] = ()
 
 
-def usage(u: base.Usage) -> chat_pb2.Usage:
-    out = chat_pb2.Usage(
-        prompt_tokens=u.prompt_tokens,
-        completion_tokens=u.completion_tokens,
-        total_tokens=u.prompt_tokens + u.completion_tokens,
-    )
+def fill_usage(out: chat_pb2.Usage, u: base.Usage) -> None:
+    """Write `u` into the message's own usage field (not a new message copied in)."""
+    out.prompt_tokens = u.prompt_tokens
+    out.completion_tokens = u.completion_tokens
+    out.total_tokens = u.prompt_tokens + u.completion_tokens
     out.prompt_tokens_details.cached_tokens = u.cached_tokens
     out.completion_tokens_details.reasoning_tokens = u.reasoning_tokens
     if u.estimated:
         out.estimated = True
-    return out
 
 
 def _logprobs(items: Iterable[base.TokenLogprob]) -> list[chat_pb2.TokenLogprob]:
@@ -83,7 +81,7 @@ class ChunkWriter:
 
     def usage(self, u: base.Usage) -> chat_pb2.ChatCompletionChunk:
         chunk = self._chunk()
-        chunk.usage.CopyFrom(usage(u))
+        fill_usage(chunk.usage, u)
         return chunk
 
 
@@ -166,7 +164,7 @@ class Collector:
         for index in sorted(choices):
             self._fill(out.choices.add(index=index), choices[index])
         if self._usage is not None:
-            out.usage.CopyFrom(usage(self._usage))
+            fill_usage(out.usage, self._usage)
         return out
 
     def _fill(self, choice: chat_pb2.Choice, c: _Choice) -> None:
