@@ -50,27 +50,28 @@ def generation_request(
     r: chat_pb2.CreateChatCompletionRequest, provider_model: str, streamed: bool = True
 ) -> base.GenerationRequest:
     """The provider's view of `r`, after checking every value is in range."""
-    _check_ranges(r)
+    given = {fd.name: value for fd, value in r.ListFields()}  # read once, not a HasField each
+    _check_ranges(r, given)
     return base.GenerationRequest(
         model=provider_model,
         messages=messages(r.messages),
-        temperature=r.temperature if r.HasField("temperature") else None,
-        top_p=r.top_p if r.HasField("top_p") else None,
-        max_tokens=_max_tokens(r),
-        stop=tuple(r.stop),
-        seed=r.seed if r.HasField("seed") else None,
-        n=r.n if r.HasField("n") else 1,
-        frequency_penalty=r.frequency_penalty if r.HasField("frequency_penalty") else None,
-        presence_penalty=r.presence_penalty if r.HasField("presence_penalty") else None,
-        logit_bias=_logit_bias(r),
-        logprobs=r.logprobs,
-        top_logprobs=r.top_logprobs if r.HasField("top_logprobs") else None,
+        temperature=given.get("temperature"),
+        top_p=given.get("top_p"),
+        max_tokens=given.get("max_completion_tokens", given.get("max_tokens")),  # the newer wins
+        stop=tuple(given.get("stop", ())),
+        seed=given.get("seed"),
+        n=given.get("n", 1),
+        frequency_penalty=given.get("frequency_penalty"),
+        presence_penalty=given.get("presence_penalty"),
+        logit_bias=_logit_bias(r) if "logit_bias" in given else {},
+        logprobs=given.get("logprobs", False),
+        top_logprobs=given.get("top_logprobs"),
         response_format=_response_format(r),
-        tools=tuple(_tool(t, i) for i, t in enumerate(r.tools)),
+        tools=tuple(_tool(t, i) for i, t in enumerate(given.get("tools", ()))),
         tool_choice=_tool_choice(r),
-        parallel_tool_calls=r.parallel_tool_calls if r.HasField("parallel_tool_calls") else None,
+        parallel_tool_calls=given.get("parallel_tool_calls"),
         reasoning_effort=_EFFORTS.get(r.reasoning_effort or r.reasoning.effort),
-        user=r.user if r.HasField("user") else None,
+        user=given.get("user"),
         streamed=streamed,
     )
 
@@ -104,37 +105,35 @@ def without(request: base.GenerationRequest, dropped: tuple[str, ...]) -> base.G
     return replace(request, **changes) if changes else request
 
 
-def _check_ranges(r: chat_pb2.CreateChatCompletionRequest) -> None:
-    _in_range(r, "temperature", 0.0, 2.0)
-    _in_range(r, "top_p", 0.0, 1.0)
-    _in_range(r, "frequency_penalty", -2.0, 2.0)
-    _in_range(r, "presence_penalty", -2.0, 2.0)
-    _in_range(r, "top_logprobs", 0, 20)
-    _in_range(r, "n", 1, 128)
-    _in_range(r, "max_tokens", 1, 2**31 - 1)
-    _in_range(r, "max_completion_tokens", 1, 2**31 - 1)
+# The bounds of the numeric parameters, checked in this order.
+_RANGES = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+    "top_logprobs": (0, 20),
+    "n": (1, 128),
+    "max_tokens": (1, 2**31 - 1),
+    "max_completion_tokens": (1, 2**31 - 1),
+}
+
+
+def _check_ranges(r: chat_pb2.CreateChatCompletionRequest, given: dict[str, Any]) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = given.get(name)
+        if value is not None and not low <= value <= high:
+            raise InvalidRequest(
+                f"Invalid value for '{name}': {value:g} is not in [{low:g}, {high:g}].",
+                param=name,
+            )
     if len(r.stop) > 4:
         raise InvalidRequest("'stop' takes at most 4 sequences.", param="stop")
-    if r.HasField("top_logprobs") and not r.logprobs:
+    if "top_logprobs" in given and not r.logprobs:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
-    if r.HasField("user") and len(r.user) > 256:
+    if "user" in given and len(r.user) > 256:
         raise InvalidRequest("'user' is longer than 256 characters.", param="user")
     if len(r.metadata) > 16:
         raise InvalidRequest("'metadata' takes at most 16 pairs.", param="metadata")
-
-
-def _in_range(r: Any, name: str, low: float, high: float) -> None:
-    if r.HasField(name) and not low <= getattr(r, name) <= high:
-        raise InvalidRequest(
-            f"Invalid value for '{name}': {getattr(r, name):g} is not in [{low:g}, {high:g}].",
-            param=name,
-        )
-
-
-def _max_tokens(r: chat_pb2.CreateChatCompletionRequest) -> int | None:
-    if r.HasField("max_completion_tokens"):
-        return r.max_completion_tokens
-    return r.max_tokens if r.HasField("max_tokens") else None
 
 
 def messages(items: Sequence[message_pb2.ChatMessage]) -> tuple[base.Message, ...]:
@@ -144,35 +143,37 @@ def messages(items: Sequence[message_pb2.ChatMessage]) -> tuple[base.Message, ..
 
 
 def _message(m: message_pb2.ChatMessage, param: str) -> base.Message:
-    role = _ROLES.get(m.role)
+    given = {fd.name: value for fd, value in m.ListFields()}  # read once, not a HasField each
+    role = _ROLES.get(given.get("role", 0))
     if role is None:
         raise InvalidRequest(f"'{param}.role' is required.", param=f"{param}.role")
-    if role == "tool" and not m.tool_call_id:
+    if role == "tool" and not given.get("tool_call_id"):
         raise InvalidRequest(
             f"'{param}.tool_call_id' is required for tool messages.", param=f"{param}.tool_call_id"
         )
-    content = _content(m, param)
-    if content is None and not (role == "assistant" and m.tool_calls):
+    content = _content(given, param)
+    calls = given.get("tool_calls", ())
+    if content is None and not (role == "assistant" and calls):
         raise InvalidRequest(f"'{param}.content' is required.", param=f"{param}.content")
     return base.Message(
         role=role,
         content=content,
-        name=m.name if m.HasField("name") else None,
-        tool_calls=tuple(
-            base.ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls
-        ),
-        tool_call_id=m.tool_call_id if m.HasField("tool_call_id") else None,
-        reasoning=m.reasoning if m.HasField("reasoning") else None,
+        name=given.get("name"),
+        tool_calls=tuple(base.ToolCall(c.id, c.function.name, c.function.arguments) for c in calls),
+        tool_call_id=given.get("tool_call_id"),
+        reasoning=given.get("reasoning"),
     )
 
 
-def _content(m: message_pb2.ChatMessage, param: str) -> str | tuple[base.ContentPart, ...] | None:
-    which = m.WhichOneof("content")
-    if which == "content_text":
-        return m.content_text
-    if which is None:
+def _content(given: dict[str, Any], param: str) -> str | tuple[base.ContentPart, ...] | None:
+    """The message's content: its text, its parts, or None when it sets neither."""
+    if "content_text" in given:
+        text: str = given["content_text"]
+        return text
+    if "content_parts" not in given:
         return None
-    return tuple(_part(p, f"{param}.content[{i}]") for i, p in enumerate(m.content_parts.parts))
+    parts = given["content_parts"].parts
+    return tuple(_part(p, f"{param}.content[{i}]") for i, p in enumerate(parts))
 
 
 def _part(p: message_pb2.ContentPart, param: str) -> base.ContentPart:
