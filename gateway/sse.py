@@ -69,7 +69,14 @@ class SseResponse:
 
     async def _pump(self, send: Send) -> None:
         messages = self._messages
-        keepalives = asyncio.create_task(self._keepalives(send))
+        loop = asyncio.get_running_loop()
+        self._sent_at = loop.time()
+        # Most streams end within one interval: a timer starts the keepalive task only for
+        # those that last longer, sparing the rest a task.
+        keepalives: list[asyncio.Task[None]] = []
+        timer = loop.call_later(
+            self._keepalive, lambda: keepalives.append(asyncio.create_task(self._keepalives(send)))
+        )
         try:
             async for message in messages:
                 await self._send(send, event(self._render(message)))
@@ -77,9 +84,11 @@ class SseResponse:
         except RpcFailure as failure:
             await self._fail(send, self._translate(failure))
         finally:
-            keepalives.cancel()
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await keepalives
+            timer.cancel()
+            for task in keepalives:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
             await messages.aclose()  # type: ignore[attr-defined]
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -90,7 +99,6 @@ class SseResponse:
         timer per message, more than the rest of the gateway's work on it.
         """
         loop = asyncio.get_running_loop()
-        self._sent_at = loop.time()
         while True:
             quiet = loop.time() - self._sent_at
             if quiet >= self._keepalive:
