@@ -27,7 +27,7 @@ import uvloop
 
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
-Kind = Literal["rest", "rest-sse", "grpc", "grpc-stream"]
+Kind = Literal["rest", "rest-sse", "grpc", "grpc-stream", "grpc-h2load"]
 Sample = tuple[int, int]  # ns to the first response byte/event/message, ns to the end
 Call = Callable[[], Awaitable[Sample]]
 
@@ -89,14 +89,14 @@ async def _measure(job: Job, calls: Sequence[Call]) -> Outcome:
     out = Outcome()
     gc.collect()
     gc.disable()
-    cpu, server = time.process_time(), _cpu(job.watch)
+    cpu, server = time.process_time(), process_cpu(job.watch)
     start = time.perf_counter()
     try:
         await _phase(calls, job.requests, start + job.time_limit, out)
     finally:
         out.elapsed = time.perf_counter() - start
         out.client_cpu = time.process_time() - cpu
-        out.server_cpu = tuple(b - a for a, b in zip(server, _cpu(job.watch), strict=True))
+        out.server_cpu = tuple(b - a for a, b in zip(server, process_cpu(job.watch), strict=True))
         gc.enable()
     return out
 
@@ -122,7 +122,7 @@ async def _phase(calls: Sequence[Call], count: int, deadline: float, out: Outcom
     await asyncio.gather(*(worker(c) for c in calls))
 
 
-def _cpu(pids: Sequence[int]) -> tuple[float, ...]:
+def process_cpu(pids: Sequence[int]) -> tuple[float, ...]:
     """utime + stime of each process, in seconds (all its threads)."""
     out = []
     for pid in pids:

@@ -9,7 +9,9 @@ it measures three paths to the same answer:
 
 - direct: REST straight to the fake upstream;
 - REST → tokenwire → upstream (the gateway in tokenwire's process);
-- gRPC → tokenwire → upstream.
+- gRPC → tokenwire → upstream, from a grpc.aio client and, where h2load is
+  installed (`apt-get install nghttp2-client`), from h2load: the grpc.aio
+  client costs about as much CPU as the server it loads (`grpc_h2load.py`).
 
 For each: latency p50/p99 at concurrency 1, requests/s with p50/p99 at
 concurrency 16 and 64, time to the first SSE `data:` event (gRPC: first message)
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import grpc_h2load
 import orjson
 import roundtrip_load as load
 import uvicorn
@@ -63,6 +66,7 @@ provider = "upstream"
 DIRECT = "direct: REST → fake upstream"
 REST = "REST → tokenwire → upstream"
 GRPC = "gRPC → tokenwire → upstream"
+GRPC_H2 = "gRPC (h2load) → tokenwire → upstream"
 
 # --- the fake upstream (run in its own process with --serve-upstream) ---------------------
 
@@ -135,9 +139,10 @@ PORT = r"127\.0\.0\.1:(\d+)"
 @dataclass(frozen=True)
 class Target:
     name: str
-    kind: Literal["rest", "grpc"]
+    kind: Literal["rest", "grpc", "grpc-h2load"]
     port: int
     watch: tuple[int, ...]  # PIDs whose CPU is measured: tokenwire (if any), then the upstream
+    measures: tuple[Measure, ...] = MEASURES  # h2load times whole calls: no first-message time
 
 
 @dataclass(frozen=True)
@@ -208,11 +213,14 @@ def start_servers(
     )
     grpc_port, http_port = int(m.group(1)), int(m.group(2))
     both = (*serving_pids(serve.pid, workers), upstream.pid)
-    return [
+    targets = [
         Target(DIRECT, "rest", port, (upstream.pid,)),
         Target(REST, "rest", http_port, both),
         Target(GRPC, "grpc", grpc_port, both),
     ]
+    if grpc_h2load.available():
+        targets.append(Target(GRPC_H2, "grpc-h2load", grpc_port, both, ("c1", "c16", "c64")))
+    return targets
 
 
 def serving_pids(pid: int, workers: int) -> tuple[int, ...]:
@@ -227,9 +235,10 @@ def measure_all(pool: Executor, servers: Servers, targets: Sequence[Target], pla
     results: Results = {}
     for r in range(plan.rounds):
         for target in targets:
-            for measure in MEASURES:
+            for measure in target.measures:
                 job = plan.job(target, measure)
-                outcome = pool.submit(load.run, job).result(timeout=4 * plan.time_limit + 60)
+                runner = grpc_h2load.run if job.kind == "grpc-h2load" else load.run
+                outcome = pool.submit(runner, job).result(timeout=4 * plan.time_limit + 60)
                 servers.check()
                 results.setdefault((target.name, measure), []).append(outcome)
                 samples = outcome.first_ns if measure == "stream" else outcome.total_ns
@@ -298,7 +307,7 @@ def latency_table(targets: Sequence[Target], results: Results) -> str:
 
 def ttfb_table(targets: Sequence[Target], results: Results) -> str:
     rows = []
-    for t in targets:
+    for t in (t for t in targets if "stream" in t.measures):
         first = [ms(ms_at(results, t.name, "stream", q, first=True)) for q in (50, 99)]
         what = "first SSE data: event" if t.kind == "rest" else "first message"
         rows.append([t.name, what, *first, ms(ms_at(results, t.name, "stream", 50))])
@@ -312,9 +321,11 @@ def added_table(results: Results) -> str:
         [
             name,
             ms(ms_at(results, name, "c1", 50) - direct),
-            ms(ms_at(results, name, "stream", 50, first=True) - first),
+            ms(ms_at(results, name, "stream", 50, first=True) - first)
+            if (name, "stream") in results
+            else "—",
         ]
-        for name in (REST, GRPC)
+        for name in measured(results)
     ]
     return markdown(["path", "added p50 ms, c=1 unary", "added p50 ms, first event"], rows)
 
@@ -329,10 +340,15 @@ def cpu_table(targets: Sequence[Target], results: Results) -> str:
     return markdown(["path", "tokenwire CPU µs/req", "upstream CPU µs/req"], rows)
 
 
+def measured(results: Results) -> list[str]:
+    """The paths through tokenwire this run measured."""
+    return [name for name in (REST, GRPC, GRPC_H2) if (name, "c1") in results]
+
+
 def verdicts(results: Results) -> list[str]:
     direct = ms_at(results, DIRECT, "c1", 50)
     lines = []
-    for name in (REST, GRPC):
+    for name in measured(results):
         added = ms_at(results, name, "c1", 50) - direct
         rate, p99 = over_rounds(results[name, "c64"], rps), ms_at(results, name, "c64", 99)
         fast = "met" if added < 1 else "NOT met"
@@ -369,7 +385,8 @@ def header(plan: Plan) -> str:
         f"{uvicorn.__version__}.\nc=1: {plan.requests} requests after {plan.warmup} warm-up; "
         f"c=16 and c=64: {plan.loaded} requests; streams: {plan.count('stream')}. Each number "
         f"is the median of {plan.rounds} interleaved round(s). REST: HTTP/1.1 keep-alive, one "
-        "connection per concurrent client; gRPC: one channel shared by the clients. tokenwire "
+        "connection per concurrent client; gRPC: one channel (h2load: one connection) shared "
+        "by the clients. tokenwire "
         "reaches the upstream over its pooled aiohttp session, always streaming. tokenwire "
         f"serve --workers {plan.workers}."
     )
