@@ -115,11 +115,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
 
 
+# Under load, requests in flight keep hundreds of young objects alive that reference counting
+# frees soon after; the default trigger (700 more allocations than frees) ran a young
+# collection every few requests, ~9% of a request's CPU (REST c=16, 1,130 -> 1,020 µs).
+GC_THRESHOLDS = (20_000, 50, 100)
+
+
 async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service]]) -> None:
     service = await starter(config)
     # Everything built so far lives as long as the process: keep it out of the cyclic GC's
     # collections, which otherwise walk it all and stall requests under load.
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     if not workers.notify_ready():
         app.announce(service, config)
     stop = asyncio.Event()
