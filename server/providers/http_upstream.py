@@ -2,9 +2,10 @@
 
 Each provider holds one pooled `aiohttp.ClientSession` (aiohttp rather than
 httpx: its C parser and lean pool cost a tenth of httpx's CPU per request
-here, see bench/upstream.py). `stream_events` POSTs a request and yields the
-upstream's Server-Sent Events; it is the only place where aiohttp exceptions
-become `server.errors`, and it hands HTTP statuses to `upstream_errors`:
+here, see bench/upstream.py). `HttpProvider._events` POSTs a request and
+yields the upstream's Server-Sent Events; `_fetch` reads a whole JSON answer
+instead. They are the only place where aiohttp exceptions become
+`server.errors`, and they hand HTTP statuses to `upstream_errors`:
 
     connect / read / write failures        ProviderError   503
     our connect, silence, total limits     UpstreamTimeout 504
@@ -100,17 +101,55 @@ class HttpProvider:
         if self._owns_session and self._session is not None:
             await self._session.close()
 
-    def _events(
+    async def _events(
         self, headers: Mapping[str, str], body: Mapping[str, Any]
     ) -> AsyncGenerator[SSEEvent, None]:
-        """The event stream answering `body` POSTed to this provider's endpoint."""
-        session, config = self._pooled(), self._config
-        return stream_events(session, config, self._url, self._timeout, headers, body)
+        """The event stream answering `body`.
+
+        A stream read to its end leaves its connection in the pool; one abandoned
+        early (the caller went away) closes the upstream connection at once. Every
+        failure leaves as a `server.errors` type.
+        """
+        progress = _Progress(self._config)
+        with _translated(self._config, progress):
+            response = await self._post(_JSON_SSE, headers, body)
+            try:
+                await _check_response(self._config, response)
+                decoder = SSEDecoder()
+                while chunk := await response.content.readany():
+                    progress.got_first_byte = True
+                    for event in decoder.feed(chunk):
+                        yield event
+                for event in decoder.close():
+                    yield event
+            finally:
+                # Closed, not drained: a no-op once the body was read to its end.
+                response.close()
 
     async def _fetch(self, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
-        """The JSON object answering `body` POSTed to this provider's endpoint, whole."""
-        session, config = self._pooled(), self._config
-        return await fetch_json(session, config, self._url, self._timeout, headers, body)
+        """The JSON object answering `body`, read whole; errors and cancellation as in
+        `_events`."""
+        config = self._config
+        with _translated(config, _Progress(config)):
+            response = await self._post(_JSON, headers, body)
+            try:
+                if not 200 <= response.status < 300:
+                    body_text = await _read_limited(response)
+                    raise error_for_status(config, response.status, body_text, response.headers)
+                answer = await _read_whole(config, response)
+            finally:
+                response.close()
+        return decode_json(config, answer, "an answer")
+
+    async def _post(
+        self, kind: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any]
+    ) -> aiohttp.ClientResponse:
+        """POST `body` as JSON to this provider's endpoint, asking for `kind` of answer."""
+        all_headers = {**kind, **headers, **self._config.headers}
+        data = encode_json(body)
+        return await self._pooled().post(
+            self._url, data=data, headers=all_headers, timeout=self._timeout
+        )
 
     def _pooled(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -206,69 +245,8 @@ class _Progress:
         return UpstreamTimeout(message, metadata={"provider": cfg.name})
 
 
-async def stream_events(
-    session: aiohttp.ClientSession,
-    config: UpstreamConfig,
-    url: yarl.URL,
-    timeout: aiohttp.ClientTimeout,
-    headers: Mapping[str, str],
-    body: Mapping[str, Any],
-) -> AsyncGenerator[SSEEvent, None]:
-    """POST `body` as JSON to `url` and yield the event stream that answers.
-
-    A stream read to its end leaves its connection in the pool; one abandoned
-    early (the caller went away) closes the upstream connection at once. Every
-    failure leaves as a `server.errors` type.
-    """
-    progress = _Progress(config)
-    all_headers = {**_JSON_SSE, **headers, **config.headers}
-    data = encode_json(body)
-    with _translated(config, progress):
-        response = await session.post(url, data=data, headers=all_headers, timeout=timeout)
-        try:
-            await _check_response(config, response)
-            decoder = SSEDecoder()
-            while chunk := await response.content.readany():
-                progress.got_first_byte = True
-                for event in decoder.feed(chunk):
-                    yield event
-            for event in decoder.close():
-                yield event
-        finally:
-            # Closed, not drained: a no-op once the body was read to its end.
-            response.close()
-
-
 _JSON_SSE = {"accept": "text/event-stream", "content-type": "application/json"}
 _JSON = {"accept": "application/json", "content-type": "application/json"}
-
-
-async def fetch_json(
-    session: aiohttp.ClientSession,
-    config: UpstreamConfig,
-    url: yarl.URL,
-    timeout: aiohttp.ClientTimeout,
-    headers: Mapping[str, str],
-    body: Mapping[str, Any],
-) -> dict[str, Any]:
-    """POST `body` as JSON to `url` and return the JSON object that answers, read whole.
-
-    Errors and cancellation behave as in `stream_events`.
-    """
-    data = encode_json(body)
-    with _translated(config, _Progress(config)):
-        response = await session.post(
-            url, data=data, headers={**_JSON, **headers, **config.headers}, timeout=timeout
-        )
-        try:
-            if not 200 <= response.status < 300:
-                raise error_for_status(
-                    config, response.status, await _read_limited(response), response.headers
-                )
-            answer = await _read_whole(config, response)
-        finally:
-            response.close()
-    return decode_json(config, answer, "an answer")
 
 
 async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
