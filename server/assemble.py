@@ -16,9 +16,10 @@ _FINISH = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Header:
-    """What every chunk and the whole completion share."""
+    """What every chunk and the whole completion share; read-only (not frozen, as a frozen
+    `__init__` costs an `object.__setattr__` per field, on every request)."""
 
     id: str
     created: int

@@ -29,10 +29,11 @@ class Endpoint:
     created: int = 0
     owned_by: str = "tokenwire"
     aliases: tuple[str, ...] = field(default=())
+    # The provider's name, read once here: routing asks for it several times per request.
+    name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        return self.provider.name
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.provider.name)  # frozen: made once, at start
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         """USD for a request of this size."""

@@ -81,11 +81,13 @@ class Router:
             default,
         )
         allowed = ctx.principal.allowed_models
-        if allowed is not None and not any(e.model in allowed for e in plan):
+        if allowed is None:
+            return plan
+        if not any(e.model in allowed for e in plan):
             raise PermissionDenied(
                 f"This API key may not use the model '{plan[0].model}'.", param="model"
             )
-        return [e for e in plan if allowed is None or e.model in allowed]
+        return [e for e in plan if e.model in allowed]
 
     async def open(self, ctx: RequestContext, plan: list[Endpoint]) -> Opened:
         """Try the candidates until one produces its first event."""
@@ -121,7 +123,7 @@ class Router:
         request = convert.without(
             convert.generation_request(ctx.request, e.upstream_model, ctx.streamed), dropped
         )
-        if "middle-out" in ctx.request.transforms and e.context_length:
+        if e.context_length and "middle-out" in ctx.request.transforms:
             budget = e.context_length - (request.max_tokens or 0)
             request = replace(request, messages=transforms.middle_out(request.messages, budget))
         return request
