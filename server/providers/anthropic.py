@@ -76,7 +76,7 @@ class AnthropicProvider(HttpProvider):
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         body = request_body(request, self._config)
         reader = _EventReader(self._config)
-        events = self._events(self._headers(), body)
+        events = self._events(body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:
@@ -90,7 +90,7 @@ class AnthropicProvider(HttpProvider):
             raise bad_chunk(self._config, "a stream that ended before message_stop")
         yield reader.usage() or estimated_usage(request, reader.generated_chars)
 
-    def _headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
         if self._config.api_key:
             headers["x-api-key"] = self._config.api_key

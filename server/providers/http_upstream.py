@@ -80,9 +80,17 @@ class HttpProvider:
         self._owns_session = session is None
         self._session = session
         self._closed = False
-        # Worked out once: every request of this provider goes to the same place, as limited.
+        # Worked out once: every request of this provider goes to the same place, as limited,
+        # with the same headers.
         self._url = yarl.URL(config.base_url + self.path)
         self._timeout = config.timeout()
+        own = {**self.auth_headers(), **config.headers}
+        self._stream_headers = {**_JSON_SSE, **own}
+        self._whole_headers = {**_JSON, **own}
+
+    def auth_headers(self) -> dict[str, str]:
+        """What the upstream wants on every request besides the configured headers."""
+        return {}
 
     @property
     def name(self) -> str:
@@ -101,9 +109,7 @@ class HttpProvider:
         if self._owns_session and self._session is not None:
             await self._session.close()
 
-    async def _events(
-        self, headers: Mapping[str, str], body: Mapping[str, Any]
-    ) -> AsyncGenerator[SSEEvent, None]:
+    async def _events(self, body: Mapping[str, Any]) -> AsyncGenerator[SSEEvent, None]:
         """The event stream answering `body`.
 
         A stream read to its end leaves its connection in the pool; one abandoned
@@ -112,7 +118,7 @@ class HttpProvider:
         """
         progress = _Progress(self._config)
         with _translated(self._config, progress):
-            response = await self._post(_JSON_SSE, headers, body)
+            response = await self._post(self._stream_headers, body)
             try:
                 await _check_response(self._config, response)
                 decoder = SSEDecoder()
@@ -126,29 +132,26 @@ class HttpProvider:
                 # Closed, not drained: a no-op once the body was read to its end.
                 response.close()
 
-    async def _fetch(self, headers: Mapping[str, str], body: Mapping[str, Any]) -> dict[str, Any]:
+    async def _fetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON object answering `body`, read whole; errors and cancellation as in
         `_events`."""
         config = self._config
         with _translated(config, _Progress(config)):
-            response = await self._post(_JSON, headers, body)
+            response = await self._post(self._whole_headers, body)
             try:
-                if not 200 <= response.status < 300:
-                    body_text = await _read_limited(response)
-                    raise error_for_status(config, response.status, body_text, response.headers)
+                await _raise_for_status(config, response)
                 answer = await _read_whole(config, response)
             finally:
                 response.close()
         return decode_json(config, answer, "an answer")
 
     async def _post(
-        self, kind: Mapping[str, str], headers: Mapping[str, str], body: Mapping[str, Any]
+        self, headers: Mapping[str, str], body: Mapping[str, Any]
     ) -> aiohttp.ClientResponse:
-        """POST `body` as JSON to this provider's endpoint, asking for `kind` of answer."""
-        all_headers = {**kind, **headers, **self._config.headers}
+        """POST `body` as JSON to this provider's endpoint."""
         data = encode_json(body)
         return await self._pooled().post(
-            self._url, data=data, headers=all_headers, timeout=self._timeout
+            self._url, data=data, headers=headers, timeout=self._timeout
         )
 
     def _pooled(self) -> aiohttp.ClientSession:
@@ -296,15 +299,17 @@ def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
 
 async def _check_response(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
-    status = response.status
-    content_type = response.headers.get("content-type", "").lower()
-    if 200 <= status < 300 and not content_type.startswith("application/json"):
-        return
-    body = await _read_limited(response)
-    if 200 <= status < 300:
+    await _raise_for_status(config, response)
+    if response.headers.get("content-type", "").lower().startswith("application/json"):
         # Some servers answer a failed stream with a 200 JSON error object.
-        raise _json_instead_of_stream(config, body)
-    raise error_for_status(config, status, body, response.headers)
+        raise _json_instead_of_stream(config, await _read_limited(response))
+
+
+async def _raise_for_status(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
+    """The typed error for any answer but 2xx, from its (bounded) body and headers."""
+    if not 200 <= response.status < 300:
+        body = await _read_limited(response)
+        raise error_for_status(config, response.status, body, response.headers)
 
 
 def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireError:

@@ -67,14 +67,14 @@ class OpenAICompatProvider(HttpProvider):
             async for delta in self._streamed(body, reader):
                 yield delta
         else:
-            for delta in reader.answer(await self._fetch(self._headers(), body)):
+            for delta in reader.answer(await self._fetch(body)):
                 yield delta
         yield reader.usage or estimated_usage(request, reader.generated_chars)
 
     async def _streamed(
         self, body: dict[str, Any], reader: _ChunkReader
     ) -> AsyncGenerator[Delta, None]:
-        events = self._events(self._headers(), body)
+        events = self._events(body)
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:
@@ -88,7 +88,7 @@ class OpenAICompatProvider(HttpProvider):
         if not (reader.done or reader.finished):
             raise bad_chunk(self._config, "a stream that ended before it finished")
 
-    def _headers(self) -> dict[str, str]:
+    def auth_headers(self) -> dict[str, str]:
         key = self._config.api_key
         return {"authorization": f"Bearer {key}"} if key else {}
 
