@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -136,20 +137,14 @@ class Collector:
     def __init__(self, header: Header, logprobs: bool) -> None:
         self.header = header
         self._logprobs = logprobs
-        self._choices: dict[int, _Choice] = {}
+        self._choices: defaultdict[int, _Choice] = defaultdict(_Choice)
         self._usage: base.Usage | None = None
 
     def add(self, event: base.Event) -> None:
         if isinstance(event, base.Usage):
             self._usage = event
         else:
-            self._choice(event.choice).add(event)
-
-    def _choice(self, index: int) -> _Choice:
-        """The choice's collector, made on its first event (not one per event to throw away)."""
-        if index not in self._choices:
-            self._choices[index] = _Choice()
-        return self._choices[index]
+            self._choices[event.choice].add(event)
 
     def response(self) -> chat_pb2.CreateChatCompletionResponse:
         h = self.header

@@ -6,7 +6,7 @@ second after it. A window of recent requests gives percentiles.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 
 PERCENTILES = ("p50", "p75", "p90", "p99")
@@ -26,17 +26,17 @@ class _Window:
 
 class Stats:
     def __init__(self) -> None:
-        self._latency: dict[tuple[str, str], _Window] = {}
-        self._throughput: dict[tuple[str, str], _Window] = {}
+        self._latency: defaultdict[tuple[str, str], _Window] = defaultdict(_Window)
+        self._throughput: defaultdict[tuple[str, str], _Window] = defaultdict(_Window)
 
     def observe(
         self, provider: str, model: str, latency: float, tokens: int, duration: float
     ) -> None:
         """One successful request: seconds to first event, tokens after it, seconds they took."""
         key = (provider, model)
-        _window(self._latency, key).samples.append(latency)
+        self._latency[key].samples.append(latency)
         if tokens > 1 and duration > 0:
-            _window(self._throughput, key).samples.append(tokens / duration)
+            self._throughput[key].samples.append(tokens / duration)
 
     def latency(self, provider: str, model: str, percentile: str = "p50") -> float | None:
         window = self._latency.get((provider, model))
@@ -45,10 +45,3 @@ class Stats:
     def throughput(self, provider: str, model: str, percentile: str = "p50") -> float | None:
         window = self._throughput.get((provider, model))
         return window.percentile(percentile) if window else None
-
-
-def _window(windows: dict[tuple[str, str], _Window], key: tuple[str, str]) -> _Window:
-    """The key's window, made on first use (not one per sample to throw away)."""
-    if key not in windows:
-        windows[key] = _Window()
-    return windows[key]
