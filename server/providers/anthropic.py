@@ -68,7 +68,7 @@ _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 
 
 class AnthropicProvider(HttpProvider):
-    """A provider speaking Anthropic's streaming Messages API over aiohttp."""
+    """A provider speaking Anthropic's streaming Messages API over one pooled HttpClient."""
 
     default_supported = DEFAULT_SUPPORTED
     path = "/v1/messages"

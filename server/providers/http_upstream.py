@@ -1,11 +1,11 @@
-"""What the HTTP providers share: their pooled session and the one exchange.
+"""What the HTTP providers share: their pooled client and the one exchange.
 
-Each provider holds one pooled `aiohttp.ClientSession` (aiohttp rather than
-httpx: its C parser and lean pool cost a tenth of httpx's CPU per request
-here, see bench/upstream.py). `HttpProvider._events` POSTs a request and
-yields the upstream's Server-Sent Events; `_fetch` reads a whole JSON answer
-instead. They are the only place where aiohttp exceptions become
-`server.errors`, and they hand HTTP statuses to `upstream_errors`:
+Each provider holds one `HttpClient` (`http_client`: keep-alive pools on
+httptools' parser, a fifth of aiohttp's CPU per request; see
+bench/upstream.py). `HttpProvider._events` POSTs a request and yields the
+upstream's Server-Sent Events; `_fetch` reads a whole JSON answer instead.
+They are the only place where the client's errors become `server.errors`, and
+they hand HTTP statuses to `upstream_errors`:
 
     connect / read / write failures        ProviderError   503
     our connect, silence, total limits     UpstreamTimeout 504
@@ -26,9 +26,7 @@ from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
-import yarl
 
 from server.errors import (
     BadUpstream,
@@ -37,7 +35,9 @@ from server.errors import (
     TokenwireError,
     UpstreamTimeout,
 )
+from server.providers import http_client
 from server.providers.base import GenerationRequest, Message, ModelCard, Usage
+from server.providers.http_client import HttpClient, Prepared, Response
 from server.providers.sse import SSEDecoder, SSEError, SSEEvent
 from server.providers.upstream_config import UpstreamConfig
 from server.providers.upstream_errors import (
@@ -55,8 +55,8 @@ POOL_SIZE = 512
 # Idle connections are dropped before common servers drop them (uvicorn, Node: 5 s), so a
 # request never races a server closing the connection it was handed.
 KEEPALIVE_SECONDS = 4.0
-# After its end marker a stream's body ends at once; reading that end lets aiohttp put the
-# connection back in its pool. An upstream that does not end it is cut off after this long.
+# After its end marker a stream's body ends at once; reading that end puts the connection
+# back in its pool. An upstream that does not end it is cut off after this long.
 DRAIN_SECONDS = 0.25
 # Estimated usage counts ~4 characters a token: a rough rule for English text
 # with BPE tokenizers, used only when an upstream reports no usage.
@@ -64,29 +64,26 @@ CHARS_PER_TOKEN = 4
 
 
 class HttpProvider:
-    """What every HTTP upstream provider shares: its config, its pooled session, its models.
+    """What every HTTP upstream provider shares: its config, its pooled client, its models.
 
-    A session handed in stays the caller's; one made here (on first use, inside
-    the running loop, as aiohttp wants) is closed by `aclose`.
+    A client handed in stays the caller's; one made here is closed by `aclose`.
     """
 
     default_supported: frozenset[str] = frozenset()  # when the config names none
     path: str  # where every request goes, below the base URL
 
-    def __init__(
-        self, config: UpstreamConfig, session: aiohttp.ClientSession | None = None
-    ) -> None:
+    def __init__(self, config: UpstreamConfig, client: HttpClient | None = None) -> None:
         self._config = config
-        self._owns_session = session is None
-        self._session = session
+        self._owns_client = client is None
+        self._client = client or new_client(config)
         self._closed = False
         # Worked out once: every request of this provider goes to the same place, as limited,
         # with the same headers.
-        self._url = yarl.URL(config.base_url + self.path)
-        self._timeout = config.timeout()
+        url = config.base_url + self.path
         own = {**self.auth_headers(), **config.headers}
-        self._stream_headers = {**_JSON_SSE, **own}
-        self._whole_headers = {**_JSON, **own}
+        self._stream_request = self._client.prepare(url, {**_JSON_SSE, **own})
+        self._whole_request = self._client.prepare(url, {**_JSON, **own})
+        self._limits = config.limits()
 
     def auth_headers(self) -> dict[str, str]:
         """What the upstream wants on every request besides the configured headers."""
@@ -106,8 +103,8 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        if self._owns_client:
+            await self._client.aclose()
 
     async def _events(self, body: Mapping[str, Any]) -> AsyncGenerator[SSEEvent, None]:
         """The event stream answering `body`.
@@ -118,18 +115,18 @@ class HttpProvider:
         """
         progress = _Progress(self._config)
         with _translated(self._config, progress):
-            response = await self._post(self._stream_headers, body)
+            response = await self._post(self._stream_request, body)
             try:
                 await _check_response(self._config, response)
                 decoder = SSEDecoder()
-                while chunk := await response.content.readany():
+                while chunk := await response.read():
                     progress.got_first_byte = True
                     for event in decoder.feed(chunk):
                         yield event
                 for event in decoder.close():
                     yield event
             finally:
-                # Closed, not drained: a no-op once the body was read to its end.
+                # Closed, not drained: the connection is kept only if the body was read whole.
                 response.close()
 
     async def _fetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +134,7 @@ class HttpProvider:
         `_events`."""
         config = self._config
         with _translated(config, _Progress(config)):
-            response = await self._post(self._whole_headers, body)
+            response = await self._post(self._whole_request, body)
             try:
                 await _raise_for_status(config, response)
                 answer = await _read_whole(config, response)
@@ -145,33 +142,18 @@ class HttpProvider:
                 response.close()
         return decode_json(config, answer, "an answer")
 
-    async def _post(
-        self, headers: Mapping[str, str], body: Mapping[str, Any]
-    ) -> aiohttp.ClientResponse:
+    async def _post(self, request: Prepared, body: Mapping[str, Any]) -> Response:
         """POST `body` as JSON to this provider's endpoint."""
-        data = encode_json(body)
-        return await self._pooled().post(
-            self._url, data=data, headers=headers, timeout=self._timeout
-        )
-
-    def _pooled(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError(f"provider {self.name} is closed")
-        if self._session is None:
-            self._session = new_session(self._config)
-        return self._session
+        return await self._client.post(request, encode_json(body), self._limits)
 
 
-def new_session(config: UpstreamConfig) -> aiohttp.ClientSession:
-    """A session for a provider that was not handed one (the provider then owns it)."""
-    connector = aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=KEEPALIVE_SECONDS)
-    return aiohttp.ClientSession(
-        connector=connector,
-        # Cookies an upstream sets must not follow one caller's request into another's.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        # Read once here: aiohttp's trust_env would also look for a .netrc on every request.
-        proxy=env_proxy(config.base_url),
-    )
+def new_client(config: UpstreamConfig) -> HttpClient:
+    """A client for a provider that was not handed one (the provider then owns it)."""
+    # The proxy is read from the environment once, here, not per request.
+    proxy = env_proxy(config.base_url)
+    return HttpClient(proxy=proxy, pool_size=POOL_SIZE, keepalive=KEEPALIVE_SECONDS)
 
 
 def env_proxy(url: str) -> str | None:
@@ -268,25 +250,22 @@ def _translated(config: UpstreamConfig, progress: _Progress) -> Iterator[None]:
     meta = {"provider": config.name}
     try:
         yield
-    # aiohttp's own three timeouts are TimeoutErrors too: they come first.
-    except aiohttp.ConnectionTimeoutError as exc:
+    except http_client.ConnectTimeout as exc:
         message = f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
         raise UpstreamTimeout(message, metadata=_cause(meta, exc)) from exc
-    except aiohttp.SocketTimeoutError as exc:
+    except http_client.ReadTimeout as exc:
         raise progress.silence() from exc
-    except aiohttp.ServerTimeoutError as exc:
-        raise UpstreamTimeout(f"{config.name} timed out", metadata=_cause(meta, exc)) from exc
-    except TimeoutError as exc:  # the total limit
+    except http_client.TotalTimeout as exc:
         raise progress.overall() from exc
-    except aiohttp.ClientConnectorError as exc:
+    except http_client.ConnectFailed as exc:
         raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+    except http_client.Disconnected as exc:
         message = f"{config.name} broke off its response"
         raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except aiohttp.ClientResponseError as exc:
+    except http_client.ProtocolError as exc:
         message = f"{config.name} garbled its response"
         raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except aiohttp.ClientError as exc:
+    except OSError as exc:  # writing to a connection that broke
         message = f"lost the connection to {config.name}"
         raise ProviderError(message, metadata=_cause(meta, exc)) from exc
     except SSEError as exc:
@@ -297,7 +276,7 @@ def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
     return {**meta, "cause": type(exc).__name__}
 
 
-async def _check_response(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
+async def _check_response(config: UpstreamConfig, response: Response) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
     await _raise_for_status(config, response)
     if response.headers.get("content-type", "").lower().startswith("application/json"):
@@ -305,7 +284,7 @@ async def _check_response(config: UpstreamConfig, response: aiohttp.ClientRespon
         raise _json_instead_of_stream(config, await _read_limited(response))
 
 
-async def _raise_for_status(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
+async def _raise_for_status(config: UpstreamConfig, response: Response) -> None:
     """The typed error for any answer but 2xx, from its (bounded) body and headers."""
     if not 200 <= response.status < 300:
         body = await _read_limited(response)
@@ -323,9 +302,9 @@ def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireErr
     return bad_chunk(config, "a JSON document instead of an event stream", text)
 
 
-async def _read_whole(config: UpstreamConfig, response: aiohttp.ClientResponse) -> bytes:
+async def _read_whole(config: UpstreamConfig, response: Response) -> bytes:
     chunks, size = [], 0
-    while chunk := await response.content.readany():
+    while chunk := await response.read():
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY:
@@ -333,8 +312,8 @@ async def _read_whole(config: UpstreamConfig, response: aiohttp.ClientResponse) 
     return b"".join(chunks)
 
 
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
+async def _read_limited(response: Response) -> bytes:
     body = bytearray()
-    while len(body) < MAX_ERROR_BODY and (chunk := await response.content.readany()):
+    while len(body) < MAX_ERROR_BODY and (chunk := await response.read()):
         body += chunk
     return bytes(body[:MAX_ERROR_BODY])

@@ -55,7 +55,7 @@ _FINISH = {
 
 
 class OpenAICompatProvider(HttpProvider):
-    """A provider speaking OpenAI's chat-completions protocol over aiohttp, streamed or whole."""
+    """A provider speaking OpenAI's chat-completions protocol, streamed or whole."""
 
     default_supported = DEFAULT_SUPPORTED
     path = "/chat/completions"

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from server.providers.base import ModelCard
+from server.providers.http_client import Limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +55,9 @@ class UpstreamConfig:
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"upstream {self.name}: base_url must be an http(s) URL")
 
-    def timeout(self) -> aiohttp.ClientTimeout:
-        """The limits of one exchange, which aiohttp enforces at each wait for the upstream
-        (never while our caller runs between events): silence is `first_byte_timeout`."""
-        return aiohttp.ClientTimeout(
-            total=self.total_timeout,
-            sock_connect=self.connect_timeout,
-            sock_read=self.first_byte_timeout,
+    def limits(self) -> Limits:
+        """The limits of one exchange, enforced at each wait for the upstream (never while
+        our caller runs between events): silence is `first_byte_timeout`."""
+        return Limits(
+            connect=self.connect_timeout, read=self.first_byte_timeout, total=self.total_timeout
         )

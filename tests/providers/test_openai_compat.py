@@ -15,7 +15,6 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 
@@ -45,6 +44,7 @@ from server.providers.base import (
     TopLogprob,
     Usage,
 )
+from server.providers.http_client import HttpClient
 from server.providers.http_upstream import env_proxy
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
 from server.providers.upstream_config import UpstreamConfig
@@ -642,7 +642,7 @@ async def test_name_supported_models_and_aclose() -> None:
 
 
 async def test_a_provider_closes_the_session_it_created() -> None:
-    sessions: list[aiohttp.ClientSession] = []
+    sessions: list[HttpClient] = []
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(STREAM_HEAD + data(chunk({"content": "a"}, "stop")) + b"0\r\n\r\n")
@@ -651,7 +651,7 @@ async def test_a_provider_closes_the_session_it_created() -> None:
     async with real_upstream(behaviour) as url:
         provider = OpenAICompatProvider(make_config(base_url=url))
         await collect(provider)
-        sessions.append(provider._pooled())
+        sessions.append(provider._client)
         await provider.aclose()
     assert sessions[0].closed
     with pytest.raises(RuntimeError, match="openai is closed"):
@@ -661,7 +661,7 @@ async def test_a_provider_closes_the_session_it_created() -> None:
 async def test_cookies_an_upstream_sets_are_not_sent_back(mock_upstream: MockUpstream) -> None:
     answer = stream_response(sse(chunk({"content": "ok"}, "stop")), **{"set-cookie": "s=1"})
     recorder = Recorder(answer)
-    # By name: aiohttp's default jar would drop cookies from a bare IP address anyway.
+    # By name: a cookie jar would drop cookies from a bare IP address anyway.
     url = mock_upstream.url(recorder).replace("127.0.0.1", "localhost")
     provider = OpenAICompatProvider(make_config(base_url=url + "/v1"))
     try:
@@ -855,7 +855,7 @@ async def test_a_connection_dropped_mid_stream_is_a_typed_error() -> None:
                 seen.append(event)
     assert seen == [Delta(content="a")]
     assert isinstance(info.value, BadUpstream)
-    assert info.value.metadata["cause"] == "ClientPayloadError"
+    assert info.value.metadata["cause"] == "IncompleteBody"
 
 
 async def test_a_connection_closed_cleanly_mid_stream_is_bad_upstream() -> None:

@@ -170,7 +170,7 @@ async def test_a_body_cut_short_is_bad_upstream() -> None:
     async with real_provider(behaviour) as provider:
         error = await failure(provider, UNARY)
     assert type(error) is BadUpstream
-    assert error.metadata["cause"] == "ClientPayloadError"
+    assert error.metadata["cause"] == "IncompleteBody"
 
 
 async def test_a_caller_leaving_a_unary_call_disconnects_the_upstream() -> None:
