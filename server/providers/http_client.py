@@ -295,6 +295,7 @@ class _Pool:
         self._size = size
         self._keepalive = keepalive
         self._idle: list[_Connection] = []
+        self._closed = False  # connections in use when the client closed are closed on return
 
     async def acquire(self, limits: Limits, fresh: bool = False) -> tuple[_Connection, bool]:
         """A connection and whether it was used before."""
@@ -309,13 +310,14 @@ class _Pool:
         return conn, False
 
     def release(self, conn: _Connection) -> None:
-        if len(self._idle) < self._size and conn.usable():
+        if not self._closed and len(self._idle) < self._size and conn.usable():
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:
             conn.close()
 
     def close(self) -> None:
+        self._closed = True
         for conn in self._idle:
             conn.close()
         self._idle.clear()
@@ -330,6 +332,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._response: Response | None = None
         self._lost = False
+        self._interim = False  # parsing a 1xx response, which a final one follows
         self.idle_since = 0.0
 
     def usable(self) -> bool:
@@ -380,7 +383,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         if self._response is not None:
-            self._response.lost()
+            self._response.lost(clean=exc is None)
 
     def pause(self) -> None:
         if self._transport is not None and not self._lost:
@@ -398,15 +401,21 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self._response is not None:
-            parser = self._parser
-            self._response.began(parser.get_status_code(), parser.should_keep_alive())
+            status = self._parser.get_status_code()
+            if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): skipped
+                self._interim = True
+                self._response.headers.clear()
+                return
+            self._response.began(status, self._parser.should_keep_alive())
 
     def on_body(self, body: bytes) -> None:
         if self._response is not None:
             self._response.feed(body)
 
     def on_message_complete(self) -> None:
-        if self._response is not None:
+        if self._interim:
+            self._interim = False
+        elif self._response is not None:
             self._response.complete()
 
 
@@ -445,6 +454,8 @@ class Response:
             if self._done:
                 return b""
             await self._wait()
+        if self._loop.time() > self._deadline:  # a slow reader of a fast upstream never waits
+            raise TotalTimeout("the exchange outlived the total limit")
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._paused and self._buffered < LOW_WATER and self._conn is not None:
@@ -491,8 +502,8 @@ class Response:
             self._error = error
         self._wake()
 
-    def lost(self) -> None:
-        if self.status and not self._framed:
+    def lost(self, clean: bool) -> None:
+        if self.status and not self._framed and clean:
             self.complete()  # the body ran to the end of the connection, as it said it would
         elif not self.status:
             self.fail(Disconnected("the connection closed before a response"))
