@@ -121,7 +121,9 @@ class HttpClient:
 
     `proxy` is an http:// proxy URL for every origin (None: connect directly);
     `resolve` maps a host and port to the address actually dialled (tests point
-    every name at one local server); `headers` go on every request.
+    every name at one local server); `headers` go on every request; `tls` is the
+    context for https origins (default: the system's trust store, which
+    SSL_CERT_FILE / SSL_CERT_DIR can replace).
     """
 
     def __init__(
@@ -130,6 +132,7 @@ class HttpClient:
         proxy: str | None = None,
         headers: Mapping[str, str] | None = None,
         resolve: Resolve | None = None,
+        tls: ssl.SSLContext | None = None,
         pool_size: int = 512,
         keepalive: float = 4.0,
     ) -> None:
@@ -139,7 +142,7 @@ class HttpClient:
         self._pool_size = pool_size
         self._keepalive = keepalive
         self._pools: dict[Origin, _Pool] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self.closed = False
 
     def prepare(self, url: str, headers: Mapping[str, str]) -> Prepared:

@@ -13,12 +13,14 @@ import base64
 import contextlib
 import random
 import socket
+import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import pytest
+import trustme
 
 from server.providers import http_client
 from server.providers.http_client import (
@@ -138,8 +140,9 @@ class Upstream:
 
 
 @contextlib.asynccontextmanager
-async def upstream(handler: Handler) -> AsyncIterator[Upstream]:
-    """A server on 127.0.0.1:0 running `handler` on each connection it accepts."""
+async def upstream(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Upstream]:
+    """A server on 127.0.0.1:0 running `handler` on each connection it accepts (over TLS
+    with `tls`)."""
     handlers: set[asyncio.Task[None]] = set()
     state = Upstream(port=0)
 
@@ -158,7 +161,7 @@ async def upstream(handler: Handler) -> AsyncIterator[Upstream]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
     state.port = server.sockets[0].getsockname()[1]
     try:
         yield state
@@ -659,6 +662,85 @@ async def test_resolve_points_a_name_at_another_address() -> None:
             await client.aclose()
     assert asked == [("upstream.test", 80)]
     assert up.requests[0].headers["host"] == "upstream.test"
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("upstream.test").configure_cert(context)
+    return context
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def to(port: int) -> Callable[[str, int], tuple[str, int]]:
+    return lambda _host, _port: ("127.0.0.1", port)
+
+
+async def test_an_https_origin_is_reached_over_verified_tls_and_kept_alive(ca: trustme.CA) -> None:
+    async with upstream(answering(), tls=server_tls(ca)) as up:
+        client = HttpClient(tls=trusting(ca), resolve=to(up.port))
+        try:
+            url = f"https://upstream.test:{up.port}/v1/x"
+            assert [await fetch(client, url), await fetch(client, url)] == [b"ok", b"ok"]
+        finally:
+            await client.aclose()
+    assert up.connections == 1
+    assert up.requests[0].headers["host"] == f"upstream.test:{up.port}"
+
+
+async def test_a_certificate_the_client_does_not_trust_fails_to_connect(ca: trustme.CA) -> None:
+    async with upstream(answering(), tls=server_tls(ca)) as up:
+        client = HttpClient(tls=trusting(trustme.CA()), resolve=to(up.port))  # another CA
+        try:
+            with pytest.raises(ConnectFailed):
+                await post(client, f"https://upstream.test:{up.port}/v1/x")
+        finally:
+            await client.aclose()
+    assert up.requests == []
+
+
+async def test_an_https_origin_through_a_proxy_goes_through_its_tunnel(ca: trustme.CA) -> None:
+    async with upstream(answering(), tls=server_tls(ca)) as up:
+
+        async def tunnel(peer: Peer) -> None:
+            """Join the client to the TLS upstream, whatever origin the CONNECT names."""
+            await peer.request()
+            reader, writer = await asyncio.open_connection("127.0.0.1", up.port)
+            await peer.send(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            try:
+                await asyncio.gather(pipe(peer.reader, writer), pipe(reader, peer.writer))
+            finally:
+                writer.close()
+
+        async with upstream(tunnel) as px:
+            client = HttpClient(proxy=f"http://127.0.0.1:{px.port}", tls=trusting(ca))
+            try:
+                assert await fetch(client, "https://upstream.test/v1/x") == b"ok"
+            finally:
+                await client.aclose()
+    assert px.requests[0].line == "CONNECT upstream.test:443 HTTP/1.1"
+    assert up.requests[0].line == "POST /v1/x HTTP/1.1"  # origin form, inside the tunnel
+    assert up.requests[0].headers["host"] == "upstream.test"
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(64 * KiB):
+            writer.write(data)
+            await writer.drain()
+    writer.close()
 
 
 # --- cancellation and closing ----------------------------------------------------------------
