@@ -291,17 +291,29 @@ class _Dial:
 
 
 class _Pool:
-    """Idle connections to one origin, newest first; stale ones are dropped when met."""
+    """Connections to one origin: at most `size` in use, idle ones newest first (stale ones
+    are dropped when met)."""
 
     def __init__(self, dial: _Dial, size: int, keepalive: float) -> None:
         self._dial = dial
         self._size = size
         self._keepalive = keepalive
         self._idle: list[_Connection] = []
+        # Exchanges in flight at once, so connections open at once: beyond, callers wait
+        # (a burst must not exhaust file descriptors here or the upstream's patience).
+        self._slots = asyncio.Semaphore(size)
         self._closed = False  # connections in use when the client closed are closed on return
 
     async def acquire(self, limits: Limits, fresh: bool = False) -> tuple[_Connection, bool]:
-        """A connection and whether it was used before."""
+        """A connection and whether it was used before; `done` gives its slot back."""
+        await self._slots.acquire()
+        try:
+            return await self._connection(limits, fresh)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    async def _connection(self, limits: Limits, fresh: bool) -> tuple[_Connection, bool]:
         now = asyncio.get_running_loop().time()
         while self._idle and not fresh:
             conn = self._idle.pop()
@@ -311,6 +323,10 @@ class _Pool:
         conn = _Connection(self)
         await self._dial.open(conn, limits)
         return conn, False
+
+    def done(self) -> None:
+        """An exchange ended (its connection kept or closed): another may start."""
+        self._slots.release()
 
     def release(self, conn: _Connection) -> None:
         if not self._closed and len(self._idle) < self._size and conn.usable():
@@ -355,6 +371,7 @@ class _Connection(asyncio.Protocol):
     def finished(self, response: Response) -> None:
         """`response` is done with: keep the connection if it can carry another."""
         self._response = None
+        self._pool.done()
         if response.reusable():
             self._pool.release(self)
         else:

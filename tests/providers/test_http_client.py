@@ -664,6 +664,30 @@ async def test_resolve_points_a_name_at_another_address() -> None:
     assert up.requests[0].headers["host"] == "upstream.test"
 
 
+async def test_exchanges_beyond_the_pool_size_wait_for_a_slot() -> None:
+    arrived, go = asyncio.Event(), asyncio.Event()
+
+    async def held(peer: Peer) -> None:
+        while await peer.request() is not None:
+            if len(peer.requests) == 2:
+                arrived.set()
+            await go.wait()
+            await peer.send(OK)
+
+    async with upstream(held) as up:
+        client = HttpClient(pool_size=2)
+        try:
+            calls = [asyncio.create_task(fetch(client, up.url())) for _ in range(3)]
+            await within(arrived.wait())
+            assert up.connections == 2  # the third call waits for a slot, on no socket
+            go.set()
+            assert await within(asyncio.gather(*calls)) == [b"ok"] * 3
+        finally:
+            await client.aclose()
+    assert up.connections == 2  # the third ran on a connection the first two gave back
+    assert len(up.requests) == 3
+
+
 # --- TLS ---------------------------------------------------------------------------------
 
 
