@@ -4,10 +4,10 @@ aiohttp's `ClientSession` spent 170-250 µs of CPU per POST against
 bench/upstream.py's fake upstream; this client, an asyncio `Protocol` around
 httptools' parser (llhttp, as uvicorn parses with), spends 30-40 µs, and
 tokenwire makes one such call per request. It does only what the providers
-use: POST with a body, keep-alive pools per origin, Content-Length, chunked
-and read-until-close bodies, TLS, an HTTP proxy (absolute-form requests for
-http, a CONNECT tunnel for https), and three limits. Its errors are its own,
-translated once by `http_upstream`:
+use: POST with a body, keep-alive pools per origin with a bound on the
+exchanges in flight, Content-Length, chunked and read-until-close bodies, TLS,
+an HTTP proxy (absolute-form requests for http, a CONNECT tunnel for https),
+and three limits. Its errors are its own, translated once by `http_upstream`:
 
     HttpError
     ├── ConnectFailed       no connection (refused, unreachable, TLS handshake, proxy)
@@ -161,7 +161,11 @@ class HttpClient:
             if any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"header {name!r} holds a line break")
             lines.append(f"{name}: {value}")
-        return Prepared(origin, ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1"))
+        try:
+            head = ("\r\n".join(lines) + "\r\ncontent-length: ").encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("header names and values must be latin-1 text") from None
+        return Prepared(origin, head)
 
     async def post(self, request: Prepared, body: bytes, limits: Limits) -> Response:
         """Send `request` with `body`; return once the response's head has arrived."""
@@ -177,8 +181,8 @@ class HttpClient:
         except Disconnected as e:
             if not reused or isinstance(e, IncompleteBody):
                 raise
-        # A kept-alive connection the server had already closed: one fresh try, as nothing
-        # of the request can have been read.
+        # A kept-alive connection the server closed while it was idle (a race with its own
+        # keep-alive limit, before it read our request): one fresh try.
         conn, _ = await pool.acquire(limits, fresh=True)
         return await conn.exchange(data, limits, deadline)
 
