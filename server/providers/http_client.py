@@ -7,16 +7,8 @@ tokenwire makes one such call per request. It does only what the providers
 use: POST with a body, keep-alive pools per origin with a bound on the
 exchanges in flight, Content-Length, chunked and read-until-close bodies, TLS,
 an HTTP proxy (absolute-form requests for http, a CONNECT tunnel for https),
-and three limits. Its errors are its own, translated once by `http_upstream`:
-
-    HttpError
-    ├── ConnectFailed       no connection (refused, unreachable, TLS handshake, proxy)
-    ├── ConnectTimeout      no connection within the connect limit
-    ├── ReadTimeout         the upstream was silent for the read limit
-    ├── TotalTimeout        the exchange outlived the total limit
-    ├── Disconnected        the connection ended before a response began
-    │   └── IncompleteBody  ... or before its body was whole
-    └── ProtocolError       the bytes are not an HTTP/1.1 response
+and three limits. One connection and its response are `http_connection`, whose
+errors (drawn there) `http_upstream` translates once.
 """
 
 from __future__ import annotations
@@ -25,60 +17,43 @@ import asyncio
 import base64
 import socket
 import ssl
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
 from urllib.parse import unquote, urlsplit
 
-import httptools
+from server.providers.http_connection import (
+    HIGH_WATER,
+    ConnectFailed,
+    Connection,
+    ConnectTimeout,
+    Disconnected,
+    HttpError,
+    IncompleteBody,
+    Limits,
+    ProtocolError,
+    ReadTimeout,
+    Response,
+    TotalTimeout,
+)
 
-# Body bytes buffered before the socket stops being read (a slow consumer of a fast stream),
-# and the level at which reading resumes.
-HIGH_WATER = 1 << 20
-LOW_WATER = 1 << 18
-MAX_PROXY_HEAD = 16 * 1024
+__all__ = [
+    "HIGH_WATER",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "Disconnected",
+    "HttpClient",
+    "HttpError",
+    "IncompleteBody",
+    "Limits",
+    "Origin",
+    "Prepared",
+    "ProtocolError",
+    "ReadTimeout",
+    "Response",
+    "TotalTimeout",
+]
 
-
-class HttpError(Exception):
-    """Any failure of an exchange; the message names no host, key or path."""
-
-
-class ConnectFailed(HttpError):
-    pass
-
-
-class ConnectTimeout(HttpError):
-    pass
-
-
-class ReadTimeout(HttpError):
-    pass
-
-
-class TotalTimeout(HttpError):
-    pass
-
-
-class Disconnected(HttpError):
-    pass
-
-
-class IncompleteBody(Disconnected):
-    pass
-
-
-class ProtocolError(HttpError):
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Seconds: to connect, of silence while waiting for the upstream, for the whole exchange."""
-
-    connect: float
-    read: float
-    total: float
+MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +227,7 @@ class _Dial:
     server_hostname: str
     tunnel: bytes | None = None  # a CONNECT request to send first
 
-    async def open(self, conn: _Connection, limits: Limits) -> None:
+    async def open(self, conn: Connection, limits: Limits) -> None:
         loop = asyncio.get_running_loop()
         tls_name = self.server_hostname if self.tls else None
         try:
@@ -302,13 +277,13 @@ class _Pool:
         self._dial = dial
         self._size = size
         self._keepalive = keepalive
-        self._idle: list[_Connection] = []
+        self._idle: list[Connection] = []
         # Exchanges in flight at once, so connections open at once: beyond, callers wait
         # (a burst must not exhaust file descriptors here or the upstream's patience).
         self._slots = asyncio.Semaphore(size)
         self._closed = False  # connections in use when the client closed are closed on return
 
-    async def acquire(self, limits: Limits, fresh: bool = False) -> tuple[_Connection, bool]:
+    async def acquire(self, limits: Limits, fresh: bool = False) -> tuple[Connection, bool]:
         """A connection and whether it was used before; `done` gives its slot back."""
         await self._slots.acquire()
         try:
@@ -317,14 +292,14 @@ class _Pool:
             self._slots.release()
             raise
 
-    async def _connection(self, limits: Limits, fresh: bool) -> tuple[_Connection, bool]:
+    async def _connection(self, limits: Limits, fresh: bool) -> tuple[Connection, bool]:
         now = asyncio.get_running_loop().time()
         while self._idle and not fresh:
             conn = self._idle.pop()
             if conn.usable() and now - conn.idle_since < self._keepalive:
                 return conn, True
             conn.close()
-        conn = _Connection(self)
+        conn = Connection(self)
         await self._dial.open(conn, limits)
         return conn, False
 
@@ -332,7 +307,7 @@ class _Pool:
         """An exchange ended (its connection kept or closed): another may start."""
         self._slots.release()
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         if not self._closed and len(self._idle) < self._size and conn.usable():
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
@@ -344,219 +319,3 @@ class _Pool:
         for conn in self._idle:
             conn.close()
         self._idle.clear()
-
-
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection carrying one exchange at a time."""
-
-    def __init__(self, pool: _Pool) -> None:
-        self._pool = pool
-        self._parser = httptools.HttpResponseParser(self)
-        self._transport: asyncio.Transport | None = None
-        self._response: Response | None = None
-        self._lost = False
-        self._interim = False  # parsing a 1xx response, which a final one follows
-        self.idle_since = 0.0
-
-    def usable(self) -> bool:
-        return not self._lost and self._transport is not None and not self._transport.is_closing()
-
-    async def exchange(self, data: bytes, limits: Limits, deadline: float) -> Response:
-        assert self._transport is not None
-        response = self._response = Response(self, limits, deadline)
-        self._transport.write(data)
-        try:
-            await response.start()
-        except BaseException:
-            response.close()
-            raise
-        return response
-
-    def finished(self, response: Response) -> None:
-        """`response` is done with: keep the connection if it can carry another."""
-        self._response = None
-        self._pool.done()
-        if response.reusable():
-            self._pool.release(self)
-        else:
-            self.close()
-
-    def close(self) -> None:
-        self._lost = True
-        if self._transport is not None:
-            self._transport.close()
-
-    # --- asyncio.Protocol ---
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        if self._response is None:  # bytes on an idle connection: nothing may be trusted now
-            self.close()
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._response.fail(ProtocolError("an upgrade instead of a response"))
-            self.close()
-        except httptools.HttpParserError:
-            self._response.fail(ProtocolError("a malformed response"))
-            self.close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        if self._response is not None:
-            self._response.lost(clean=exc is None)
-
-    def pause(self) -> None:
-        if self._transport is not None and not self._lost:
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._transport is not None and not self._lost:
-            self._transport.resume_reading()
-
-    # --- httptools callbacks ---
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._response is not None:
-            self._response.header(name, value)
-
-    def on_headers_complete(self) -> None:
-        if self._response is not None:
-            status = self._parser.get_status_code()
-            if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): skipped
-                self._interim = True
-                self._response.headers.clear()
-                return
-            self._response.began(status, self._parser.should_keep_alive())
-
-    def on_body(self, body: bytes) -> None:
-        if self._response is not None:
-            self._response.feed(body)
-
-    def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-        elif self._response is not None:
-            self._response.complete()
-
-
-class Response:
-    """A response whose head has arrived; its body is read with `read` and it ends with
-    `close`, which keeps the connection for the next request only if the body was read
-    to its end (a response abandoned early closes its connection at once)."""
-
-    def __init__(self, conn: _Connection, limits: Limits, deadline: float) -> None:
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self._conn: _Connection | None = conn
-        self._limits = limits
-        self._deadline = deadline
-        self._loop = asyncio.get_running_loop()
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._paused = False
-        self._keep_alive = False
-        self._framed = False  # a length or chunking says where the body ends
-        self._done = False
-        self._error: HttpError | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def start(self) -> None:
-        while not self.status:
-            if self._error is not None:
-                raise self._error
-            await self._wait()
-
-    async def read(self) -> bytes:
-        """The next piece of the body; b"" once it has all been read."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self._done:
-                return b""
-            await self._wait()
-        if self._loop.time() > self._deadline:  # a slow reader of a fast upstream never waits
-            raise TotalTimeout("the exchange outlived the total limit")
-        chunk = self._chunks.popleft()
-        self._buffered -= len(chunk)
-        if self._paused and self._buffered < LOW_WATER and self._conn is not None:
-            self._paused = False
-            self._conn.resume()
-        return chunk
-
-    def close(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.finished(self)
-
-    def reusable(self) -> bool:
-        return self._done and self._keep_alive and self._error is None and not self._chunks
-
-    # --- fed by the connection ---
-
-    def header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
-
-    def began(self, status: int, keep_alive: bool) -> None:
-        self.status = status
-        self._keep_alive = keep_alive
-        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
-        self._framed = chunked or "content-length" in self.headers
-        self._wake()
-
-    def feed(self, body: bytes) -> None:
-        self._chunks.append(body)
-        self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self._conn is not None:
-            self._paused = True
-            self._conn.pause()
-        self._wake()
-
-    def complete(self) -> None:
-        self._done = True
-        self._wake()
-
-    def fail(self, error: HttpError) -> None:
-        if not self._done and self._error is None:
-            self._error = error
-        self._wake()
-
-    def lost(self, clean: bool) -> None:
-        if self.status and not self._framed and clean:
-            self.complete()  # the body ran to the end of the connection, as it said it would
-        elif not self.status:
-            self.fail(Disconnected("the connection closed before a response"))
-        else:
-            self.fail(IncompleteBody("the connection closed mid-body"))
-
-    # --- waiting on the upstream, within the limits ---
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        remaining = self._deadline - self._loop.time()
-        if remaining <= 0:
-            raise TotalTimeout("the exchange outlived the total limit")
-        waiter = self._waiter = self._loop.create_future()
-        if self._limits.read < remaining:
-            timer = self._loop.call_later(self._limits.read, _expire, waiter, ReadTimeout)
-        else:
-            timer = self._loop.call_later(remaining, _expire, waiter, TotalTimeout)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._waiter = None
-
-
-def _expire(waiter: asyncio.Future[None], error: type[HttpError]) -> None:
-    if not waiter.done():
-        waiter.set_exception(error("the upstream kept silent past a limit"))

@@ -22,7 +22,7 @@ from typing import TypeVar
 import pytest
 import trustme
 
-from server.providers import http_client
+from server.providers import http_connection
 from server.providers.http_client import (
     HIGH_WATER,
     ConnectFailed,
@@ -816,7 +816,7 @@ async def test_a_response_finished_after_aclose_closes_its_connection() -> None:
         assert await within(response.read()) == b"ab"
         await client.aclose()
         proceed.set()
-        with contextlib.suppress(http_client.HttpError):
+        with contextlib.suppress(http_connection.HttpError):
             await read_all(response)
         await within(up.peers[0].saw_eof.wait())
 
@@ -831,19 +831,19 @@ async def test_a_slow_reader_bounds_what_a_response_buffers(
     bound = HIGH_WATER + READ_SIZE
     peak = 0
     paused = asyncio.Event()
-    feed, pause = Response.feed, http_client._Connection.pause
+    feed, pause = Response.feed, http_connection.Connection.pause
 
     def watched_feed(self: Response, data: bytes) -> None:
         nonlocal peak
         feed(self, data)
         peak = max(peak, self._buffered)
 
-    def watched_pause(self: http_client._Connection) -> None:
+    def watched_pause(self: http_connection.Connection) -> None:
         pause(self)
         paused.set()
 
     monkeypatch.setattr(Response, "feed", watched_feed)
-    monkeypatch.setattr(http_client._Connection, "pause", watched_pause)
+    monkeypatch.setattr(http_connection.Connection, "pause", watched_pause)
 
     async def flood(peer: Peer) -> None:
         await peer.request()
