@@ -23,11 +23,11 @@ import pytest
 import trustme
 
 from server.providers import http_connection
-from server.providers.http_client import (
+from server.providers.http_client import HttpClient
+from server.providers.http_connection import (
     HIGH_WATER,
     ConnectFailed,
     Disconnected,
-    HttpClient,
     IncompleteBody,
     Limits,
     ProtocolError,
