@@ -129,10 +129,11 @@ class HttpClient:
         if self._proxy is not None and not origin.tls:
             target = f"http://{origin.authority()}{target}"  # absolute form, through the proxy
         lines = [f"POST {target} HTTP/1.1", f"host: {origin.authority()}"]
-        every = {**self._headers, **headers}
+        # One value per name, whatever its case: the request's over the client's.
+        every = {k.lower(): (k, v) for k, v in (*self._headers.items(), *headers.items())}
         if self._proxy is not None and not origin.tls and self._proxy.auth:
-            every["proxy-authorization"] = self._proxy.auth
-        for name, value in every.items():
+            every["proxy-authorization"] = ("proxy-authorization", self._proxy.auth)
+        for name, value in every.values():
             if any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"header {name!r} holds a line break")
             lines.append(f"{name}: {value}")

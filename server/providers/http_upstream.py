@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import math
 import urllib.request
@@ -230,8 +231,10 @@ class _Progress:
         return UpstreamTimeout(message, metadata={"provider": cfg.name})
 
 
-_JSON_SSE = {"accept": "text/event-stream", "content-type": "application/json"}
-_JSON = {"accept": "application/json", "content-type": "application/json"}
+# Some API fronts turn away requests that name no client; a configured header may replace it.
+_AGENT = {"user-agent": f"tokenwire/{importlib.metadata.version('tokenwire')}"}
+_JSON_SSE = {**_AGENT, "accept": "text/event-stream", "content-type": "application/json"}
+_JSON = {**_AGENT, "accept": "application/json", "content-type": "application/json"}
 
 
 async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:

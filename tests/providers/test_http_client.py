@@ -589,6 +589,14 @@ async def test_an_interim_1xx_response_is_skipped_for_the_final_one(client: Http
 # --- prepare, proxies, resolve ---------------------------------------------------------------
 
 
+def test_prepare_sends_one_value_per_header_name_whatever_its_case() -> None:
+    client = HttpClient(headers={"User-Agent": "client", "X-A": "1"})
+    head = client.prepare("http://upstream.test/v1/x", {"user-agent": "request"}).head
+    assert head.count(b"user-agent") + head.count(b"User-Agent") == 1
+    assert b"user-agent: request\r\n" in head
+    assert b"X-A: 1\r\n" in head
+
+
 def test_prepare_refuses_line_breaks_in_headers() -> None:
     client = HttpClient()
     with pytest.raises(ValueError):

@@ -268,6 +268,7 @@ async def test_url_headers_and_max_tokens_name_follow_the_config() -> None:
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["http-referer"] == "https://tokenwire.test"
     assert request.headers["accept"] == "text/event-stream"
+    assert request.headers["user-agent"].startswith("tokenwire/")
     assert recorder.sent()["max_completion_tokens"] == 9
     assert "max_tokens" not in recorder.sent()
 
