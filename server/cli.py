@@ -52,7 +52,7 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--model-path", help="GGUF file (default: bundled Gemma 3 270M)")
     serve.add_argument("--n-ctx", type=int, help="local model context in tokens (default 4096)")
-    serve.add_argument("--n-threads", type=int, help="llama.cpp threads")
+    serve.add_argument("--n-threads", type=int, help="llama.cpp threads (default: one per core)")
     serve.add_argument("--default-model", help="model for requests that name none")
     serve.add_argument("--grace", type=float, help="seconds to drain on SIGTERM (default 10)")
     serve.add_argument(

@@ -30,7 +30,7 @@ class Config:
     model_path: str | None = None
     # The local model's context window in tokens.
     n_ctx: int = 4096
-    # llama.cpp threads; unset means llama.cpp's choice.
+    # llama.cpp threads; unset means one per physical core (shared out among workers).
     n_threads: int | None = None
     # The model used when a request names none; unset means the first served.
     default_model: str | None = None

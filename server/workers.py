@@ -33,6 +33,7 @@ import uvloop
 
 from server import app, components
 from server.config import Config
+from server.cpus import physical_cores
 from server.keys.store import KeyStore
 from server.storage.migrations import migrate
 
@@ -156,11 +157,20 @@ class _Pool:
                 yield worker
 
 
+def worker_threads(config: Config) -> list[str]:
+    """Unless told, workers share the cores between their models rather than each taking
+    all of them: llama.cpp's threads spin at their barriers, so oversubscribing stalls."""
+    if config.n_threads is not None or config.provider != "local":
+        return []
+    return ["--n-threads", str(max(1, physical_cores() // config.workers))]
+
+
 def _spawn(config: Config, argv: Sequence[str]) -> tuple[_Pool, int]:
     """The workers, and the read end of the pipe each says "ready" on."""
     read, write = os.pipe()
     ports = ["--http-port", str(config.http_port), "--grpc-port", str(config.grpc_port)]
     command = [sys.executable, "-m", "server", *argv, "--workers", "1", *ports]
+    command += worker_threads(config)
     env = {
         **os.environ,
         "TOKENWIRE_REUSE_PORT": "true",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.cpus import physical_cores
 from server.errors import ProviderError, TokenwireError, UnsupportedParameter
 from server.providers.base import Event, GenerationRequest, ModelCard
 
@@ -57,7 +58,7 @@ class LocalConfig:
     model_path: Path | None = None  # None: the packaged Gemma 3 270M GGUF
     model_id: str = "gemma-3-270m"
     n_ctx: int = 4096
-    n_threads: int | None = None  # None: llama-cpp-python's default
+    n_threads: int | None = None  # None: one per physical core we may run on
     verbose: bool = False  # llama.cpp's own logging
 
 
@@ -200,9 +201,8 @@ def _open_engine(config: LocalConfig) -> Engine:
         raise ProviderError("the local provider needs `pip install tokenwire[local]`") from exc
     path = config.model_path or _default_model_path()
     started = time.perf_counter()
-    engine = Engine.open(
-        path, n_ctx=config.n_ctx, n_threads=config.n_threads, verbose=config.verbose
-    )
+    threads = config.n_threads or physical_cores()
+    engine = Engine.open(path, n_ctx=config.n_ctx, n_threads=threads, verbose=config.verbose)
     _say(f"loaded {path} in {time.perf_counter() - started:.2f} s")
     return engine
 
