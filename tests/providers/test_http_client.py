@@ -35,6 +35,7 @@ from server.providers.http_connection import (
     Response,
     TotalTimeout,
 )
+from tests.providers.raw_server import serving
 
 T = TypeVar("T")
 
@@ -143,34 +144,16 @@ class Upstream:
 async def upstream(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[Upstream]:
     """A server on 127.0.0.1:0 running `handler` on each connection it accepts (over TLS
     with `tls`)."""
-    handlers: set[asyncio.Task[None]] = set()
     state = Upstream(port=0)
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
         peer = Peer(reader, writer, len(state.peers), state.requests)
         state.peers.append(peer)
-        try:
-            await handler(peer)
-        except ConnectionError:
-            pass  # the client went away: what a test observes, not a server failure
-        except asyncio.CancelledError:
-            pass  # torn down at the end of the test (uncaught, asyncio would log it)
-        finally:
-            writer.close()
+        await handler(peer)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
-    state.port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(serve, tls) as port:
+        state.port = port
         yield state
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
 
 
 def answering(response: bytes = OK) -> Handler:

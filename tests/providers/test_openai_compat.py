@@ -55,6 +55,7 @@ from tests.providers.mock_upstream import (
     session_for,
     stream_response,
 )
+from tests.providers.raw_server import serving
 
 KEY = "sk-test-SECRET-0123456789"
 BASE = "http://upstream.test/v1"
@@ -725,28 +726,13 @@ async def read_request(reader: asyncio.StreamReader) -> None:
 @contextlib.asynccontextmanager
 async def real_upstream(behaviour: Behaviour) -> AsyncIterator[str]:
     """An HTTP/1.1 server on 127.0.0.1:0 that reads one request, then does `behaviour`."""
-    handlers: set[asyncio.Task[None]] = set()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await read_request(reader)
-            await behaviour(reader, writer)
-        finally:
-            writer.close()
+        await read_request(reader)
+        await behaviour(reader, writer)
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    async with serving(serve) as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
 
 
 @contextlib.asynccontextmanager
