@@ -22,36 +22,14 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 from server.providers.http_connection import (
-    HIGH_WATER,
     ConnectFailed,
     Connection,
     ConnectTimeout,
     Disconnected,
-    HttpError,
     IncompleteBody,
     Limits,
-    ProtocolError,
-    ReadTimeout,
     Response,
-    TotalTimeout,
 )
-
-__all__ = [
-    "HIGH_WATER",
-    "ConnectFailed",
-    "ConnectTimeout",
-    "Disconnected",
-    "HttpClient",
-    "HttpError",
-    "IncompleteBody",
-    "Limits",
-    "Origin",
-    "Prepared",
-    "ProtocolError",
-    "ReadTimeout",
-    "Response",
-    "TotalTimeout",
-]
 
 MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT, at most
 

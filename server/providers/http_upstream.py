@@ -36,9 +36,10 @@ from server.errors import (
     TokenwireError,
     UpstreamTimeout,
 )
-from server.providers import http_client
+from server.providers import http_connection
 from server.providers.base import GenerationRequest, Message, ModelCard, Usage
-from server.providers.http_client import HttpClient, Prepared, Response
+from server.providers.http_client import HttpClient, Prepared
+from server.providers.http_connection import Response
 from server.providers.sse import SSEDecoder, SSEError, SSEEvent
 from server.providers.upstream_config import UpstreamConfig
 from server.providers.upstream_errors import (
@@ -253,19 +254,19 @@ def _translated(config: UpstreamConfig, progress: _Progress) -> Iterator[None]:
     meta = {"provider": config.name}
     try:
         yield
-    except http_client.ConnectTimeout as exc:
+    except http_connection.ConnectTimeout as exc:
         message = f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
         raise UpstreamTimeout(message, metadata=_cause(meta, exc)) from exc
-    except http_client.ReadTimeout as exc:
+    except http_connection.ReadTimeout as exc:
         raise progress.silence() from exc
-    except http_client.TotalTimeout as exc:
+    except http_connection.TotalTimeout as exc:
         raise progress.overall() from exc
-    except http_client.ConnectFailed as exc:
+    except http_connection.ConnectFailed as exc:
         raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
-    except http_client.Disconnected as exc:
+    except http_connection.Disconnected as exc:
         message = f"{config.name} broke off its response"
         raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except http_client.ProtocolError as exc:
+    except http_connection.ProtocolError as exc:
         message = f"{config.name} garbled its response"
         raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
     except OSError as exc:  # writing to a connection that broke

@@ -12,7 +12,7 @@ from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from server.providers.base import ModelCard
-from server.providers.http_client import Limits
+from server.providers.http_connection import Limits
 
 
 @dataclass(frozen=True, slots=True)
