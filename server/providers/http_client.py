@@ -263,7 +263,7 @@ class _Pool:
         self._closed = False  # connections in use when the client closed are closed on return
 
     async def acquire(self, limits: Limits, fresh: bool = False) -> tuple[Connection, bool]:
-        """A connection and whether it was used before; `done` gives its slot back."""
+        """A connection and whether it was used before; `returned` gives its slot back."""
         await self._slots.acquire()
         try:
             return await self._connection(limits, fresh)
@@ -282,12 +282,10 @@ class _Pool:
         await self._dial.open(conn, limits)
         return conn, False
 
-    def done(self) -> None:
-        """An exchange ended (its connection kept or closed): another may start."""
+    def returned(self, conn: Connection, keep: bool) -> None:
+        """An exchange ended: its slot is free, its connection kept idle or closed."""
         self._slots.release()
-
-    def release(self, conn: Connection) -> None:
-        if not self._closed and len(self._idle) < self._size and conn.usable():
+        if keep and not self._closed and len(self._idle) < self._size and conn.usable():
             conn.idle_since = asyncio.get_running_loop().time()
             self._idle.append(conn)
         else:

@@ -74,9 +74,9 @@ class Limits:
 class Pool(Protocol):
     """Where a connection goes back once its exchange is done."""
 
-    def done(self) -> None: ...
-
-    def release(self, conn: Connection) -> None: ...
+    def returned(self, conn: Connection, keep: bool) -> None:
+        """`conn`'s exchange ended; `keep`: it can carry another."""
+        ...
 
 
 class Connection(asyncio.Protocol):
@@ -108,11 +108,7 @@ class Connection(asyncio.Protocol):
     def finished(self, response: Response) -> None:
         """`response` is done with: keep the connection if it can carry another."""
         self._response = None
-        self._pool.done()
-        if response.reusable():
-            self._pool.release(self)
-        else:
-            self.close()
+        self._pool.returned(self, response.reusable())
 
     def close(self) -> None:
         self._lost = True
