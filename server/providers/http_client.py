@@ -104,13 +104,14 @@ class HttpClient:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
-        if self._proxy is not None and not origin.tls:
-            target = f"http://{origin.authority()}{target}"  # absolute form, through the proxy
-        lines = [f"POST {target} HTTP/1.1", f"host: {origin.authority()}"]
         # One value per name, whatever its case: the request's over the client's.
         every = {k.lower(): (k, v) for k, v in (*self._headers.items(), *headers.items())}
-        if self._proxy is not None and not origin.tls and self._proxy.auth:
-            every["proxy-authorization"] = ("proxy-authorization", self._proxy.auth)
+        forwarded = self._proxy if not origin.tls else None  # https goes through a tunnel
+        if forwarded is not None:
+            target = f"http://{origin.authority()}{target}"  # absolute form, for the proxy
+            if forwarded.auth:
+                every["proxy-authorization"] = ("proxy-authorization", forwarded.auth)
+        lines = [f"POST {target} HTTP/1.1", f"host: {origin.authority()}"]
         for name, value in every.values():
             if any(c in name + value for c in "\r\n\0"):
                 raise ValueError(f"header {name!r} holds a line break")
