@@ -32,6 +32,12 @@ from server.providers.http_connection import (
 )
 
 MAX_PROXY_HEAD = 16 * 1024  # bytes of a proxy's answer to CONNECT, at most
+# Exchanges in flight per origin, and idle connections kept: a small pool keeps closing and
+# reopening connections under concurrent load.
+POOL_SIZE = 512
+# Idle connections are dropped before common servers drop them (uvicorn, Node: 5 s), so a
+# request rarely races a server closing the connection it was handed.
+KEEPALIVE_SECONDS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +92,8 @@ class HttpClient:
         headers: Mapping[str, str] | None = None,
         resolve: Resolve | None = None,
         tls: ssl.SSLContext | None = None,
-        pool_size: int = 512,
-        keepalive: float = 4.0,
+        pool_size: int = POOL_SIZE,
+        keepalive: float = KEEPALIVE_SECONDS,
     ) -> None:
         self._proxy = _Proxy.of(proxy) if proxy else None
         self._headers = dict(headers or {})

@@ -51,12 +51,6 @@ from server.providers.upstream_errors import (
 
 MAX_ERROR_BODY = 64 * 1024  # an error page is read this far, no further
 MAX_BODY = 16 * 2**20  # a whole (non-streamed) answer is refused beyond this
-# Keep as many idle connections as may be busy at once: a small pool keeps closing and
-# reopening connections under concurrent load.
-POOL_SIZE = 512
-# Idle connections are dropped before common servers drop them (uvicorn, Node: 5 s), so a
-# request never races a server closing the connection it was handed.
-KEEPALIVE_SECONDS = 4.0
 # After its end marker a stream's body ends at once; reading that end puts the connection
 # back in its pool. An upstream that does not end it is cut off after this long.
 DRAIN_SECONDS = 0.25
@@ -155,7 +149,7 @@ def new_client(config: UpstreamConfig) -> HttpClient:
     """A client for a provider that was not handed one (the provider then owns it)."""
     # The proxy is read from the environment once, here, not per request.
     proxy = env_proxy(config.base_url)
-    return HttpClient(proxy=proxy, pool_size=POOL_SIZE, keepalive=KEEPALIVE_SECONDS)
+    return HttpClient(proxy=proxy)
 
 
 def env_proxy(url: str) -> str | None:
