@@ -142,7 +142,11 @@ class HttpProvider:
         """POST `body` as JSON to this provider's endpoint."""
         if self._closed:
             raise RuntimeError(f"provider {self.name} is closed")
-        return await self._client.post(request, encode_json(body), self._limits)
+        response = await self._client.post(request, encode_json(body), self._limits)
+        if response.headers.get("content-encoding", "identity").lower() != "identity":
+            response.close()
+            raise bad_chunk(self._config, "a compressed response, though asked for none")
+        return response
 
 
 def new_client(config: UpstreamConfig) -> HttpClient:
@@ -227,7 +231,12 @@ class _Progress:
 
 
 # Some API fronts turn away requests that name no client; a configured header may replace it.
-_AGENT = {"user-agent": f"tokenwire/{importlib.metadata.version('tokenwire')}"}
+# Bodies are read as sent, so none may come compressed (small JSON and token streams gain
+# little from it on a kept-alive connection).
+_AGENT = {
+    "user-agent": f"tokenwire/{importlib.metadata.version('tokenwire')}",
+    "accept-encoding": "identity",
+}
 _JSON_SSE = {**_AGENT, "accept": "text/event-stream", "content-type": "application/json"}
 _JSON = {**_AGENT, "accept": "application/json", "content-type": "application/json"}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
 from typing import Any
 
 import httpx
@@ -65,6 +66,7 @@ async def test_a_unary_call_asks_for_the_whole_answer() -> None:
     assert "stream_options" not in sent
     assert (sent["n"], sent["top_logprobs"], sent["seed"]) == (2, 3, 7)  # the rest as streamed
     assert recorder.requests[-1].headers["accept"] == "application/json"
+    assert recorder.requests[-1].headers["accept-encoding"] == "identity"
 
 
 async def test_each_choice_of_the_answer_is_one_delta_then_the_usage() -> None:
@@ -201,3 +203,18 @@ async def test_a_stream_answered_to_a_unary_call_is_bad_upstream() -> None:
     async with real_provider(behaviour) as provider:
         error = await failure(provider, UNARY)
     assert type(error) is BadUpstream
+
+
+async def test_a_compressed_answer_is_refused_plainly() -> None:
+    """Bodies are read as sent: a server compressing one it was asked not to is 502."""
+    body = gzip.compress(b'{"choices": []}')
+
+    async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+        writer.write(b"content-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+
+    async with real_provider(behaviour) as provider:
+        error = await failure(provider, UNARY)
+    assert type(error) is BadUpstream
+    assert error.message == "openai sent a compressed response, though asked for none"
