@@ -1,12 +1,15 @@
 """Floors for `roundtrip.py`: servers that answer tokenwire's requests with fixed bytes.
 
     python bench/roundtrip_floor.py http --loop uvloop|asyncio
-    python bench/roundtrip_floor.py grpc
+    python bench/roundtrip_floor.py grpc [--loop uvloop|asyncio] [--upstream URL]
 
 `http` is a bare uvicorn ASGI app (httptools) returning the same JSON body,
 or for `"stream": true` the same SSE events, that tokenwire returns for the
 benchmark's request; `grpc` is a bare `grpc.aio` ChatService returning fixed
-messages. Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
+messages; with `--upstream URL` each unary call first POSTs the benchmark's
+request to URL with tokenwire's own HTTP client and reads the whole answer,
+the least a gRPC server that calls an upstream can do (`upstream.py` measures
+it beside tokenwire). Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
 listening and runs until SIGTERM.
 """
 
@@ -21,8 +24,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
 import grpc
+import roundtrip_load as load
 import uvicorn
+import uvloop
 
+from server.providers.http_client import HttpClient
+from server.providers.http_connection import Limits
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 Scope = MutableMapping[str, Any]
@@ -142,9 +149,33 @@ class FixedChat(chat_pb2_grpc.ChatServiceServicer):
             yield chunk
 
 
-async def serve_grpc() -> None:
+class CallingChat(FixedChat):
+    """Each unary call first makes one upstream call, as tokenwire's provider would."""
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__()
+        self.client = HttpClient()
+        self.request = self.client.prepare(upstream, {"content-type": "application/json"})
+
+    async def CreateChatCompletion(
+        self, request: chat_pb2.CreateChatCompletionRequest, context: Any
+    ) -> chat_pb2.CreateChatCompletionResponse:
+        answer = await self.client.post(self.request, load.BODY, UPSTREAM_LIMITS)
+        try:
+            while await answer.read():
+                pass
+        finally:
+            answer.close()
+        return self.response
+
+
+UPSTREAM_LIMITS = Limits(connect=5, read=30, total=30)
+
+
+async def serve_grpc(upstream: str | None) -> None:
     server = grpc.aio.server()
-    chat_pb2_grpc.add_ChatServiceServicer_to_server(FixedChat(), server)
+    servicer = CallingChat(upstream) if upstream else FixedChat()
+    chat_pb2_grpc.add_ChatServiceServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(f"floor: gRPC on 127.0.0.1:{port}", file=sys.stderr, flush=True)
@@ -159,11 +190,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("kind", choices=["http", "grpc"])
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    p.add_argument("--upstream", help="grpc: POST each unary call to this URL first")
     args = p.parse_args()
     if args.kind == "http":
         serve_http(args.loop)
+    elif args.loop == "uvloop":  # as tokenwire serves
+        uvloop.run(serve_grpc(args.upstream))
     else:
-        asyncio.run(serve_grpc())
+        asyncio.run(serve_grpc(args.upstream))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ it measures three paths to the same answer:
 - REST → tokenwire → upstream (the gateway in tokenwire's process);
 - gRPC → tokenwire → upstream, from a grpc.aio client and, where h2load is
   installed (`apt-get install nghttp2-client`), from h2load: the grpc.aio
-  client costs about as much CPU as the server it loads (`grpc_h2load.py`).
+  client costs about as much CPU as the server it loads (`grpc_h2load.py`);
+- for scale, the same two gRPC loads on a floor: a bare grpc.aio server that
+  makes the same upstream call with the same HTTP client and answers a fixed
+  message (`roundtrip_floor.py grpc --upstream`), what gRPC costs before any of
+  tokenwire's code runs.
 
 For each: latency p50/p99 at concurrency 1, requests/s with p50/p99 at
 concurrency 16 and 64, time to the first SSE `data:` event (gRPC: first message)
@@ -67,6 +71,11 @@ DIRECT = "direct: REST → fake upstream"
 REST = "REST → tokenwire → upstream"
 GRPC = "gRPC → tokenwire → upstream"
 GRPC_H2 = "gRPC (h2load) → tokenwire → upstream"
+FLOOR = "floor: bare grpc.aio → upstream"
+FLOOR_H2 = "floor (h2load): bare grpc.aio → upstream"
+THROUGH = (REST, GRPC, GRPC_H2)  # the paths the targets are for
+FLOORS = (FLOOR, FLOOR_H2)
+UNARY: tuple[Measure, ...] = ("c1", "c16", "c64")  # h2load and the floor: no streams
 
 # --- the fake upstream (run in its own process with --serve-upstream) ---------------------
 
@@ -142,7 +151,7 @@ class Target:
     kind: Literal["rest", "grpc", "grpc-h2load"]
     port: int
     watch: tuple[int, ...]  # PIDs whose CPU is measured: tokenwire (if any), then the upstream
-    measures: tuple[Measure, ...] = MEASURES  # h2load times whole calls: no first-message time
+    measures: tuple[Measure, ...] = MEASURES
 
 
 @dataclass(frozen=True)
@@ -213,14 +222,34 @@ def start_servers(
     )
     grpc_port, http_port = int(m.group(1)), int(m.group(2))
     both = (*serving_pids(serve.pid, workers), upstream.pid)
+    floor = start_floor(servers, port)
+    beside = (floor.pid, upstream.pid)
     targets = [
         Target(DIRECT, "rest", port, (upstream.pid,)),
         Target(REST, "rest", http_port, both),
         Target(GRPC, "grpc", grpc_port, both),
+        Target(FLOOR, "grpc", floor.port, beside, UNARY),
     ]
-    if grpc_h2load.available():
-        targets.append(Target(GRPC_H2, "grpc-h2load", grpc_port, both, ("c1", "c16", "c64")))
+    if grpc_h2load.available():  # h2load times whole calls: no first-message time
+        targets.append(Target(GRPC_H2, "grpc-h2load", grpc_port, both, UNARY))
+        targets.append(Target(FLOOR_H2, "grpc-h2load", floor.port, beside, UNARY))
     return targets
+
+
+@dataclass(frozen=True)
+class Floor:
+    pid: int
+    port: int
+
+
+def start_floor(servers: Servers, upstream_port: int) -> Floor:
+    """A bare grpc.aio server making the same upstream call per request: what gRPC costs
+    before any of tokenwire's code runs (`roundtrip_floor.py grpc --upstream`)."""
+    url = f"http://127.0.0.1:{upstream_port}/v1/chat/completions"
+    script = str(Path(__file__).with_name("roundtrip_floor.py"))
+    argv = [sys.executable, script, "grpc", "--upstream", url]
+    process, m = servers.start("gRPC floor", argv, rf"floor: gRPC on {PORT}")
+    return Floor(process.pid, int(m.group(1)))
 
 
 def serving_pids(pid: int, workers: int) -> tuple[int, ...]:
@@ -325,7 +354,7 @@ def added_table(results: Results) -> str:
             if (name, "stream") in results
             else "—",
         ]
-        for name in measured(results)
+        for name in measured(results, (*THROUGH, *FLOORS))
     ]
     return markdown(["path", "added p50 ms, c=1 unary", "added p50 ms, first event"], rows)
 
@@ -335,14 +364,14 @@ def cpu_table(targets: Sequence[Target], results: Results) -> str:
     for t in targets:
         got = results[t.name, "c16"]
         per_pid = [statistics.median(cpu_us(o)[i] for o in got) for i in range(len(t.watch))]
-        tokenwire = f"{sum(per_pid[:-1]):,.0f}" if len(per_pid) > 1 else "—"
-        rows.append([t.name, tokenwire, f"{per_pid[-1]:,.0f}"])
-    return markdown(["path", "tokenwire CPU µs/req", "upstream CPU µs/req"], rows)
+        serving = f"{sum(per_pid[:-1]):,.0f}" if len(per_pid) > 1 else "—"
+        rows.append([t.name, serving, f"{per_pid[-1]:,.0f}"])
+    return markdown(["path", "tokenwire (or floor) CPU µs/req", "upstream CPU µs/req"], rows)
 
 
-def measured(results: Results) -> list[str]:
-    """The paths through tokenwire this run measured."""
-    return [name for name in (REST, GRPC, GRPC_H2) if (name, "c1") in results]
+def measured(results: Results, names: Sequence[str] = THROUGH) -> list[str]:
+    """Those of `names` (by default the paths through tokenwire) this run measured."""
+    return [name for name in names if (name, "c1") in results]
 
 
 def verdicts(results: Results) -> list[str]:
@@ -356,6 +385,13 @@ def verdicts(results: Results) -> list[str]:
         lines.append(
             f"- {name}: adds {added:.3f} ms at p50, c=1 (target < 1 ms: {fast}); c=64: "
             f"{rate:,.0f} req/s, p99 {p99:.1f} ms (target ≥ 1,000 req/s, p99 < 50 ms: {loaded})"
+        )
+    for name in measured(results, FLOORS):
+        added = ms_at(results, name, "c1", 50) - direct
+        rate, p99 = over_rounds(results[name, "c64"], rps), ms_at(results, name, "c64", 99)
+        lines.append(
+            f"- for scale, {name} (no tokenwire code): adds {added:.3f} ms at p50, c=1; "
+            f"c=64: {rate:,.0f} req/s, p99 {p99:.1f} ms"
         )
     return lines
 
