@@ -10,6 +10,7 @@ import grpc
 import openai
 import pytest
 import uvloop
+from openai.types.chat import ChatCompletionMessageParam
 
 from server import app
 from server.catalog import Endpoint
@@ -62,6 +63,11 @@ def fake() -> FakeProvider:
 @pytest.fixture
 async def service(start_service: StartService, fake: FakeProvider) -> app.Service:
     return await start_service([fake])
+
+
+def user_turn(text: str) -> list[ChatCompletionMessageParam]:
+    """One user message, typed as the SDK's `messages` parameter."""
+    return [{"role": "user", "content": text}]
 
 
 def sdk(service: app.Service) -> openai.AsyncOpenAI:

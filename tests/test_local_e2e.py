@@ -9,10 +9,11 @@ import grpc
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionToolUnionParam
 
 from server import app
 from server.config import Config
-from tests.conftest import sdk
+from tests.conftest import sdk, user_turn
 from tests.openai_schema import validate
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
@@ -43,16 +44,12 @@ async def client(local_service: app.Service) -> AsyncIterator[openai.AsyncOpenAI
         yield c
 
 
-def messages(text: str = PROMPT) -> list[dict[str, str]]:
-    return [{"role": "user", "content": text}]
-
-
 async def test_completion_has_real_text_and_usage(client: openai.AsyncOpenAI) -> None:
     raw = await client.chat.completions.with_raw_response.create(
         model=MODEL,
-        messages=messages(),
+        messages=user_turn(PROMPT),
         max_tokens=8,
-        seed=1,  # type: ignore[arg-type]
+        seed=1,
     )
     validate("CreateChatCompletionResponse", raw.http_response.json())
     completion = raw.parse()
@@ -68,10 +65,10 @@ async def test_completion_has_real_text_and_usage(client: openai.AsyncOpenAI) ->
 async def test_stream_with_usage(client: openai.AsyncOpenAI) -> None:
     stream = await client.chat.completions.create(
         model=MODEL,
-        messages=messages(),
+        messages=user_turn(PROMPT),
         max_tokens=6,
         seed=2,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = [c async for c in stream]
@@ -87,10 +84,10 @@ async def test_same_seed_same_text_over_rest_and_grpc(
 ) -> None:
     rest = await client.chat.completions.create(
         model=MODEL,
-        messages=messages(),
+        messages=user_turn(PROMPT),
         max_tokens=12,
         seed=42,
-        temperature=0.9,  # type: ignore[arg-type]
+        temperature=0.9,
     )
     request = chat_pb2.CreateChatCompletionRequest(
         model=MODEL,
@@ -115,23 +112,25 @@ async def test_same_seed_same_text_over_rest_and_grpc(
 
 
 async def test_unsupported_parameters_are_dropped_and_named(client: openai.AsyncOpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    tools: list[ChatCompletionToolUnionParam] = [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    ]
     completion = await client.chat.completions.create(
         model=MODEL,
-        messages=messages(),
+        messages=user_turn(PROMPT),
         max_tokens=2,
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
     )
     assert completion.dropped_parameters == ["tools"]  # type: ignore[attr-defined]
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(
             model=MODEL,
-            messages=messages(),
+            messages=user_turn(PROMPT),
             max_tokens=2,
-            tools=tools,  # type: ignore[arg-type]
+            tools=tools,
             extra_body={"provider": {"require_parameters": True}},
         )
-    assert caught.value.param == "tools"  # type: ignore[attr-defined]
+    assert caught.value.param == "tools"
 
 
 async def test_disconnect_frees_the_model(
@@ -139,7 +138,7 @@ async def test_disconnect_frees_the_model(
 ) -> None:
     body = {
         "model": MODEL,
-        "messages": messages("Tell a very long story."),
+        "messages": user_turn("Tell a very long story."),
         "max_tokens": 2000,
         "stream": True,
     }
@@ -150,14 +149,18 @@ async def test_disconnect_frees_the_model(
     ):
         assert (await anext(response.aiter_lines())).startswith("data: {")
     # 2,000 tokens take ~40 s at ~50 tokens/s: a prompt answer shows the first one stopped.
-    follow_up = client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=4)  # type: ignore[arg-type]
+    follow_up = client.chat.completions.create(
+        model=MODEL, messages=user_turn(PROMPT), max_tokens=4
+    )
     completion = await asyncio.wait_for(follow_up, timeout=15)
     assert completion.usage is not None and completion.usage.completion_tokens > 0
 
 
 async def test_concurrent_requests_queue(client: openai.AsyncOpenAI) -> None:
     calls = [
-        client.chat.completions.create(model=MODEL, messages=messages(), max_tokens=4, seed=i)  # type: ignore[arg-type]
+        client.chat.completions.create(
+            model=MODEL, messages=user_turn(PROMPT), max_tokens=4, seed=i
+        )
         for i in range(3)
     ]
     results = await asyncio.gather(*calls)
@@ -177,7 +180,7 @@ async def test_template_and_memory_reach_the_local_model(local_service: app.Serv
         assert (await http.post("/v1/templates", json=template)).status_code == 200
         memory = await http.post("/v1/memories", json={"content": "Deploys happen on Thursday."})
     memory_id = memory.json()["id"]
-    question = messages("Which day do deploys happen?")
+    question = user_turn("Which day do deploys happen?")
     async with openai.AsyncOpenAI(
         base_url=f"{base}/v1", api_key="x", max_retries=0, default_headers=org
     ) as client:
@@ -185,12 +188,12 @@ async def test_template_and_memory_reach_the_local_model(local_service: app.Serv
             model=MODEL,
             messages=question,
             max_tokens=4,
-            metadata={"memory": "off"},  # type: ignore[arg-type]
+            metadata={"memory": "off"},
         )
         raw = await client.chat.completions.with_raw_response.create(
             model=MODEL,
             messages=question,
-            max_tokens=4,  # type: ignore[arg-type]
+            max_tokens=4,
             extra_body={"template": "greeter", "variables": {"name": "Ada"}},
         )
     assert raw.headers["x-tokenwire-memory-ids"] == memory_id

@@ -24,10 +24,10 @@ from server.errors import (
     UpstreamTimeout,
 )
 from server.providers.fake import FakeConfig, FakeProvider
-from tests.conftest import StartService, sdk
+from tests.conftest import StartService, sdk, user_turn
 from tests.openai_schema import validate
 
-USER = [{"role": "user", "content": "the quick brown fox"}]
+USER = user_turn("the quick brown fox")
 
 
 @pytest.fixture(params=["in-process", "standalone"])
@@ -51,7 +51,7 @@ async def any_client(
 async def test_completion(any_client: openai.AsyncOpenAI) -> None:
     raw = await any_client.chat.completions.with_raw_response.create(
         model="fake-echo",
-        messages=USER,  # type: ignore[arg-type]
+        messages=USER,
     )
     validate("CreateChatCompletionResponse", raw.http_response.json())
     assert raw.headers["x-request-id"].startswith("req_")
@@ -66,7 +66,7 @@ async def test_stream_with_usage(any_client: openai.AsyncOpenAI) -> None:
     stream = await any_client.chat.completions.create(
         model="fake-echo",
         messages=USER,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = [chunk async for chunk in stream]
@@ -84,7 +84,7 @@ async def test_stream_without_usage_has_no_usage_chunk(client: openai.AsyncOpenA
     stream = await client.chat.completions.create(
         model="fake-echo",
         messages=USER,
-        stream=True,  # type: ignore[arg-type]
+        stream=True,
     )
     chunks = [chunk async for chunk in stream]
     assert all(c.choices and c.usage is None for c in chunks)
@@ -140,7 +140,7 @@ async def test_error_classes(
             await client.chat.completions.create(
                 model="fake-echo",
                 messages=USER,
-                stream=stream,  # type: ignore[arg-type]
+                stream=stream,
             )
     assert caught.value.status_code == status
     body = caught.value.response.json()
@@ -155,15 +155,15 @@ async def test_bad_request_names_param(client: openai.AsyncOpenAI) -> None:
         await client.chat.completions.create(
             model="fake-echo",
             messages=USER,
-            temperature=9,  # type: ignore[arg-type]
+            temperature=9,
         )
-    assert caught.value.param == "temperature"  # type: ignore[attr-defined]
+    assert caught.value.param == "temperature"
 
 
 async def test_unknown_model_is_404(client: openai.AsyncOpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        await client.chat.completions.create(model="nope", messages=USER)  # type: ignore[arg-type]
-    assert caught.value.code == "model_not_found"  # type: ignore[attr-defined]
+        await client.chat.completions.create(model="nope", messages=USER)
+    assert caught.value.code == "model_not_found"
 
 
 async def test_error_after_first_chunk_is_one_sse_event(start_service: StartService) -> None:
@@ -173,7 +173,7 @@ async def test_error_after_first_chunk_is_one_sse_event(start_service: StartServ
         stream = await client.chat.completions.create(
             model="fake-echo",
             messages=USER,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
         received: list[str] = []
         with pytest.raises(openai.APIError, match="upstream died"):

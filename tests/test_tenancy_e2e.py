@@ -17,10 +17,10 @@ from server.catalog import Endpoint
 from server.config import Config
 from server.providers.fake import FakeProvider
 from tests.backends import POSTGRES_URL, REDIS_URL, postgres_schema, require
-from tests.conftest import StartService
+from tests.conftest import StartService, user_turn
 
 ADMIN = "admin-token-0123456789"
-USER = [{"role": "user", "content": "hello there"}]
+USER = user_turn("hello there")
 
 
 def priced(fake: FakeProvider, price: float) -> list[Endpoint]:
@@ -69,21 +69,21 @@ async def tenancy(start_service: StartService, fake: FakeProvider) -> Tenancy:
 async def test_open_until_the_first_key(start_service: StartService, fake: FakeProvider) -> None:
     t = Tenancy(await start_service([fake], admin_token=ADMIN))
     async with t.sdk("anything") as client:
-        assert (await client.chat.completions.create(model="fake-echo", messages=USER)).id  # type: ignore[arg-type]
+        assert (await client.chat.completions.create(model="fake-echo", messages=USER)).id
     key = await t.key("acme")
     async with t.sdk("anything") as client:
         with pytest.raises(openai.AuthenticationError) as caught:
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
     assert caught.value.response.headers["www-authenticate"].startswith("Bearer")
     async with t.sdk(key) as client:
-        assert (await client.chat.completions.create(model="fake-echo", messages=USER)).id  # type: ignore[arg-type]
+        assert (await client.chat.completions.create(model="fake-echo", messages=USER)).id
 
 
 async def test_usage_is_recorded_per_session_and_isolated(tenancy: Tenancy) -> None:
     acme, globex = await tenancy.key("acme"), await tenancy.key("globex")
     async with tenancy.sdk(acme, **{"x-session-id": "s-1"}) as client:
         for _ in range(2):
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
     report = await tenancy.usage(acme, group_by="session")
     assert [(b["session_id"], b["requests"]) for b in report["data"]] == [("s-1", 2)]
     assert report["total"]["cost_usd"] > 0
@@ -101,11 +101,11 @@ async def test_model_not_allowed_and_org_mismatch(tenancy: Tenancy) -> None:
     key = await tenancy.key("acme", allowed_models=["something-else"])
     async with tenancy.sdk(key) as client:
         with pytest.raises(openai.PermissionDeniedError):
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
     other = await tenancy.key("acme")
     async with tenancy.sdk(other, organization_id="globex") as client:
         with pytest.raises(openai.PermissionDeniedError):
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
 
 
 async def test_rate_limit_answers_429_with_openai_headers(tenancy: Tenancy) -> None:
@@ -113,20 +113,20 @@ async def test_rate_limit_answers_429_with_openai_headers(tenancy: Tenancy) -> N
     async with tenancy.sdk(key) as client:
         raw = await client.chat.completions.with_raw_response.create(
             model="fake-echo", messages=USER
-        )  # type: ignore[arg-type]
+        )
         assert raw.headers["x-ratelimit-limit-requests"] == "1"
         assert raw.headers["x-ratelimit-remaining-requests"] == "0"
         with pytest.raises(openai.RateLimitError) as caught:
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
     assert int(caught.value.response.headers["retry-after"]) > 0
 
 
 async def test_budget_spent_is_402(tenancy: Tenancy) -> None:
     key = await tenancy.key("acme", budget_usd=0.001)  # one request costs ~0.005 USD here
     async with tenancy.sdk(key) as client:
-        await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+        await client.chat.completions.create(model="fake-echo", messages=USER)
         with pytest.raises(openai.APIStatusError) as caught:
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
     assert caught.value.status_code == 402
 
 
@@ -140,8 +140,8 @@ async def test_oversized_identifiers_are_400(
     key = await tenancy.key("acme")
     async with tenancy.sdk(key) as client:
         with pytest.raises(openai.BadRequestError) as caught:
-            await client.chat.completions.create(model="fake-echo", messages=USER, extra_body=extra)  # type: ignore[arg-type]
-    assert caught.value.param == param  # type: ignore[attr-defined]
+            await client.chat.completions.create(model="fake-echo", messages=USER, extra_body=extra)
+    assert caught.value.param == param
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ async def test_two_replicas_share_one_limit_and_one_ledger(shared_backends: str)
 async def _burst(client: openai.AsyncOpenAI, count: int) -> list[int]:
     async def one() -> int:
         try:
-            await client.chat.completions.create(model="fake-echo", messages=USER)  # type: ignore[arg-type]
+            await client.chat.completions.create(model="fake-echo", messages=USER)
         except openai.APIStatusError as e:
             return e.status_code
         return 200

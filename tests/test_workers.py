@@ -109,8 +109,13 @@ async def test_workers_follow_a_supervisor_killed_outright(tmp_path: Path) -> No
 async def exited(pidfd: int) -> None:
     """Returns when the process behind `pidfd` has exited (the fd turns readable)."""
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(pidfd, readable)
     try:
         await done
     finally:

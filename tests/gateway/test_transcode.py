@@ -213,7 +213,7 @@ def expected_round_trip(sent: dict[str, JSON]) -> dict[str, JSON]:
     `null` means unset so it is omitted, a lone `stop` string comes back as a list,
     and `logit_bias` values are doubles in the proto, so they print as floats.
     """
-    out = drop_nulls(sent)
+    out: dict[str, JSON] = drop_nulls(sent)
     if isinstance(out.get("stop"), str):
         out["stop"] = [out["stop"]]
     if "logit_bias" in out:
@@ -307,7 +307,8 @@ def test_round_trip_gives_back_the_same_json(sent: dict[str, JSON]) -> None:
 def test_raw_json_keeps_key_order_and_integers(
     sent: dict[str, JSON], path: tuple[str | int, ...]
 ) -> None:
-    out, original = round_trip(sent), sent
+    out: JSON = round_trip(sent)
+    original: JSON = sent
     for step in path:
         out, original = out[step], original[step]
     assert json.dumps(out) == json.dumps(original)  # order-sensitive, 10 is not 10.0

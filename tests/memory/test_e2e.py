@@ -10,9 +10,10 @@ import openai
 import pytest
 
 from server.storage.database import Database
+from tests.conftest import user_turn
 from tests.templates.stack import Stack, start_stack
 
-QUESTION = [{"role": "user", "content": "Which day do we deploy on?"}]
+QUESTION = user_turn("Which day do we deploy on?")
 IDS = "x-tokenwire-memory-ids"
 
 
@@ -135,7 +136,7 @@ async def test_auto_store_then_recall(stack: Stack, rest: httpx.AsyncClient) -> 
     assert settings.json() == {"auto_store": True}
     other = await rest.get("/v1/memory/settings", headers={"organization_id": "globex"})
     assert other.json() == {"auto_store": False}
-    told = [{"role": "user", "content": "Remember: our staging cluster is named Borealis."}]
+    told = user_turn("Remember: our staging cluster is named Borealis.")
     async with stack.client("acme") as client:
         await client.chat.completions.create(model="fake-echo", messages=told, user="ada")
         await stack.settle()
@@ -143,7 +144,7 @@ async def test_auto_store_then_recall(stack: Stack, rest: httpx.AsyncClient) -> 
         assert [(m["content"], m["user"], m["source"]) for m in stored] == [
             (told[0]["content"], "ada", "auto")
         ]
-        question = [{"role": "user", "content": "What is the staging cluster called?"}]
+        question = user_turn("What is the staging cluster called?")
         raw = await client.chat.completions.with_raw_response.create(
             model="fake-echo", messages=question, user="ada"
         )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeAlias
 
 import grpc
 import pytest
@@ -18,7 +19,8 @@ from tokenwire.memory.v1 import memory_pb2 as pb
 from tokenwire.memory.v1 import memory_pb2_grpc
 
 ACME, GLOBEX = org("acme"), org("globex")
-Stub = memory_pb2_grpc.MemoryServiceStub
+# The async stub is declared only in the .pyi, so the alias stays a string at runtime.
+Stub: TypeAlias = "memory_pb2_grpc.MemoryServiceAsyncStub"
 
 
 @pytest.fixture
@@ -29,13 +31,18 @@ async def stub(database: Database) -> AsyncIterator[Stub]:
         [(memory_pb2_grpc.add_MemoryServiceServicer_to_server, servicer)]
     )
     async with grpc.aio.insecure_channel(target) as channel:
-        yield Stub(channel)
+        yield memory_pb2_grpc.MemoryServiceStub(channel)
     await server.stop(None)
 
 
-async def add(stub: Stub, content: str, metadata: object = ACME, **fields: str) -> pb.Memory:
-    request = pb.AddMemoryRequest(memory=pb.Memory(content=content, **fields))  # type: ignore[arg-type]
-    return (await stub.AddMemory(request, metadata=metadata)).memory  # type: ignore[arg-type]
+async def add(
+    stub: Stub,
+    content: str,
+    metadata: tuple[tuple[str, str], ...] = ACME,
+    user: str | None = None,
+) -> pb.Memory:
+    request = pb.AddMemoryRequest(memory=pb.Memory(content=content, user=user))
+    return (await stub.AddMemory(request, metadata=metadata)).memory
 
 
 async def test_add_get_list_search_delete(stub: Stub) -> None:
@@ -93,7 +100,7 @@ async def test_settings_round_trip_per_organization(stub: Stub) -> None:
 
 
 async def test_refusals_name_the_field(stub: Stub) -> None:
-    cases = [
+    cases: list[tuple[Awaitable[object], str | None]] = [
         (stub.ListMemories(pb.ListMemoriesRequest()), None),
         (
             stub.AddMemory(pb.AddMemoryRequest(memory=pb.Memory(content=" ")), metadata=ACME),

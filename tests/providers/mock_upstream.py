@@ -111,7 +111,7 @@ class Recorder:
         return body
 
 
-def stream_response(body: bytes, status: int = 200, **headers: str) -> httpx.Response:
+def stream_response(body: bytes, status: int = 200, /, **headers: str) -> httpx.Response:
     return httpx.Response(
         status, headers={"content-type": "text/event-stream", **headers}, content=body
     )

