@@ -149,6 +149,9 @@ class FixedChat(chat_pb2_grpc.ChatServiceServicer):
             yield chunk
 
 
+UPSTREAM_LIMITS = Limits(connect=5, read=30, total=30)  # seconds; the fake upstream answers at once
+
+
 class CallingChat(FixedChat):
     """Each unary call first makes one upstream call, as tokenwire's provider would."""
 
@@ -167,9 +170,6 @@ class CallingChat(FixedChat):
         finally:
             answer.close()
         return self.response
-
-
-UPSTREAM_LIMITS = Limits(connect=5, read=30, total=30)
 
 
 async def serve_grpc(upstream: str | None) -> None:
