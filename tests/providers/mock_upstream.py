@@ -58,7 +58,10 @@ class MockUpstream:
         key = str(next(self._ids))
         self._handlers[key] = handler
         port = self.port
-        here = lambda _host, _port: ("127.0.0.1", port)  # noqa: E731
+
+        def here(host: str, asked: int) -> tuple[str, int]:
+            return "127.0.0.1", port
+
         session = HttpClient(headers={HANDLER_HEADER: key}, resolve=here)
         self._sessions.append(session)
         return session

@@ -2,7 +2,8 @@
 
 `serving(handle)` runs `handle(reader, writer)` for each connection, closes the
 writer after it, and on exit stops the server and cancels the handlers still
-running, so a test that leaves a connection hanging ends cleanly.
+running, so a test that leaves a connection hanging ends cleanly. `http_chunk`
+frames bytes as one chunk of a chunked body.
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ async def serving(handle: Handle, tls: ssl.SSLContext | None = None) -> AsyncIte
             task.cancel()
         await asyncio.gather(*handlers, return_exceptions=True)
         await server.wait_closed()
+
+
+def http_chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)

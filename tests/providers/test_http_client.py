@@ -35,7 +35,7 @@ from server.providers.http_connection import (
     Response,
     TotalTimeout,
 )
-from tests.providers.raw_server import serving
+from tests.providers.raw_server import http_chunk, serving
 
 T = TypeVar("T")
 
@@ -54,10 +54,6 @@ CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
 async def within(awaitable: Awaitable[T]) -> T:
     async with asyncio.timeout(WAIT):
         return await awaitable
-
-
-def http_chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -351,33 +347,31 @@ async def test_a_response_abandoned_before_its_body_closes_its_connection(
 # --- connections that end --------------------------------------------------------------------
 
 
-async def test_a_kept_alive_connection_the_server_closed_is_retried_once_transparently(
-    client: HttpClient,
-) -> None:
-    async def answer_then_close(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(OK)
-        await peer.hang_up()
+async def answer_then_close(peer: Peer) -> None:
+    await peer.request()
+    await peer.send(OK)
+    await peer.hang_up()
 
-    async with upstream(per_connection(answer_then_close, answering())) as up:
+
+async def answer_then_drop(peer: Peer) -> None:
+    await peer.request()
+    await peer.send(OK)
+    await peer.request()  # the idle connection is dropped just as the request comes
+
+
+@pytest.mark.parametrize(
+    ("first", "bodies"),
+    [(answer_then_close, [b"one", b"two"]), (answer_then_drop, [b"one", b"two", b"two"])],
+    ids=["closed while idle", "dropped on the next request"],
+)
+async def test_a_kept_alive_connection_the_server_ended_is_retried_once_on_a_fresh_one(
+    client: HttpClient, first: Handler, bodies: list[bytes]
+) -> None:
+    async with upstream(per_connection(first, answering())) as up:
         assert await fetch(client, up.url(), b"one") == b"ok"
         assert await fetch(client, up.url(), b"two") == b"ok"
         assert up.connections == 2
-
-
-async def test_a_kept_alive_connection_dropped_on_the_next_request_is_retried_fresh(
-    client: HttpClient,
-) -> None:
-    async def answer_then_drop(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(OK)
-        await peer.request()  # the idle connection is dropped just as the request comes
-
-    async with upstream(per_connection(answer_then_drop, answering())) as up:
-        assert await fetch(client, up.url(), b"one") == b"ok"
-        assert await fetch(client, up.url(), b"two") == b"ok"
-        assert up.connections == 2
-        assert [r.body for r in up.requests] == [b"one", b"two", b"two"]
+        assert [r.body for r in up.requests] == bodies
 
 
 async def test_a_connection_dying_mid_body_raises_incomplete_body(client: HttpClient) -> None:
@@ -441,11 +435,6 @@ async def test_a_fresh_connection_dying_before_a_response_raises_disconnected(
 
 
 async def test_the_transparent_retry_happens_only_once(client: HttpClient) -> None:
-    async def answer_then_drop(peer: Peer) -> None:
-        await peer.request()
-        await peer.send(OK)
-        await peer.request()
-
     async def drop(peer: Peer) -> None:
         await peer.request()
 

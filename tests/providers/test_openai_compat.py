@@ -55,7 +55,7 @@ from tests.providers.mock_upstream import (
     session_for,
     stream_response,
 )
-from tests.providers.raw_server import serving
+from tests.providers.raw_server import http_chunk, serving
 
 KEY = "sk-test-SECRET-0123456789"
 BASE = "http://upstream.test/v1"
@@ -707,10 +707,6 @@ Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[Non
 STREAM_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 )
-
-
-def http_chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 async def read_request(reader: asyncio.StreamReader) -> None:
