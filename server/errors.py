@@ -9,6 +9,7 @@
     ├── PermissionDenied                403 PERMISSION_DENIED
     ├── NotFound                        404 NOT_FOUND
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
+    ├── StorageUnavailable              503 UNAVAILABLE  (the database cannot be reached)
     └── ProviderError                   503 UNAVAILABLE
         ├── BadUpstream                 502 UNAVAILABLE (http_status in ErrorInfo)
         └── UpstreamTimeout             504 DEADLINE_EXCEEDED
@@ -102,6 +103,13 @@ class RateLimited(TokenwireError):
         self.retry_after = retry_after
         # HTTP's Retry-After is whole seconds: round up so clients never retry too early.
         self.metadata["retry_after"] = str(max(1, math.ceil(retry_after)))
+
+
+class StorageUnavailable(TokenwireError):
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    type = "api_error"
+    code = "storage_unavailable"
 
 
 class ProviderError(TokenwireError):
