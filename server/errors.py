@@ -11,6 +11,7 @@
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
     ├── StorageUnavailable              503 UNAVAILABLE  (the database cannot be reached)
     └── ProviderError                   503 UNAVAILABLE
+        ├── UpstreamUnavailable         503 UNAVAILABLE  (provably not processed: may be re-sent)
         ├── BadUpstream                 502 UNAVAILABLE (http_status in ErrorInfo)
         └── UpstreamTimeout             504 DEADLINE_EXCEEDED
 
@@ -117,6 +118,12 @@ class ProviderError(TokenwireError):
     http_status = 503
     type = "api_error"
     code = "provider_unavailable"
+
+
+class UpstreamUnavailable(ProviderError):
+    """The upstream provably did not process the request: no connection, the request not
+    written in full, or it said so (503, overloaded). Sending it again cannot duplicate a
+    generation; after any other `ProviderError` it might."""
 
 
 class BadUpstream(ProviderError):
