@@ -1,6 +1,7 @@
 """Errors as OpenAI-shaped JSON: `{"error": {"message", "type", "param", "code"}}`.
 
-    GatewayError        an error the gateway itself finds (bad JSON, 404, 405, 413)
+    GatewayError        an error the gateway itself finds (bad JSON, 404, 405, 413, 415),
+                        or its HTTP protocol does (malformed request 400, 408, 431)
     RpcFailure          an RPC's non-OK status (`gateway.invoker`), translated here
 
 The HTTP status follows the gRPC code (DESIGN.md's table) unless the status
@@ -45,10 +46,13 @@ _TYPES = {
     403: "permission_error",
     404: "invalid_request_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     409: "invalid_request_error",
     413: "invalid_request_error",
+    415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
 }
 
 

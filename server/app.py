@@ -27,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
+from gateway.protocol import HeadLimits, limited_protocol
 from server import components, upstreams
 from server.breaker import BreakerConfig, Breakers
 from server.catalog import Catalog, Endpoint
@@ -201,8 +202,12 @@ async def start_gateway(config: Config) -> Service:
 
 async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asyncio.Task[None], int]:
     """Serve the gateway over `invoker`; returns the server, its task and its port."""
+    head = HeadLimits(config.head_timeout, config.max_head_bytes, config.max_headers)
     gateway_config = GatewayConfig(
-        max_body_bytes=config.max_body_bytes, keepalive_interval=config.keepalive_interval
+        max_body_bytes=config.max_body_bytes,
+        max_json_depth=config.max_json_depth,
+        head=head,
+        keepalive_interval=config.keepalive_interval,
     )
     app = Gateway(SERVICES, invoker, gateway_config)
     sock = socket.create_server((config.host, config.http_port), reuse_port=config.reuse_port)
@@ -212,6 +217,8 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
     http = _Uvicorn(
         uvicorn.Config(
             app,
+            http=limited_protocol(head),
+            ws="none",
             lifespan="off",
             log_level="warning",
             access_log=False,

@@ -112,6 +112,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks one)")
     p.add_argument("--keepalive-interval", type=float, help="SSE keepalive seconds (default 15)")
     p.add_argument("--max-body-bytes", type=int, help="largest request body (default 8 MiB)")
+    p.add_argument(
+        "--head-timeout", type=float, help="seconds to send a request's headers (default 10)"
+    )
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
 
 

@@ -45,6 +45,13 @@ class Config:
     keepalive_interval: float = 15.0
     # Largest accepted request body in bytes.
     max_body_bytes: int = 8 * 1024 * 1024
+    # Seconds a client has to send a request's head (request line and headers); then 408.
+    head_timeout: float = 10.0
+    # Largest request head in bytes, and most headers in one request; beyond either, 431.
+    max_head_bytes: int = 64 * 1024
+    max_headers: int = 100
+    # Deepest nesting of arrays and objects in a JSON request body; deeper ones get 400.
+    max_json_depth: int = 128
     # Gateway only: the gRPC server to call instead of serving in-process.
     grpc_target: str | None = None
     log_level: str = "info"

@@ -1,0 +1,181 @@
+"""uvicorn's httptools protocol with limits on the request head, and JSON refusals.
+
+uvicorn (0.54) bounds nothing before a request reaches the app: a client may
+keep a connection open by sending its head a byte at a time (slowloris), or
+send a 64 MiB header, which httptools buffers whole before calling back. Its
+own refusal of a malformed request is a plain-text 400. This subclass changes
+only that; parsing stays httptools':
+
+- the head has a deadline, armed when the connection opens or a request
+  begins and cancelled when the head is complete: a partial head past it gets
+  408, a connection that sent nothing is closed;
+- the head's size (request line and headers) and its number of headers are
+  bounded: 431, counted as httptools calls back and, for a header still being
+  received, from the bytes that arrived since the head began, so a huge header
+  is refused after at most one socket read beyond the limit;
+- every refusal is OpenAI-shaped JSON and ends the connection: the write side
+  closes at once, and what the client still sends is read and dropped for a
+  moment (`LINGER`) so that closing with unread bytes does not reset the
+  connection and lose the answer before the client reads it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from gateway.errors import GatewayError
+
+LINGER = 2.0  # seconds a refused client's further bytes are read and dropped
+
+
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    # Seconds a client has to send a request's whole head.
+    timeout: float = 10.0
+    # Largest head in bytes: the request line and every header line.
+    max_bytes: int = 64 * 1024
+    # Most header lines in one request.
+    max_headers: int = 100
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing; the refusal is kept on the protocol."""
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """`HttpToolsProtocol` with `limits` on each request head (see the module docstring)."""
+
+    limits: ClassVar[HeadLimits] = HeadLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The head's deadline, or after a refusal the end of lingering.
+        self._timer: asyncio.TimerHandle | None = None
+        self._refused = False
+        self._in_head = True  # the next bytes belong to a request head
+        self._head_begun = False  # some of that head has arrived
+        self._received = 0  # bytes received since the head began, parsed or not
+        self._parsed = 0  # bytes of the request line and headers parsed so far
+        self._header_count = 0
+        self._refusal: GatewayError | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # lingering: read and dropped
+        if self._in_head:
+            self._received += len(data)
+        super().data_received(data)
+        if self._in_head and self._received > self.limits.max_bytes:
+            self._refuse(self._head_too_large())
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_begun = True
+        if self._timer is None:
+            self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            self._stop(431, f"A request may have at most {self.limits.max_headers} headers.")
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_timer()
+        self._in_head = self._head_begun = False
+        self._received = self._parsed = self._header_count = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools refused the bytes, or a callback stopped it: answer in JSON."""
+        refusal, self._refusal = self._refusal, None
+        self._refuse(refusal or GatewayError(400, msg, code="invalid_http_request"))
+
+    def _count(self, size: int) -> None:
+        self._parsed += size
+        if self._parsed > self.limits.max_bytes:
+            self._refusal = self._head_too_large()
+            raise _Refused
+
+    def _stop(self, status: int, message: str) -> None:
+        self._refusal = GatewayError(status, message)
+        raise _Refused
+
+    def _head_too_large(self) -> GatewayError:
+        return GatewayError(
+            431,
+            f"Request headers are larger than the limit of {self.limits.max_bytes} bytes.",
+            code="request_header_fields_too_large",
+        )
+
+    def _arm_head_timer(self) -> None:
+        self._timer = self.loop.call_later(self.limits.timeout, self._head_timed_out)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # a pipelined head stalls: close after this response
+        elif self._head_begun:
+            message = f"The request head was not received within {self.limits.timeout:g} seconds."
+            self._refuse(GatewayError(408, message, code="request_timeout"))
+        else:
+            self.transport.close()  # nothing sent: nobody to answer
+
+    def _refuse(self, error: GatewayError) -> None:
+        """Answer `error` as JSON and end the connection (see `LINGER`)."""
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        self._cancel_timer()
+        body = orjson.dumps(error.body())
+        head = [
+            STATUS_LINE[error.status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join([*head, body]))
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the client's EOF then closes it (`eof_received`)
+        self._timer = self.loop.call_later(LINGER, self.transport.close)
+
+
+def limited_protocol(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class uvicorn builds per connection, carrying `limits`."""
+
+    class Configured(LimitedHttpToolsProtocol):
+        pass
+
+    Configured.limits = limits
+    return Configured

@@ -1,0 +1,158 @@
+"""The HTTP front's own limits, against a real tokenwire over raw sockets.
+
+Slow or oversized request heads are refused (408, 431) and malformed ones get
+400, each as OpenAI-shaped JSON, as `gateway.protocol` promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from server import app
+from server.providers.fake import FakeProvider
+from tests.conftest import StartService
+
+HEAD_TIMEOUT = 0.5
+SLACK = 5.0  # bound on how long after a deadline an answer may take on a loaded machine
+CHAT = b"POST /v1/chat/completions HTTP/1.1\r\nHost: tokenwire\r\n"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def parse(raw: bytes) -> Answer:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for item in lines:
+        name, _, value = item.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return Answer(int(line.split(" ")[1]), headers, json.loads(body))
+
+
+def assert_openai_error(answer: Answer, status: int) -> dict[str, Any]:
+    assert answer.status == status
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["connection"] == "close"
+    error: dict[str, Any] = answer.body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error"
+    return error
+
+
+@pytest.fixture
+async def service(start_service: StartService) -> app.Service:
+    return await start_service([FakeProvider()], head_timeout=HEAD_TIMEOUT)
+
+
+@pytest.fixture
+async def connection(
+    service: app.Service,
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.http_port)
+    yield reader, writer
+    writer.close()
+
+
+async def answer(reader: asyncio.StreamReader) -> Answer:
+    """The whole answer: the server closes the connection after each refusal."""
+    return parse(await asyncio.wait_for(reader.read(), timeout=HEAD_TIMEOUT + SLACK))
+
+
+async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    reply = asyncio.ensure_future(answer(reader))
+    trickle = (CHAT + b"x-slow: " + b"a" * 1000)[: int((HEAD_TIMEOUT + SLACK) / 0.05)]
+    for byte in trickle:  # each byte in time; the whole head never
+        if reply.done():
+            break
+        writer.write(bytes([byte]))
+        await asyncio.sleep(0.05)
+    error = assert_openai_error(await reply, 408)
+    assert error["code"] == "request_timeout"
+    assert loop.time() - started < HEAD_TIMEOUT + SLACK
+
+
+async def test_a_connection_that_sends_nothing_is_closed(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, _ = connection
+    assert await asyncio.wait_for(reader.read(), timeout=HEAD_TIMEOUT + SLACK) == b""
+
+
+async def test_too_many_headers_get_431(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(CHAT + b"".join(b"x-h%d: v\r\n" % i for i in range(101)) + b"\r\n")
+    error = assert_openai_error(await answer(reader), 431)
+    assert "100 headers" in error["message"]
+
+
+async def test_headers_over_64_kib_in_all_get_431(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(CHAT + b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 4096) for i in range(17)) + b"\r\n")
+    error = assert_openai_error(await answer(reader), 431)
+    assert error["code"] == "request_header_fields_too_large"
+
+
+async def test_a_64_mib_header_is_refused_while_it_is_still_coming_in(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    """The answer comes after a small part of the header: the server did not buffer it all."""
+    reader, writer = connection
+    reply = asyncio.ensure_future(answer(reader))
+    writer.write(CHAT + b"x-huge: ")
+    sent, piece = 0, b"v" * 65536
+    try:
+        while sent < 64 * 1024 * 1024 and not reply.done():
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0)  # let the answer in
+            sent += len(piece)
+    except ConnectionError:
+        pass  # the server closed first: what the answer says
+    assert_openai_error(await reply, 431)
+    assert sent < 16 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [b"GARBAGE\r\n\r\n", b"GET /v1/models HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n"],
+)
+async def test_a_malformed_request_gets_json_400(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], request_bytes: bytes
+) -> None:
+    reader, writer = connection
+    writer.write(request_bytes)
+    error = assert_openai_error(await answer(reader), 400)
+    assert error["code"] == "invalid_http_request"
+
+
+async def test_the_deadline_covers_each_head_on_a_kept_alive_connection(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    reader, writer = connection
+    writer.write(b"GET /v1/models HTTP/1.1\r\nHost: tokenwire\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=SLACK)
+    assert head.startswith(b"HTTP/1.1 200")
+    length = int(parse(head + b"{}").headers["content-length"])
+    await reader.readexactly(length)
+    writer.write(b"GET /v1/models HTTP/1.1\r\n")  # the second head never ends
+    assert_openai_error(await answer(reader), 408)
