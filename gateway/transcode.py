@@ -344,7 +344,10 @@ def _parser(fd: FieldDescriptor, raw: bool) -> Parse:
 
 
 def _parse_raw(value: JSON, param: str) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except RecursionError:  # ~1,000 levels: the server's own, lower limit names the field
+        raise TranscodeError(f"'{param}' is nested too deeply.", param) from None
 
 
 def _scalar_kind(fd: FieldDescriptor) -> str:

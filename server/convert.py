@@ -7,8 +7,10 @@ through the gateway. Every error names the offending parameter.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
+from itertools import accumulate
 from typing import Any
 
 from server.errors import InvalidRequest
@@ -252,10 +254,28 @@ def _tool(t: message_pb2.Tool, i: int) -> base.Tool:
     )
 
 
+# Deepest nesting accepted in a raw-JSON field: real schemas stay far below it, and
+# Python's parser fails with RecursionError near 1,000 levels.
+MAX_JSON_DEPTH = 64
+_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth(text: str) -> int:
+    """How deep brackets nest in JSON `text`, without parsing it (strings skipped)."""
+    brackets = _NOT_BRACKETS.sub("", _STRINGS.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
 def _json_text(text: str, param: str) -> None:
     """gRPC callers fill raw-JSON fields by hand: make sure they hold a JSON object."""
     if not text:
         return
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise InvalidRequest(
+            f"'{param}' is nested more than {MAX_JSON_DEPTH} levels deep.", param=param
+        )
     try:
         value = json.loads(text)
     except ValueError:
