@@ -3,12 +3,17 @@
 Adding a bound RPC to the proto adds its route here with no handler code.
 Several RPCs may share one method and path (the unary and the streaming chat
 call); `Route.streaming` tells them apart and the app picks by the body.
+
+As in `google.api.http`, a path ending in `:verb` names a custom method: it
+matches only templates with that verb, so `GET /v1/admin/keys/0:revoke` is not
+`GetKey` of `0:revoke`. A colon followed by anything else is part of the path
+(model ids such as `meta-llama/Llama-3.1-8B:free`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +39,7 @@ class Route:
     method: MethodDescriptor
     body: str  # "*", a request field name, or "" for no body
     response_body: str  # "" for the whole response, else a response field name
+    custom_verb: str = ""  # `revoke` in `/v1/admin/keys/{key_id}:revoke`
     # Derived from `method` once: every request reads them.
     streaming: bool = field(init=False)
     grpc_path: str = field(init=False)
@@ -70,7 +76,23 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
         raise ValueError(f"{method.full_name}: unsupported HTTP pattern {verb!r}")
     template: str = getattr(rule, verb)
     pattern, variables = compile_template(template)
-    return Route(verb.upper(), template, pattern, variables, method, rule.body, rule.response_body)
+    return Route(
+        verb.upper(),
+        template,
+        pattern,
+        variables,
+        method,
+        rule.body,
+        rule.response_body,
+        custom_verb(template),
+    )
+
+
+def custom_verb(path: str) -> str:
+    """The `:verb` ending the last segment of a template or path ("" for none)."""
+    last = path.rsplit("/", 1)[-1]
+    head, colon, verb = last.rpartition(":")
+    return verb if colon and "}" not in verb else ""
 
 
 def compile_template(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
@@ -115,6 +137,7 @@ class Router:
                 key = (r.verb, r.template)
                 literal[key] = (*literal.get(key, ()), r)
         self._literal = {key: Match(routes, _NO_PARAMS) for key, routes in literal.items()}
+        self._custom_verbs = frozenset(r.custom_verb for r in self.routes) - {""}
 
     def match(self, verb: str, path: str) -> Match | None:
         literal = self._literal.get((verb, path))
@@ -122,13 +145,21 @@ class Router:
             return literal
         found: list[Route] = []
         params: dict[str, str] = {}
-        for r in self.routes:
-            m = r.pattern.match(path) if r.verb == verb and r.variables else None
-            if m:
+        for r, m in self._matching(path):
+            if r.verb == verb and r.variables:
                 found.append(r)
                 params = dict(zip(r.variables, m.groups(), strict=True))
         return Match(tuple(found), params) if found else None
 
     def allowed(self, path: str) -> list[str]:
         """The verbs bound to `path`, for 405's `Allow` header (empty means 404)."""
-        return sorted({r.verb for r in self.routes if r.pattern.match(path)})
+        return sorted({r.verb for r, _ in self._matching(path)})
+
+    def _matching(self, path: str) -> Iterator[tuple[Route, re.Match[str]]]:
+        """The routes whose template matches `path`, custom verb included."""
+        verb = custom_verb(path)
+        verb = verb if verb in self._custom_verbs else ""  # else the colon is part of an id
+        for r in self.routes:
+            m = r.pattern.match(path) if r.custom_verb == verb else None
+            if m:
+                yield r, m

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from gateway.routes import Route, Router, compile_template, discover
+from server import app
+from tokenwire.admin.v1 import admin_pb2
 from tokenwire.chat.v1 import chat_pb2, models_pb2
 
 SERVICES = (
@@ -170,3 +173,48 @@ def test_template_with_literal_segments_in_the_variable(
     assert variables == ("name",)
     match = pattern.match(path)
     assert (match.groups() if match else None) == captures
+
+
+# ---------------------------------------------------------------- custom verbs
+
+ADMIN = Router(discover([admin_pb2.DESCRIPTOR.services_by_name["AdminService"]]))
+
+
+@pytest.mark.parametrize(
+    ("verb", "path", "method", "params"),
+    [
+        ("GET", "/v1/admin/keys/0", "GetKey", {"key_id": "0"}),
+        ("POST", "/v1/admin/keys/0:revoke", "RevokeKey", {"key_id": "0"}),
+        ("POST", "/v1/admin/keys/0:rotate", "RotateKey", {"key_id": "0"}),
+        ("DELETE", "/v1/admin/keys/0", "RevokeKey", {"key_id": "0"}),
+    ],
+)
+def test_a_custom_verb_picks_its_own_method(
+    verb: str, path: str, method: str, params: dict[str, str]
+) -> None:
+    match = ADMIN.match(verb, path)
+    assert match is not None
+    assert [r.method.name for r in match.routes] == [method]
+    assert match.params == params
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/keys/0:revoke", "/v1/admin/keys/0:rotate"])
+def test_a_variable_does_not_swallow_a_custom_verb(path: str) -> None:
+    """`GET …/0:revoke` is not GetKey of `0:revoke`: its verb is 405, POST being allowed."""
+    assert ADMIN.match("GET", path) is None
+    assert ADMIN.allowed(path) == ["POST"]
+
+
+def test_an_unknown_verb_is_part_of_the_id() -> None:
+    match = ADMIN.match("GET", "/v1/admin/keys/0:other")
+    assert match is not None
+    assert match.params == {"key_id": "0:other"}
+
+
+async def test_get_of_a_custom_verb_is_405_from_a_real_server(service: app.Service) -> None:
+    url = f"http://127.0.0.1:{service.http_port}/v1/admin/keys/0:revoke"
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url, headers={"Authorization": "Bearer admin-token-0123456789"})
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+    assert response.json()["error"]["type"] == "invalid_request_error"
