@@ -91,7 +91,7 @@ def _route(method: MethodDescriptor, rule: http_pb2.HttpRule) -> Route:
 def custom_verb(path: str) -> str:
     """The `:verb` ending the last segment of a template or path ("" for none)."""
     last = path.rsplit("/", 1)[-1]
-    head, colon, verb = last.rpartition(":")
+    _, colon, verb = last.rpartition(":")
     return verb if colon and "}" not in verb else ""
 
 
