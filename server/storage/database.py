@@ -7,6 +7,11 @@ search, for one) a store asks `db.dialect`.
     sqlite:///path/to/tokenwire.db     the embedded default (WAL mode)
     sqlite://:memory:                  tests
     postgresql://user@host:5432/name   shared state across replicas
+
+Both backends behave alike at the edges: text holding NUL is refused before it
+reaches either driver (PostgreSQL cannot store it; SQLite would), as a 400;
+a database that cannot be reached is `StorageUnavailable` (503). Each backend
+translates its driver's errors once, in its own module.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
+
+from server.errors import InvalidRequest
 
 Row = Mapping[str, Any]
 Dialect = Literal["sqlite", "postgres"]
@@ -43,6 +50,15 @@ class Database(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def refuse_nul(args: Sequence[Any]) -> None:
+    """`InvalidRequest` when a text argument holds NUL, which PostgreSQL's text cannot."""
+    for arg in args:
+        if arg.__class__ is str and "\x00" in arg:
+            raise InvalidRequest(
+                "Text may not contain the NUL character (\\u0000).", code="invalid_text"
+            )
 
 
 async def open_database(url: str) -> Database:

@@ -1,8 +1,9 @@
 """`TagStage`: the tags usage is grouped by, checked before anything is spent.
 
 `session_id` comes from the body or the `x-session-id` header (the body
-wins) and is at most 128 characters; `user` is at most 256. Anything longer
-is a 400 naming the field, never a truncated record.
+wins) and is at most 128 characters; `user` is at most 256. Anything longer,
+or holding NUL (which PostgreSQL cannot store), is a 400 naming the field,
+never a truncated record.
 """
 
 from __future__ import annotations
@@ -17,18 +18,25 @@ MAX_USER = 256
 def check(ctx: RequestContext) -> None:
     request = ctx.request
     session = ctx.session_id
-    if session is not None and len(session) > MAX_SESSION_ID:
+    if session is not None:
         param = "session_id" if request.HasField("session_id") else "x-session-id"
+        _check(session, param, MAX_SESSION_ID)
+    if request.HasField("user"):
+        _check(request.user, "user", MAX_USER)
+
+
+def _check(value: str, param: str, limit: int) -> None:
+    if len(value) > limit:
         raise InvalidRequest(
-            f"'{param}' is at most {MAX_SESSION_ID} characters.",
+            f"'{param}' is at most {limit} characters.",
             param=param,
             code="string_above_max_length",
         )
-    if request.HasField("user") and len(request.user) > MAX_USER:
+    if "\x00" in value:
         raise InvalidRequest(
-            f"'user' is at most {MAX_USER} characters.",
-            param="user",
-            code="string_above_max_length",
+            f"'{param}' may not contain the NUL character (\\u0000).",
+            param=param,
+            code="invalid_text",
         )
 
 
