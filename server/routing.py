@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from server.catalog import Catalog, Endpoint
-from server.errors import ProviderError, UnsupportedParameter
+from server.errors import InvalidRequest, ProviderError, UnsupportedParameter
 from server.stats import PERCENTILES, Stats
 from tokenwire.chat.v1 import chat_pb2, routing_pb2
 
@@ -49,9 +49,16 @@ def _by_preferences(
     missing: Callable[[Endpoint], tuple[str, ...]],
 ) -> list[Endpoint]:
     out: list[Endpoint] = []
+    excluded: list[tuple[Endpoint, str]] = []  # each endpoint left out, and by which preference
     unsupported: list[tuple[Endpoint, tuple[str, ...]]] = []
     for model in models:
-        endpoints = [e for e in catalog.endpoints(model) if admits(prefs, e)]
+        endpoints = []
+        for e in catalog.endpoints(model):
+            reason = excluded_by(prefs, e)
+            if reason is None:
+                endpoints.append(e)
+            else:
+                excluded.append((e, reason))
         if prefs.require_parameters:
             unsupported += [(e, missing(e)) for e in endpoints if missing(e)]
             endpoints = [e for e in endpoints if not missing(e)]
@@ -60,14 +67,33 @@ def _by_preferences(
         # Soft preferences rank across the fallback models too: a fallback model that
         # meets them may serve before a primary that does not (OpenRouter's rule).
         out.sort(key=lambda e: not _preferred(prefs, e, stats))  # stable
-    if not out and unsupported:
+    if not out and unsupported and not excluded:
         e, names = unsupported[0]
         raise UnsupportedParameter(
             f"Provider '{e.name}' cannot honour {', '.join(names)} and "
             "provider.require_parameters is true.",
             param=names[0],
         )
+    if not out:
+        raise _nothing_left(excluded, unsupported)
     return out
+
+
+def _nothing_left(
+    excluded: list[tuple[Endpoint, str]], unsupported: list[tuple[Endpoint, tuple[str, ...]]]
+) -> InvalidRequest:
+    """400 saying which preference left out each endpoint, so the caller can relax one."""
+    why = [f"{e.name} ({e.model}) by provider.{reason}" for e, reason in excluded]
+    why += [
+        f"{e.name} ({e.model}) by provider.require_parameters: it cannot honour {', '.join(n)}"
+        for e, n in unsupported
+    ]
+    first = excluded[0][1] if excluded else "require_parameters"
+    return InvalidRequest(
+        f"No provider is left after the provider preferences: {'; '.join(why)}.",
+        param=f"provider.{first}",
+        code="no_allowed_providers",
+    )
 
 
 def models_of(request: chat_pb2.CreateChatCompletionRequest, default: str | None) -> list[str]:
@@ -78,18 +104,21 @@ def models_of(request: chat_pb2.CreateChatCompletionRequest, default: str | None
     return list(dict.fromkeys([first, *request.models]))
 
 
-def admits(prefs: Prefs, e: Endpoint) -> bool:
-    """Whether the hard filters (`only`, `ignore`, data policy, price…) let `e` serve."""
-    return (
-        (not prefs.only or e.name in prefs.only)
-        and e.name not in prefs.ignore
-        and (not prefs.quantizations or (e.quantization or "unknown") in prefs.quantizations)
-        and (
-            prefs.data_collection != routing_pb2.DATA_COLLECTION_DENY or e.data_collection == "deny"
-        )
-        and (not prefs.zdr or e.zdr)
-        and _within_price(prefs, e)
-    )
+def excluded_by(prefs: Prefs, e: Endpoint) -> str | None:
+    """The hard filter (`only`, `ignore`, data policy, price…) that keeps `e` from serving."""
+    if prefs.only and e.name not in prefs.only:
+        return "only"
+    if e.name in prefs.ignore:
+        return "ignore"
+    if prefs.quantizations and (e.quantization or "unknown") not in prefs.quantizations:
+        return "quantizations"
+    if prefs.data_collection == routing_pb2.DATA_COLLECTION_DENY and e.data_collection != "deny":
+        return "data_collection"
+    if prefs.zdr and not e.zdr:
+        return "zdr"
+    if not _within_price(prefs, e):
+        return "max_price"
+    return None
 
 
 def _within_price(prefs: Prefs, e: Endpoint) -> bool:

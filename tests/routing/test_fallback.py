@@ -409,11 +409,14 @@ async def test_status_when_no_candidate_serves(
     assert (await last(service)).http_status == status
 
 
-async def test_no_provider_left_by_preferences_is_503(start_service: StartService) -> None:
+async def test_no_provider_left_by_preferences_is_400_naming_why(
+    start_service: StartService,
+) -> None:
     async with Upstream(OK) as up:
         service = await chain(start_service, up.url)
         error = await refused(service, extra_body={"provider": {"only": ["nobody"]}})
-    assert (error.status_code, error.code) == (503, "no_provider")
+    assert (error.status_code, error.code) == (400, "no_allowed_providers")
+    assert param(error) == "provider.only" and "p0 (m) by provider.only" in error.message
     assert not up.requests
 
 

@@ -107,9 +107,9 @@ def test_order_puts_the_named_providers_first() -> None:
 def test_only_and_ignore() -> None:
     assert plan(ABC, ask(only=["c", "b"])) == ["b", "c"]
     assert plan(ABC, ask(ignore=["b"])) == ["a", "c"]
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(InvalidRequest) as caught:  # the caller's preferences: 400, not 503
         plan(ABC, ask(only=["b"], ignore=["b"]))
-    assert (caught.value.http_status, caught.value.code) == (503, "no_provider")
+    assert (caught.value.http_status, caught.value.code) == (400, "no_allowed_providers")
 
 
 def test_allow_fallbacks_false_keeps_only_the_primary() -> None:
