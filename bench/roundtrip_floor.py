@@ -7,7 +7,8 @@
 or for `"stream": true` the same SSE events, that tokenwire returns for the
 benchmark's request; `grpc` is a bare `grpc.aio` ChatService returning fixed
 messages; with `--upstream URL` each unary call first POSTs the benchmark's
-request to URL with tokenwire's own HTTP client and reads the whole answer,
+request to URL with a session made as tokenwire's providers make theirs
+(`http_session.new_session`) and reads the whole answer,
 the least a gRPC server that calls an upstream can do (`upstream.py` measures
 it beside tokenwire). Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
 listening and runs until SIGTERM.
@@ -23,13 +24,13 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
+import aiohttp
 import grpc
 import roundtrip_load as load
 import uvicorn
 import uvloop
 
-from server.providers.http_client import HttpClient
-from server.providers.http_connection import Limits
+from server.providers.http_session import new_session
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 Scope = MutableMapping[str, Any]
@@ -149,7 +150,11 @@ class FixedChat(chat_pb2_grpc.ChatServiceServicer):
             yield chunk
 
 
-UPSTREAM_LIMITS = Limits(connect=5, read=30, total=30)  # seconds; the fake upstream answers at once
+# Seconds; the fake upstream answers at once.
+UPSTREAM_LIMITS = aiohttp.ClientTimeout(total=30, sock_connect=5, sock_read=30)
+
+
+HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 
 
 class CallingChat(FixedChat):
@@ -157,15 +162,23 @@ class CallingChat(FixedChat):
 
     def __init__(self, upstream: str) -> None:
         super().__init__()
-        self.client = HttpClient()
-        self.request = self.client.prepare(upstream, {"content-type": "application/json"})
+        self.upstream = upstream
+        self.session: aiohttp.ClientSession | None = None  # made inside the running loop
 
     async def CreateChatCompletion(
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
-        answer = await self.client.post(self.request, load.BODY, UPSTREAM_LIMITS)
+        if self.session is None:
+            self.session = new_session()
+        answer = await self.session.post(
+            self.upstream,
+            data=load.BODY,
+            headers=HEADERS,
+            timeout=UPSTREAM_LIMITS,
+            allow_redirects=False,
+        )
         try:
-            while await answer.read():
+            while await answer.content.readany():
                 pass
         finally:
             answer.close()

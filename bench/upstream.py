@@ -426,7 +426,7 @@ def header(plan: Plan) -> str:
         f"c=16 and c=64: {plan.loaded} requests; streams: {plan.count('stream')}. Each number "
         f"is the median of {plan.rounds} interleaved round(s). REST: HTTP/1.1 keep-alive, one "
         "connection per concurrent client; gRPC: one channel (h2load: one connection) shared "
-        "by the clients. tokenwire reaches the upstream over its pooled HttpClient, "
+        "by the clients. tokenwire reaches the upstream over its pooled aiohttp session, "
         "streaming only for streamed calls. tokenwire "
         f"serve --workers {plan.workers}."
     )

@@ -8,6 +8,7 @@
     api_key_env = "OPENAI_API_KEY"     # the key itself never goes in the file
     headers = { "X-Title" = "tokenwire" }
     connect_timeout = 5                # seconds; also first_byte_timeout, total_timeout
+    pool_size = 512                    # connections to the upstream at once (more wait)
     data_collection = "allow"          # allow | deny: may the provider keep request data?
     zdr = false                        # zero data retention
 
@@ -48,6 +49,7 @@ _PROVIDER_KEYS = {
     "zdr",
     "supported",
     "max_tokens_param",
+    "pool_size",
 }
 _MODEL_KEYS = {
     "id",
@@ -117,6 +119,8 @@ def _provider(name: str, raw: Mapping[str, Any], environ: Mapping[str, str]) -> 
     }
     if "max_tokens_param" in raw:
         options["max_tokens_param"] = raw["max_tokens_param"]
+    if "pool_size" in raw:
+        options["pool_size"] = int(raw["pool_size"])
     config = UpstreamConfig(
         name=name,
         base_url=raw["base_url"],

@@ -68,7 +68,7 @@ _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 
 
 class AnthropicProvider(HttpProvider):
-    """A provider speaking Anthropic's streaming Messages API over one pooled HttpClient."""
+    """A provider speaking Anthropic's streaming Messages API over one pooled aiohttp session."""
 
     default_supported = DEFAULT_SUPPORTED
     path = "/v1/messages"

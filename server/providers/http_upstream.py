@@ -1,18 +1,23 @@
-"""What the HTTP providers share: their pooled client and the one exchange.
+"""What the HTTP providers share: their pooled session and the one exchange.
 
-Each provider holds one `HttpClient` (`http_client`: keep-alive pools on
-httptools' parser, a fifth of aiohttp's CPU per request; see
-bench/upstream.py). `HttpProvider._events` POSTs a request and yields the
+Each provider holds one `aiohttp.ClientSession` (`http_session`: its pool,
+limits, TLS and proxy). `HttpProvider._events` POSTs a request and yields the
 upstream's Server-Sent Events; `_fetch` reads a whole JSON answer instead.
-They are the only place where the client's errors become `server.errors`, and
+They are the only place where aiohttp's errors become `server.errors`, and
 they hand HTTP statuses to `upstream_errors`:
 
-    connect / read / write failures        ProviderError   503
-    our connect, silence, total limits     UpstreamTimeout 504
-    protocol violations                    BadUpstream     502
+    the request not written in full        UpstreamUnavailable 503 (may be re-sent)
+      (refused, no connection in time, reset while sending)
+    the connection lost after that         ProviderError   503
+    our silence and total limits           UpstreamTimeout 504
+    protocol violations, a broken body     BadUpstream     502
     any other HTTP status                  see upstream_errors
 
-Retrying and fallback belong to the router; this module only raises.
+`total_timeout` counts from the request's start: the wait for a pooled
+connection, the head, and the body, even while our own caller is not reading
+(the response is closed at the deadline, so a stalled consumer cannot hold an
+upstream connection). Retrying and fallback belong to the router; this
+module only raises.
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ import contextlib
 import importlib.metadata
 import json
 import math
-import urllib.request
+import ssl
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
+import aiohttp
 import orjson
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from server.errors import (
     BadUpstream,
@@ -35,11 +42,10 @@ from server.errors import (
     ProviderError,
     TokenwireError,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
-from server.providers import http_connection
+from server.providers import http_session
 from server.providers.base import GenerationRequest, Message, ModelCard, Usage
-from server.providers.http_client import HttpClient, Prepared
-from server.providers.http_connection import Response
 from server.providers.sse import SSEDecoder, SSEError, SSEEvent
 from server.providers.upstream_config import UpstreamConfig
 from server.providers.upstream_errors import (
@@ -58,28 +64,37 @@ DRAIN_SECONDS = 0.25
 # with BPE tokenizers, used only when an upstream reports no usage.
 CHARS_PER_TOKEN = 4
 
+Headers = CIMultiDictProxy[str]
+
 
 class HttpProvider:
-    """What every HTTP upstream provider shares: its config, its pooled client, its models.
+    """What every HTTP upstream provider shares: its config, its pooled session, its models.
 
-    A client handed in stays the caller's; one made here is closed by `aclose`.
+    A session handed in stays the caller's; one made here (on first use, inside
+    the running loop, as aiohttp wants; over `tls` for https if given) is closed
+    by `aclose`.
     """
 
     default_supported: frozenset[str] = frozenset()  # when the config names none
     path: str  # where every request goes, below the base URL
 
-    def __init__(self, config: UpstreamConfig, client: HttpClient | None = None) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        session: aiohttp.ClientSession | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self._config = config
-        self._owns_client = client is None
-        self._client = client or new_client(config)
+        self._owns_session = session is None
+        self._session = session
+        self._tls = tls
         self._closed = False
         # Worked out once: every request of this provider goes to the same place, as limited,
         # with the same headers.
-        url = config.base_url + self.path
-        own = {**self.auth_headers(), **config.headers}
-        self._stream_request = self._client.prepare(url, {**_JSON_SSE, **own})
-        self._whole_request = self._client.prepare(url, {**_JSON, **own})
-        self._limits = config.limits()
+        self._url = yarl.URL(config.base_url + self.path)
+        self._timeout = http_session.timeout(config)
+        self._stream_headers = _headers(_JSON_SSE, self.auth_headers(), config.headers)
+        self._whole_headers = _headers(_JSON, self.auth_headers(), config.headers)
 
     def auth_headers(self) -> dict[str, str]:
         """What the upstream wants on every request besides the configured headers."""
@@ -99,8 +114,8 @@ class HttpProvider:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._owns_client:
-            await self._client.aclose()
+        if self._owns_session and self._session is not None:
+            await self._session.close()
 
     async def _events(self, body: Mapping[str, Any]) -> AsyncGenerator[SSEEvent, None]:
         """The event stream answering `body`.
@@ -109,59 +124,70 @@ class HttpProvider:
         early (the caller went away) closes the upstream connection at once. Every
         failure leaves as a `server.errors` type.
         """
-        progress = _Progress(self._config)
-        with _translated(self._config, progress):
-            response = await self._post(self._stream_request, body)
+        exchange = _Exchange(self._config)
+        with _translated(exchange):
+            response = await self._post(self._stream_headers, body, exchange)
             try:
                 await _check_response(self._config, response)
                 decoder = SSEDecoder()
-                while chunk := await response.read():
-                    progress.got_first_byte = True
+                while chunk := await response.content.readany():
+                    exchange.got_first_byte = True
                     for event in decoder.feed(chunk):
                         yield event
                 for event in decoder.close():
                     yield event
             finally:
-                # Closed, not drained: the connection is kept only if the body was read whole.
-                response.close()
+                exchange.finished(response)
 
     async def _fetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON object answering `body`, read whole; errors and cancellation as in
         `_events`."""
-        config = self._config
-        with _translated(config, _Progress(config)):
-            response = await self._post(self._whole_request, body)
+        config, exchange = self._config, _Exchange(self._config)
+        with _translated(exchange):
+            response = await self._post(self._whole_headers, body, exchange)
             try:
                 await _raise_for_status(config, response)
                 answer = await _read_whole(config, response)
             finally:
-                response.close()
+                exchange.finished(response)
         return decode_json(config, answer, "an answer")
 
-    async def _post(self, request: Prepared, body: Mapping[str, Any]) -> Response:
-        """POST `body` as JSON to this provider's endpoint."""
-        if self._closed:
-            raise RuntimeError(f"provider {self.name} is closed")
-        response = await self._client.post(request, encode_json(body), self._limits)
+    async def _post(
+        self, headers: Headers, body: Mapping[str, Any], exchange: _Exchange
+    ) -> aiohttp.ClientResponse:
+        """POST `body` as JSON to this provider's endpoint; the response's head has arrived
+        and `exchange` watches its deadline."""
+        data, session = encode_json(body), self._pooled()
+        async with exchange.limit:  # the pooled connection, the request and the head
+            response = await session.post(
+                self._url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                upload_tracker=exchange.upload,
+            )
+        exchange.watch(response)
         if response.headers.get("content-encoding", "identity").lower() != "identity":
-            response.close()
+            exchange.finished(response)
             raise bad_chunk(self._config, "a compressed response, though asked for none")
         return response
 
+    def _pooled(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError(f"provider {self.name} is closed")
+        if self._session is None:
+            self._session = http_session.session_for(self._config, self._tls)
+        return self._session
 
-def new_client(config: UpstreamConfig) -> HttpClient:
-    """A client for a provider that was not handed one (the provider then owns it)."""
-    # The proxy is read from the environment once, here, not per request.
-    proxy = env_proxy(config.base_url)
-    return HttpClient(proxy=proxy)
 
-
-def env_proxy(url: str) -> str | None:
-    """The proxy HTTP_PROXY / HTTPS_PROXY name for `url`, unless NO_PROXY exempts its host."""
-    parts = urlsplit(url)
-    if urllib.request.proxy_bypass(parts.hostname or ""):
-        return None
-    return urllib.request.getproxies_environment().get(parts.scheme)
+def _headers(*layers: Mapping[str, str]) -> Headers:
+    """One value per name, whatever its case: later layers win."""
+    merged: CIMultiDict[str] = CIMultiDict()
+    for layer in layers:
+        for name, value in layer.items():
+            merged[name] = value
+    return CIMultiDictProxy(merged)
 
 
 def encode_json(body: Mapping[str, Any]) -> bytes:
@@ -209,15 +235,44 @@ def _finite_float(text: str) -> float:
 # --- the stream ----------------------------------------------------------------------------
 
 
-class _Progress:
-    """How far an exchange got, to name the limit that ended it."""
+class _Exchange:
+    """One request's progress: its deadline, whether its body went out whole, how far the
+    answer got; enough to name what ended it."""
 
     def __init__(self, config: UpstreamConfig) -> None:
-        self._config = config
+        self.config = config
+        self.deadline = asyncio.get_running_loop().time() + config.total_timeout
+        self.limit = asyncio.timeout_at(self.deadline)  # until the response's head
+        self.upload = aiohttp.UploadTracker()
         self.got_first_byte = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closed_at_deadline = False
+
+    def watch(self, response: aiohttp.ClientResponse) -> None:
+        """Close `response` at the deadline, whether or not anyone is reading it."""
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_at(self.deadline, self._expire, response)
+
+    def finished(self, response: aiohttp.ClientResponse) -> None:
+        """Done with `response`: its connection is kept only if its body was read whole."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        response.close()
+
+    def _expire(self, response: aiohttp.ClientResponse) -> None:
+        self._closed_at_deadline = True
+        response.close()  # its connection goes, and a reader wakes with an error
+
+    def expired(self) -> bool:
+        return self.limit.expired() or self._closed_at_deadline
+
+    def unsent(self) -> bool:
+        """Whether the request never went out whole: then the upstream cannot have acted."""
+        upload = self.upload.upload_complete
+        return not upload.done() or upload.exception() is not None
 
     def silence(self) -> UpstreamTimeout:
-        cfg, limit = self._config, f"{self._config.first_byte_timeout:g} s"
+        cfg, limit = self.config, f"{self.config.first_byte_timeout:g} s"
         if self.got_first_byte:
             message = f"{cfg.name} went silent mid-stream for {limit}"
         else:
@@ -225,7 +280,7 @@ class _Progress:
         return UpstreamTimeout(message, metadata={"provider": cfg.name})
 
     def overall(self) -> UpstreamTimeout:
-        cfg = self._config
+        cfg = self.config
         message = f"{cfg.name} did not finish within {cfg.total_timeout:g} s"
         return UpstreamTimeout(message, metadata={"provider": cfg.name})
 
@@ -252,38 +307,42 @@ async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
 
 
 @contextlib.contextmanager
-def _translated(config: UpstreamConfig, progress: _Progress) -> Iterator[None]:
+def _translated(exchange: _Exchange) -> Iterator[None]:
     """Foreign errors in, typed errors out; messages name no host, key or path."""
-    meta = {"provider": config.name}
     try:
         yield
-    except http_connection.ConnectTimeout as exc:
-        message = f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
-        raise UpstreamTimeout(message, metadata=_cause(meta, exc)) from exc
-    except http_connection.ReadTimeout as exc:
-        raise progress.silence() from exc
-    except http_connection.TotalTimeout as exc:
-        raise progress.overall() from exc
-    except http_connection.ConnectFailed as exc:
-        raise ProviderError(f"cannot connect to {config.name}", metadata=_cause(meta, exc)) from exc
-    except http_connection.Disconnected as exc:
-        message = f"{config.name} broke off its response"
-        raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except http_connection.ProtocolError as exc:
-        message = f"{config.name} garbled its response"
-        raise BadUpstream(message, metadata=_cause(meta, exc)) from exc
-    except OSError as exc:  # writing to a connection that broke
-        message = f"lost the connection to {config.name}"
-        raise ProviderError(message, metadata=_cause(meta, exc)) from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _typed(exc, exchange) from exc
     except SSEError as exc:
-        raise bad_chunk(config, "an event stream beyond our size limit") from exc
+        raise bad_chunk(exchange.config, "an event stream beyond our size limit") from exc
 
 
-def _cause(meta: dict[str, str], exc: BaseException) -> dict[str, str]:
-    return {**meta, "cause": type(exc).__name__}
+def _typed(exc: Exception, exchange: _Exchange) -> TokenwireError:
+    """The error for what broke an exchange, the limits that ended it first."""
+    name = exchange.config.name
+    meta = {"provider": name, "cause": type(exc).__name__}
+    if exchange.expired():  # whatever broke, it broke because the total limit was reached
+        return exchange.overall()
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return exchange.silence()
+    if exchange.unsent():
+        return UpstreamUnavailable(_unsent(exc, exchange.config), metadata=meta)
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return BadUpstream(f"{name} broke off its response", metadata=meta)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return BadUpstream(f"{name} garbled its response", metadata=meta)
+    return ProviderError(f"lost the connection to {name}", metadata=meta)
 
 
-async def _check_response(config: UpstreamConfig, response: Response) -> None:
+def _unsent(exc: Exception, config: UpstreamConfig) -> str:
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"{config.name} did not accept a connection within {config.connect_timeout:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
+        return f"cannot connect to {config.name}"
+    return f"lost the connection to {config.name} before the request was sent"
+
+
+async def _check_response(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
     """Raise the typed error unless the upstream answered 2xx with a stream."""
     await _raise_for_status(config, response)
     if response.headers.get("content-type", "").lower().startswith("application/json"):
@@ -291,7 +350,7 @@ async def _check_response(config: UpstreamConfig, response: Response) -> None:
         raise _json_instead_of_stream(config, await _read_limited(response))
 
 
-async def _raise_for_status(config: UpstreamConfig, response: Response) -> None:
+async def _raise_for_status(config: UpstreamConfig, response: aiohttp.ClientResponse) -> None:
     """The typed error for any answer but 2xx, from its (bounded) body and headers."""
     if not 200 <= response.status < 300:
         body = await _read_limited(response)
@@ -309,9 +368,11 @@ def _json_instead_of_stream(config: UpstreamConfig, body: bytes) -> TokenwireErr
     return bad_chunk(config, "a JSON document instead of an event stream", text)
 
 
-async def _read_whole(config: UpstreamConfig, response: Response) -> bytes:
+async def _read_whole(config: UpstreamConfig, response: aiohttp.ClientResponse) -> bytes:
+    if (response.content_length or 0) > MAX_BODY:
+        raise bad_chunk(config, f"an answer larger than {MAX_BODY // 2**20} MiB")
     chunks, size = [], 0
-    while chunk := await response.read():
+    while chunk := await response.content.readany():
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_BODY:
@@ -319,8 +380,8 @@ async def _read_whole(config: UpstreamConfig, response: Response) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_limited(response: Response) -> bytes:
+async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
     body = bytearray()
-    while len(body) < MAX_ERROR_BODY and (chunk := await response.read()):
+    while len(body) < MAX_ERROR_BODY and (chunk := await response.content.readany()):
         body += chunk
     return bytes(body[:MAX_ERROR_BODY])

@@ -5,7 +5,8 @@
     HTTP 401, 402, 403 (our credentials)   ProviderError   503
     HTTP 422                               Unprocessable   422
     other HTTP 4xx                         InvalidRequest  400
-    HTTP 5xx                               ProviderError   503
+    HTTP 503, 529 (overloaded)             UpstreamUnavailable 503 (not processed)
+    other HTTP 5xx                         ProviderError   503
     garbage chunks                         BadUpstream     502
 
 The upstream's own message travels in `metadata["upstream_message"]`, with the
@@ -32,10 +33,15 @@ from server.errors import (
     TokenwireError,
     Unprocessable,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from server.providers.upstream_config import UpstreamConfig
 
 DEFAULT_RETRY_AFTER = 1.0  # seconds, when a 429 does not say
+# Statuses by which an upstream says it did not take the request on (503 Service Unavailable;
+# 529, Anthropic's overloaded). 502 and 504 are not among them: a proxy answering so may have
+# handed the request to a backend that is generating still.
+NOT_PROCESSED = frozenset({503, 529})
 MAX_UPSTREAM_MESSAGE = 1000  # characters of the upstream's message we pass on
 REDACTED = "[redacted]"
 
@@ -131,6 +137,8 @@ def _error_for(config: UpstreamConfig, status: int, message: str, delay: float) 
         return Unprocessable(f"{name} rejected the request: {message}", metadata=meta)
     if 400 <= status < 500:
         return InvalidRequest(f"{name} rejected the request: {message}", metadata=meta)
+    if status in NOT_PROCESSED:
+        return UpstreamUnavailable(f"{name} is unavailable (HTTP {status})", metadata=meta)
     if status >= 500:
         return ProviderError(f"{name} failed (HTTP {status})", metadata=meta)
     return BadUpstream(f"{name} answered with unexpected HTTP {status}", metadata=meta)

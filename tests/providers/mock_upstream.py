@@ -2,12 +2,13 @@
 
 Tests say what an upstream answers as a function from `httpx.Request` to
 `httpx.Response`; `MockUpstream` serves those answers over a real socket
-(aiohttp's server), so the provider under test speaks real HTTP through its
-own `HttpClient`. A response body given as an `httpx.AsyncByteStream` is
-sent as it is produced, chunk by chunk, and closed when the client goes away.
+(aiohttp's server), so the provider under test speaks real HTTP through the
+kind of `aiohttp.ClientSession` it makes itself (`http_session.new_session`).
+A response body given as an `httpx.AsyncByteStream` is sent as it is
+produced, chunk by chunk, and closed when the client goes away.
 
-`session(handler)` returns an `HttpClient` bound to one handler: it dials
-this server for every host name, so URLs stay as the test wrote them
+`session(handler)` returns a session bound to one handler: its resolver sends
+every host name to this server, so URLs stay as the test wrote them
 (`http://upstream.test/v1`), and a header tells the server which handler
 answers (it is removed before the handler sees the request).
 """
@@ -16,13 +17,16 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import httpx
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from server.providers.http_client import HttpClient
+from server.providers.http_session import new_session
 
 Handler = Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]
 
@@ -37,7 +41,7 @@ class MockUpstream:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
         self._ids = itertools.count()
-        self._sessions: list[HttpClient] = []
+        self._sessions: list[aiohttp.ClientSession] = []
         # Cancel a handler whose client went away, as a real server would notice.
         server = web.Server(self._serve, handler_cancellation=True)
         self._runner = web.ServerRunner(server, handle_signals=False)
@@ -53,16 +57,12 @@ class MockUpstream:
         await self.close_sessions()
         await self._runner.cleanup()
 
-    def session(self, handler: Handler) -> HttpClient:
-        """A client whose every request this server answers with `handler`."""
+    def session(self, handler: Handler) -> aiohttp.ClientSession:
+        """A session whose every request this server answers with `handler`."""
         key = str(next(self._ids))
         self._handlers[key] = handler
-        port = self.port
-
-        def here(host: str, asked: int) -> tuple[str, int]:
-            return "127.0.0.1", port
-
-        session = HttpClient(headers={HANDLER_HEADER: key}, resolve=here)
+        resolver = Loopback(self.port)
+        session = new_session(resolver=resolver, headers={HANDLER_HEADER: key})
         self._sessions.append(session)
         return session
 
@@ -74,7 +74,7 @@ class MockUpstream:
 
     async def close_sessions(self) -> None:
         for session in self._sessions:
-            await session.aclose()
+            await session.close()
         self._sessions.clear()
         self._handlers.clear()
 
@@ -96,6 +96,29 @@ class MockUpstream:
             await answer.aclose()
         await reply.write_eof()
         return reply
+
+
+class Loopback(AbstractResolver):
+    """Every host name resolves to 127.0.0.1 and `port`."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        result: ResolveResult = {
+            "hostname": host,
+            "host": "127.0.0.1",
+            "port": self._port,
+            "family": socket.AF_INET,
+            "proto": 0,
+            "flags": socket.AI_NUMERICHOST,
+        }
+        return [result]
+
+    async def close(self) -> None:
+        pass
 
 
 class Recorder:
@@ -123,7 +146,7 @@ def stream_response(body: bytes, status: int = 200, /, **headers: str) -> httpx.
 ACTIVE: list[MockUpstream] = []  # the test session's server, while the fixture runs
 
 
-def session_for(handler: Handler) -> HttpClient:
+def session_for(handler: Handler) -> aiohttp.ClientSession:
     """A session answered by `handler` on the active mock server (see conftest.py)."""
     assert ACTIVE, "the mock_upstream fixture is not active"
     return ACTIVE[0].session(handler)

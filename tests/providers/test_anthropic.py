@@ -16,6 +16,7 @@ from server.errors import (
     ProviderError,
     RateLimited,
     TokenwireError,
+    UpstreamUnavailable,
 )
 from server.providers.anthropic import DEFAULT_SUPPORTED, AnthropicProvider
 from server.providers.base import (
@@ -442,7 +443,7 @@ def error_event(kind: str, message: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("overloaded_error", ProviderError),
+        ("overloaded_error", UpstreamUnavailable),
         ("api_error", ProviderError),
         ("rate_limit_error", RateLimited),
         ("invalid_request_error", InvalidRequest),
@@ -472,7 +473,7 @@ async def test_overloaded_is_503_and_rate_limit_has_a_retry_after() -> None:
     assert limited.retry_after == 1.0
 
 
-@pytest.mark.parametrize(("status", "expected"), [(529, ProviderError), (500, ProviderError)])
+@pytest.mark.parametrize(("status", "expected"), [(529, UpstreamUnavailable), (500, ProviderError)])
 async def test_http_errors(status: int, expected: type[TokenwireError]) -> None:
     body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
     error = await failure(provider_for(Recorder(httpx.Response(status, json=body))))

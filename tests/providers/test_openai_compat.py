@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 
@@ -26,6 +27,7 @@ from server.errors import (
     TokenwireError,
     Unprocessable,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from server.providers.base import (
     ContentPart,
@@ -44,8 +46,7 @@ from server.providers.base import (
     TopLogprob,
     Usage,
 )
-from server.providers.http_client import HttpClient
-from server.providers.http_upstream import env_proxy
+from server.providers.http_session import env_proxy
 from server.providers.openai_compat import DEFAULT_SUPPORTED, OpenAICompatProvider
 from server.providers.upstream_config import UpstreamConfig
 from tests.providers.mock_upstream import (
@@ -491,10 +492,19 @@ async def test_retry_after_forms(headers: dict[str, str], expected: float) -> No
     assert error.retry_after == expected
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 529])
-async def test_5xx_is_a_provider_error(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (500, ProviderError),
+        (502, ProviderError),
+        (503, UpstreamUnavailable),
+        (529, UpstreamUnavailable),
+    ],
+)
+async def test_5xx_is_a_provider_error(status: int, kind: type[ProviderError]) -> None:
+    """Only 503 and 529 say the upstream did not take the request on (it may be re-sent)."""
     error = await failure(provider_for(Recorder(httpx.Response(status, text="boom"))))
-    assert type(error) is ProviderError
+    assert type(error) is kind
     assert error.http_status == 503
     assert error.metadata["upstream_status"] == str(status)
     assert error.metadata["upstream_message"] == "boom"
@@ -572,7 +582,7 @@ async def test_error_object_inside_the_stream_is_typed(
 async def test_a_200_json_error_instead_of_a_stream_is_typed() -> None:
     response = httpx.Response(200, json={"error": {"message": "overloaded", "code": 503}})
     error = await failure(provider_for(Recorder(response)))
-    assert type(error) is ProviderError
+    assert type(error) is UpstreamUnavailable
     plain = await failure(provider_for(Recorder(httpx.Response(200, json={"id": "x"}))))
     assert isinstance(plain, BadUpstream)
 
@@ -644,7 +654,7 @@ async def test_name_supported_models_and_aclose() -> None:
 
 
 async def test_a_provider_closes_the_session_it_created() -> None:
-    sessions: list[HttpClient] = []
+    sessions: list[aiohttp.ClientSession] = []
 
     async def behaviour(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(STREAM_HEAD + data(chunk({"content": "a"}, "stop")) + b"0\r\n\r\n")
@@ -653,7 +663,7 @@ async def test_a_provider_closes_the_session_it_created() -> None:
     async with real_upstream(behaviour) as url:
         provider = OpenAICompatProvider(make_config(base_url=url))
         await collect(provider)
-        sessions.append(provider._client)
+        sessions.append(provider._pooled())
         await provider.aclose()
     assert sessions[0].closed
     with pytest.raises(RuntimeError, match="openai is closed"):
@@ -765,7 +775,7 @@ async def test_closing_the_stream_early_disconnects_the_upstream() -> None:
         await asyncio.wait_for(disconnected.wait(), timeout=5)
 
 
-async def test_connection_refused_is_a_provider_error() -> None:
+async def test_connection_refused_is_upstream_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -773,7 +783,7 @@ async def test_connection_refused_is_a_provider_error() -> None:
     provider = OpenAICompatProvider(make_config(base_url=f"http://127.0.0.1:{port}/v1"))
     error = await failure(provider)
     await provider.aclose()
-    assert type(error) is ProviderError
+    assert type(error) is UpstreamUnavailable  # provably not processed: it may be re-sent
     assert error.http_status == 503
     assert str(port) not in error.message  # no internal addresses leak to callers
 
@@ -838,7 +848,7 @@ async def test_a_connection_dropped_mid_stream_is_a_typed_error() -> None:
                 seen.append(event)
     assert seen == [Delta(content="a")]
     assert isinstance(info.value, BadUpstream)
-    assert info.value.metadata["cause"] == "IncompleteBody"
+    assert info.value.metadata["cause"] == "ClientPayloadError"
 
 
 async def test_a_connection_closed_cleanly_mid_stream_is_bad_upstream() -> None:

@@ -15,7 +15,12 @@ from typing import Any
 import httpx
 import pytest
 
-from server.errors import BadUpstream, ProviderError, RateLimited, UpstreamTimeout
+from server.errors import (
+    BadUpstream,
+    RateLimited,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from server.providers import http_upstream
 from server.providers.base import (
     Delta,
@@ -123,7 +128,7 @@ async def test_an_error_object_answered_with_200_is_typed() -> None:
 async def test_an_error_status_is_typed_and_keeps_the_key_out() -> None:
     response = httpx.Response(503, json={"error": {"message": f"overloaded, {KEY}"}})
     error = await failure(provider_for(Recorder(response)), UNARY)
-    assert type(error) is ProviderError
+    assert type(error) is UpstreamUnavailable
     assert error.http_status == 503
     assert_no_key(error)
 
@@ -172,7 +177,7 @@ async def test_a_body_cut_short_is_bad_upstream() -> None:
     async with real_provider(behaviour) as provider:
         error = await failure(provider, UNARY)
     assert type(error) is BadUpstream
-    assert error.metadata["cause"] == "IncompleteBody"
+    assert error.metadata["cause"] == "ClientPayloadError"
 
 
 async def test_a_caller_leaving_a_unary_call_disconnects_the_upstream() -> None:
