@@ -123,3 +123,66 @@ async def test_error_metadata_becomes_headers(gateway: tuple[int, Recorder]) -> 
     assert response.headers["retry-after"] == "7"
     assert response.headers["x-ratelimit-remaining-requests"] == "0"
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+async def post_chat(port: int, headers: dict[str, Any]) -> httpx.Response:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    async with httpx.AsyncClient() as http:
+        return await http.post(
+            f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=headers
+        )
+
+
+async def test_a_header_grpc_cannot_carry_is_400_naming_it(gateway: tuple[int, Recorder]) -> None:
+    port, recorder = gateway
+    response = await post_chat(port, {"x-session-id": "café".encode("latin-1")})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "x-session-id" in error["message"]
+    assert error["code"] == "invalid_header"
+    assert recorder.metadata == []  # refused before the call
+
+
+@pytest.mark.parametrize("size", [8 * 1024, 16 * 1024, 60 * 1024])
+async def test_headers_over_grpcs_metadata_limit_are_431_not_429(
+    gateway: tuple[int, Recorder], size: int
+) -> None:
+    port, recorder = gateway
+    response = await post_chat(port, {"x-session-id": "s" * size})
+    assert response.status_code == 431
+    error = response.json()["error"]
+    assert "x-session-id" in error["message"]
+    assert error["code"] == "request_header_fields_too_large"
+    assert recorder.metadata == []
+
+
+async def test_headers_within_the_limit_pass(gateway: tuple[int, Recorder]) -> None:
+    port, recorder = gateway
+    response = await post_chat(port, {"x-session-id": "s" * 6 * 1024})
+    assert response.status_code == 200
+    assert recorder.metadata[0]["x-session-id"] == "s" * 6 * 1024
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("req_client-1", True),
+        ("r" * 128, True),
+        ("r" * 129, False),
+        ("r" * 40_000, False),
+        ("has space", False),
+        ("", False),
+    ],
+    ids=["id", "128 characters", "129 characters", "40,000 characters", "space", "empty"],
+)
+async def test_a_clients_request_id_is_kept_only_if_short_and_printable(
+    gateway: tuple[int, Recorder], sent: str, kept: bool
+) -> None:
+    port, recorder = gateway
+    response = await post_chat(port, {"x-request-id": sent})
+    assert response.status_code == 200
+    answered = response.headers["x-request-id"]
+    assert (answered == sent) is kept
+    if not kept:
+        assert answered.startswith("req_") and len(answered) == 36
+    assert recorder.metadata[0]["x-request-id"] == answered
