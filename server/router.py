@@ -1,9 +1,16 @@
 """Runs a request on the first candidate endpoint that can serve it.
 
-Before the first event reaches the client, a connection error, timeout, 429
-or 5xx moves on: the same endpoint is retried with exponential backoff and
-jitter (honouring `Retry-After`), then the next candidate. A provider whose
-circuit breaker is open is skipped. Once an event is out, the stream is
+Before the first event reaches the client, an upstream failure (a connection
+error, timeout, 429, 5xx or a broken answer) moves on to the next candidate.
+The same endpoint is tried again first, with exponential backoff and jitter
+(honouring `Retry-After`), only when the upstream provably did not process
+the request, so a retry never duplicates a generation: it refused the
+connection or broke it before the request was written in full
+(`UpstreamUnavailable`), or it answered 429, 503 or 529. A 502 or 504 (a
+proxy's, whose backend may be generating still), a timeout waiting for the
+answer, a connection lost after the request went out, or a 200 whose body is
+broken is never sent to that endpoint again. A provider whose circuit breaker
+is open is skipped. Once an event is out, the stream is
 committed to that endpoint: a later failure ends it with that error, and
 nothing is spliced in from another model. Every try is recorded as an
 `Attempt` on the request's context.
@@ -27,16 +34,18 @@ from server.errors import (
     ProviderError,
     RateLimited,
     TokenwireError,
+    UpstreamUnavailable,
 )
 from server.providers.base import Event, GenerationRequest, Usage
 from server.stats import Stats
 
-RETRYABLE = (ProviderError, RateLimited)
+RETRYABLE = (ProviderError, RateLimited)  # the upstream's failure: the next candidate is tried
+RESENDABLE = (UpstreamUnavailable, RateLimited)  # ... and first the same one, again
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    retries: int = 1  # further tries of the same endpoint after a retryable error
+    retries: int = 1  # further tries of the same endpoint after a RESENDABLE error
     base_delay: float = 0.25  # seconds before the first retry, doubling after
     max_delay: float = 4.0  # a longer Retry-After moves on to the next endpoint instead
 
@@ -151,7 +160,7 @@ class Router:
 
     def _delay(self, error: TokenwireError, attempt: int) -> float | None:
         """Seconds to wait before retrying the same endpoint, or None to move on."""
-        if attempt >= self.policy.retries:
+        if attempt >= self.policy.retries or not isinstance(error, RESENDABLE):
             return None
         if isinstance(error, RateLimited):
             wait = float(error.retry_after)

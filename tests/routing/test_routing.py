@@ -28,6 +28,7 @@ from server.errors import (
     TokenwireError,
     UnsupportedParameter,
     UpstreamTimeout,
+    UpstreamUnavailable,
 )
 from server.providers import base
 from server.providers.anthropic import AnthropicProvider
@@ -384,7 +385,7 @@ async def test_router_does_not_fall_back_on_the_callers_mistake() -> None:
 
 
 async def test_router_retries_the_same_endpoint_then_moves_on() -> None:
-    a, b = endpoint("a", error=ProviderError("down")), endpoint("b")
+    a, b = endpoint("a", error=UpstreamUnavailable("down")), endpoint("b")
     r = router([a, b], retries=2, base_delay=0.001)
     r.breakers = Breakers(BreakerConfig(failures=5))
     ctx = context(ask())
@@ -392,11 +393,29 @@ async def test_router_retries_the_same_endpoint_then_moves_on() -> None:
     assert seen(a) == 3 and [t.provider for t in ctx.attempts] == ["a", "a", "a"]
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ProviderError("HTTP 500"), BadUpstream("garbage"), UpstreamTimeout("silent")],
+    ids=["5xx", "broken answer", "timeout"],
+)
+async def test_a_request_the_upstream_may_have_processed_is_not_sent_to_it_again(
+    error: TokenwireError,
+) -> None:
+    a, b = endpoint("a", error=error), endpoint("b")
+    r = router([a, b], retries=2, base_delay=0.001)
+    ctx = context(ask())
+    assert (await r.open(ctx, r.plan(ctx))).endpoint is b  # the next candidate instead
+    assert seen(a) == 1
+    assert [(t.provider, t.outcome) for t in ctx.attempts] == [("a", "error")]
+
+
 def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
     r = Router(Catalog([]), policy=RetryPolicy(3, 0.1, 4.0), jitter=lambda: 0.5)
-    assert [r._delay(ProviderError("x"), n) for n in range(4)] == [0.1, 0.2, 0.4, None]
+    down = UpstreamUnavailable("x")
+    assert [r._delay(down, n) for n in range(4)] == [0.1, 0.2, 0.4, None]
     r._jitter = lambda: 0.0
-    assert r._delay(ProviderError("x"), 1) == pytest.approx(0.1)  # half, at the least jitter
+    assert r._delay(down, 1) == pytest.approx(0.1)  # half, at the least jitter
+    assert r._delay(ProviderError("x"), 0) is None  # it may have been processed: move on
     assert r._delay(RateLimited("x", retry_after=1.5), 0) == 1.5
     assert r._delay(RateLimited("x", retry_after=60), 0) is None  # too long: next endpoint
 
