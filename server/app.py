@@ -106,7 +106,14 @@ async def build_providers(config: Config) -> list[Provider]:
 
 
 def build_router(config: Config, endpoints: Sequence[Endpoint]) -> Router:
-    breakers = Breakers(BreakerConfig(config.breaker_failures, config.breaker_cooldown))
+    breakers = Breakers(
+        BreakerConfig(
+            window=config.breaker_window,
+            min_requests=config.breaker_min_requests,
+            failure_rate=config.breaker_failure_rate,
+            cooldown=config.breaker_cooldown,
+        )
+    )
     policy = RetryPolicy(retries=config.retries, base_delay=config.retry_base_delay)
     return Router(Catalog(endpoints, config.default_model), breakers=breakers, policy=policy)
 

@@ -59,8 +59,13 @@ class Config:
     retries: int = 1
     # Seconds before the first retry (doubling, with jitter).
     retry_base_delay: float = 0.25
-    # Consecutive failures that open a provider's circuit, and seconds until it is probed.
-    breaker_failures: int = 5
+    # A provider's circuit opens when, over the last breaker_window seconds, at least
+    # breaker_min_requests calls were made and breaker_failure_rate of them failed; it is
+    # probed after breaker_cooldown seconds. Failures an upstream's 5xx answer may owe to a
+    # request's content open only the calling organization's circuit (see server/breaker.py).
+    breaker_window: float = 60.0
+    breaker_min_requests: int = 5
+    breaker_failure_rate: float = 0.5
     breaker_cooldown: float = 30.0
     # Where the embedded SQLite database (keys, usage, templates, memories) lives.
     data_dir: str = "~/.local/share/tokenwire"

@@ -113,7 +113,7 @@ class Router:
         dropped = parameters.missing(ctx.request, e.provider.supported)
         generation = self.generation(ctx, e, dropped)
         for attempt in range(1 + self.policy.retries):
-            if not self.breakers[e.name].allow():
+            if not self.breakers[e.name].allow(ctx.principal.organization_id):
                 errors.append(ProviderError(f"Provider '{e.name}' is cooling down after failures."))
                 return None
             try:
@@ -153,7 +153,7 @@ class Router:
             self.failed(ctx, e, started, error)
             raise
         except BaseException:
-            self.breakers[e.name].release()  # cancelled: no verdict on the provider
+            self.breakers[e.name].release(ctx.principal.organization_id)  # cancelled: no verdict
             await _close(stream)
             raise
         return Opened(e, dropped, g, _prepend(first, stream), started, time.monotonic())
@@ -174,14 +174,14 @@ class Router:
         self, ctx: RequestContext, e: Endpoint, started: float, error: TokenwireError
     ) -> None:
         if isinstance(error, RETRYABLE):
-            self.breakers[e.name].failure()
+            self.breakers[e.name].failure(ctx.principal.organization_id, error)
         else:
-            self.breakers[e.name].success()  # it answered; the request was at fault
+            self.breakers[e.name].success(ctx.principal.organization_id)  # the request's fault
         ctx.attempts.append(_attempt(e, "error", started, error=error.code or error.type))
 
     def succeeded(self, ctx: RequestContext, opened: Opened, usage: Usage | None) -> None:
         e, now = opened.endpoint, time.monotonic()
-        self.breakers[e.name].success()
+        self.breakers[e.name].success(ctx.principal.organization_id)
         tokens = usage.completion_tokens if usage else 0
         self.stats.observe(
             e.name, e.model, opened.first_at - opened.started, tokens, now - opened.first_at
@@ -189,7 +189,8 @@ class Router:
         ctx.attempts.append(_attempt(e, "ok", opened.started, usage=usage))
 
     def cancelled(self, ctx: RequestContext, opened: Opened, usage: Usage | None) -> None:
-        self.breakers[opened.endpoint.name].success()  # it was answering when the client left
+        # it was answering when the client left
+        self.breakers[opened.endpoint.name].success(ctx.principal.organization_id)
         ctx.attempts.append(_attempt(opened.endpoint, "cancelled", opened.started, usage=usage))
 
 

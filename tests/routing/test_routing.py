@@ -275,40 +275,55 @@ class Clock:
         return self.now
 
 
-def test_breaker_opens_after_consecutive_failures() -> None:
-    breaker = Breaker(BreakerConfig(failures=3, cooldown=10), Clock())
-    breaker.failure()
-    breaker.failure()
-    breaker.success()  # not consecutive: counting starts again
-    breaker.failure()
-    breaker.failure()
-    assert breaker.state == "closed" and breaker.allow()
-    breaker.failure()
-    assert breaker.state == "open" and not breaker.allow()
+DOWN = ProviderError("cannot connect")  # no answer at all: the provider's failure
+
+
+def test_breaker_opens_on_its_failure_rate_once_enough_calls_are_seen() -> None:
+    # The rule changed from "N failures in a row" to a failure rate over a window.
+    clock = Clock()
+    config = BreakerConfig(window=60, min_requests=4, failure_rate=0.6, cooldown=10)
+    breaker = Breaker(config, clock)
+    breaker.failure(None, DOWN)
+    breaker.failure(None, DOWN)
+    breaker.success(None)  # 2 of 3 failed: too few calls to judge
+    breaker.success(None)  # 2 of 4: under the rate
+    assert breaker.state == "closed" and breaker.allow(None)
+    breaker.failure(None, DOWN)  # 3 of 5
+    assert breaker.state == "open" and not breaker.allow(None)
+
+
+def test_breaker_forgets_outcomes_older_than_its_window() -> None:
+    clock = Clock()
+    breaker = Breaker(BreakerConfig(window=60, min_requests=3, cooldown=10), clock)
+    breaker.failure(None, DOWN)
+    breaker.failure(None, DOWN)
+    clock.now += 60
+    breaker.failure(None, DOWN)  # the first two are out of the window: one call seen
+    assert breaker.state == "closed"
 
 
 def test_breaker_probes_once_after_cooldown() -> None:
     clock = Clock()
-    breaker = Breaker(BreakerConfig(failures=1, cooldown=10), clock)
-    breaker.failure()
+    breaker = Breaker(BreakerConfig(min_requests=1, cooldown=10), clock)
+    breaker.failure(None, DOWN)
     clock.now += 9.9
-    assert not breaker.allow()
+    assert not breaker.allow(None)
     clock.now += 0.1
     assert breaker.state == "half-open"
-    assert breaker.allow() and not breaker.allow()  # one probe at a time
-    breaker.failure()  # the probe failed: a whole new cooldown
+    assert breaker.allow(None) and not breaker.allow("org")  # one probe at a time
+    breaker.failure(None, DOWN)  # the probe failed: a whole new cooldown
     clock.now += 9.9
-    assert breaker.state == "open" and not breaker.allow()
+    assert breaker.state == "open" and not breaker.allow(None)
     clock.now += 0.1
-    assert breaker.allow()
-    breaker.success()
-    assert breaker.state == "closed" and breaker.allow() and breaker.allow()
+    assert breaker.allow(None)
+    breaker.success(None)
+    assert breaker.state == "closed" and breaker.allow(None) and breaker.allow(None)
 
 
 def test_breakers_are_per_provider() -> None:
-    breakers = Breakers(BreakerConfig(failures=1, cooldown=10), Clock())
-    breakers["a"].failure()
-    assert not breakers["a"].allow() and breakers["b"].allow()
+    breakers = Breakers(BreakerConfig(min_requests=1, cooldown=10), Clock())
+    breakers["a"].failure(None, DOWN)
+    assert not breakers["a"].allow(None) and breakers["b"].allow(None)
     assert breakers["a"] is breakers["a"]
 
 
@@ -356,7 +371,7 @@ def context(request: Any) -> RequestContext:
 
 
 def router(endpoints: list[Endpoint], clock: Clock | None = None, **policy: Any) -> Router:
-    breakers = Breakers(BreakerConfig(failures=1, cooldown=10), clock or Clock())
+    breakers = Breakers(BreakerConfig(min_requests=1, cooldown=10), clock or Clock())
     policy = {"retries": 0, "base_delay": 0.0, **policy}
     return Router(Catalog(endpoints), breakers=breakers, policy=RetryPolicy(**policy))
 
@@ -387,7 +402,7 @@ async def test_router_does_not_fall_back_on_the_callers_mistake() -> None:
 async def test_router_retries_the_same_endpoint_then_moves_on() -> None:
     a, b = endpoint("a", error=UpstreamUnavailable("down")), endpoint("b")
     r = router([a, b], retries=2, base_delay=0.001)
-    r.breakers = Breakers(BreakerConfig(failures=5))
+    r.breakers = Breakers(BreakerConfig(min_requests=5))
     ctx = context(ask())
     assert (await r.open(ctx, r.plan(ctx))).endpoint is b
     assert seen(a) == 3 and [t.provider for t in ctx.attempts] == ["a", "a", "a"]
@@ -449,7 +464,7 @@ async def test_a_probe_refused_for_the_callers_mistake_does_not_wedge_the_breake
     a.provider.config.error = InvalidRequest("prompt too long")  # the upstream is up
     with pytest.raises(InvalidRequest):
         await r.open(context(ask()), [a])
-    assert r.breakers["a"].allow()
+    assert r.breakers["a"].allow(None)
 
 
 async def test_a_cancelled_probe_does_not_wedge_the_breaker() -> None:
@@ -470,7 +485,7 @@ async def test_a_cancelled_probe_does_not_wedge_the_breaker() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert r.breakers["a"].allow()
+    assert r.breakers["a"].allow(None)
 
 
 def test_exhausted_keeps_the_kind_when_all_failed_alike() -> None:
