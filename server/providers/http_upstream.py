@@ -126,8 +126,8 @@ class HttpProvider:
         """
         exchange = _Exchange(self._config)
         with _translated(exchange):
-            response = await self._post(self._stream_headers, body, exchange)
             try:
+                response = await self._post(self._stream_headers, body, exchange)
                 await _check_response(self._config, response)
                 decoder = SSEDecoder()
                 while chunk := await response.content.readany():
@@ -137,39 +137,36 @@ class HttpProvider:
                 for event in decoder.close():
                     yield event
             finally:
-                exchange.finished(response)
+                exchange.finished()
 
     async def _fetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """The JSON object answering `body`, read whole; errors and cancellation as in
         `_events`."""
         config, exchange = self._config, _Exchange(self._config)
         with _translated(exchange):
-            response = await self._post(self._whole_headers, body, exchange)
             try:
+                response = await self._post(self._whole_headers, body, exchange)
                 await _raise_for_status(config, response)
                 answer = await _read_whole(config, response)
             finally:
-                exchange.finished(response)
+                exchange.finished()
         return decode_json(config, answer, "an answer")
 
     async def _post(
         self, headers: Headers, body: Mapping[str, Any], exchange: _Exchange
     ) -> aiohttp.ClientResponse:
-        """POST `body` as JSON to this provider's endpoint; the response's head has arrived
-        and `exchange` watches its deadline."""
-        data, session = encode_json(body), self._pooled()
-        async with exchange.limit:  # the pooled connection, the request and the head
-            response = await session.post(
-                self._url,
-                data=data,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
-                upload_tracker=exchange.upload,
-            )
-        exchange.watch(response)
+        """POST `body` as JSON to this provider's endpoint; return once the response's head
+        has arrived (`exchange` then holds it, to close it at the deadline)."""
+        response = await self._pooled().post(
+            self._url,
+            data=encode_json(body),
+            headers=headers,
+            timeout=self._timeout,
+            allow_redirects=False,
+            upload_tracker=exchange.upload,
+        )
+        exchange.response = response
         if response.headers.get("content-encoding", "identity").lower() != "identity":
-            exchange.finished(response)
             raise bad_chunk(self._config, "a compressed response, though asked for none")
         return response
 
@@ -237,34 +234,30 @@ def _finite_float(text: str) -> float:
 
 class _Exchange:
     """One request's progress: its deadline, whether its body went out whole, how far the
-    answer got; enough to name what ended it."""
+    answer got; enough to name what ended it, and to end it at the deadline."""
 
     def __init__(self, config: UpstreamConfig) -> None:
-        self.config = config
-        self.deadline = asyncio.get_running_loop().time() + config.total_timeout
-        self.limit = asyncio.timeout_at(self.deadline)  # until the response's head
-        self.upload = aiohttp.UploadTracker()
-        self.got_first_byte = False
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._closed_at_deadline = False
-
-    def watch(self, response: aiohttp.ClientResponse) -> None:
-        """Close `response` at the deadline, whether or not anyone is reading it."""
         loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_at(self.deadline, self._expire, response)
+        self.config = config
+        self.upload = aiohttp.UploadTracker()
+        self.response: aiohttp.ClientResponse | None = None
+        self.got_first_byte = False
+        self.expired = False
+        # aiohttp's total limit ends every wait on the upstream; this one closes a response
+        # nobody is reading. Started first, it has always fired by the time aiohttp's has.
+        when = loop.time() + config.total_timeout
+        self._deadline = loop.call_at(when, self._expire)
 
-    def finished(self, response: aiohttp.ClientResponse) -> None:
-        """Done with `response`: its connection is kept only if its body was read whole."""
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        response.close()
+    def _expire(self) -> None:
+        self.expired = True
+        if self.response is not None:
+            self.response.close()  # its connection goes, and a later read fails at once
 
-    def _expire(self, response: aiohttp.ClientResponse) -> None:
-        self._closed_at_deadline = True
-        response.close()  # its connection goes, and a reader wakes with an error
-
-    def expired(self) -> bool:
-        return self.limit.expired() or self._closed_at_deadline
+    def finished(self) -> None:
+        """Done: the response's connection is kept only if its body was read whole."""
+        self._deadline.cancel()
+        if self.response is not None:
+            self.response.close()
 
     def unsent(self) -> bool:
         """Whether the request never went out whole: then the upstream cannot have acted."""
@@ -321,7 +314,7 @@ def _typed(exc: Exception, exchange: _Exchange) -> TokenwireError:
     """The error for what broke an exchange, the limits that ended it first."""
     name = exchange.config.name
     meta = {"provider": name, "cause": type(exc).__name__}
-    if exchange.expired():  # whatever broke, it broke because the total limit was reached
+    if exchange.expired:  # whatever broke, it broke because the total limit was reached
         return exchange.overall()
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return exchange.silence()
