@@ -212,7 +212,6 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
     head = HeadLimits(config.head_timeout, config.max_head_bytes, config.max_headers)
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes,
-        max_json_depth=config.max_json_depth,
         head=head,
         keepalive_interval=config.keepalive_interval,
     )

@@ -50,8 +50,6 @@ class Config:
     # Largest request head in bytes, and most headers in one request; beyond either, 431.
     max_head_bytes: int = 64 * 1024
     max_headers: int = 100
-    # Deepest nesting of arrays and objects in a JSON request body; deeper ones get 400.
-    max_json_depth: int = 128
     # Gateway only: the gRPC server to call instead of serving in-process.
     grpc_target: str | None = None
     log_level: str = "info"
