@@ -6,9 +6,10 @@ in microseconds and the routing comes from the proto anyway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from google.protobuf.descriptor import ServiceDescriptor
@@ -23,17 +24,19 @@ from gateway.http import (
     Send,
     encode_headers,
     header_map,
-    parse_json,
     read_body,
     send_json,
+    wait_disconnect,
 )
 from gateway.invoker import Invoker, Metadata, Reply, RpcFailure
+from gateway.json_body import parse_json, require_json
 from gateway.metadata import checked, request_id_from
-from gateway.routes import Route, Router, discover
+from gateway.routes import Match, Route, Router, discover
 from gateway.sse import SSE_HEADERS, SseResponse
 from gateway.transcode import TranscodeError, merge_json, query_json, to_json
 
 log = logging.getLogger("tokenwire.gateway")
+T = TypeVar("T")
 
 
 class Gateway:
@@ -47,7 +50,8 @@ class Gateway:
         self.invoker = invoker
         self.openapi = openapi.document(self.router.routes)
         self._read_headers = frozenset(
-            name.encode("latin-1") for name in ("x-request-id", *config.forwarded_headers)
+            name.encode("latin-1")
+            for name in ("x-request-id", "content-type", *config.forwarded_headers)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,9 +89,7 @@ class Gateway:
         match = self.router.match(verb, path)
         if match is None:
             raise self._no_route(verb, path)
-        body = await self._body(scope, receive, match.routes[0])
-        route = _pick(match.routes, body)
-        request = _build_request(route, body, match.params, _query(scope))
+        route, request = await self._request(scope, receive, match, headers)
         metadata = self._metadata(headers, scope)
         reply = Reply()
         if route.streaming:
@@ -100,7 +102,8 @@ class Gateway:
             )
             await response(send, receive)
         else:
-            message = await self.invoker.unary(route, request, metadata, reply)
+            call = self.invoker.unary(route, request, metadata, reply)
+            message = await _unless_disconnected(call, receive)
             extra = encode_headers(self._forwarded(reply.metadata))
             await send_json(send, 200, _render(route, message), out + extra)
 
@@ -119,11 +122,18 @@ class Gateway:
             )
         return GatewayError(404, f"Unknown request URL: {verb} {path}.", code="unknown_url")
 
-    async def _body(self, scope: Scope, receive: Receive, route: Route) -> Any:
+    async def _request(
+        self, scope: Scope, receive: Receive, match: Match, headers: dict[str, str]
+    ) -> tuple[Route, Message]:
+        """The route the request takes and the RPC request built from its body, path and query."""
+        if match.routes[0].body:
+            require_json(headers.get("content-type"))
         raw = await read_body(scope, receive, self.config.max_body_bytes)
-        if not route.body:
-            return None
-        return parse_json(raw)
+        query = _query(scope)
+        if len(raw) < self.config.offload_body_bytes:
+            return _parse(match, raw, query)
+        # Parsing and transcoding megabytes takes long enough to stall every other client.
+        return await asyncio.to_thread(_parse, match, raw, query)
 
     def _metadata(self, headers: dict[str, str], scope: Scope) -> Metadata:
         pairs = [(k, headers[k]) for k in self.config.forwarded_headers if k in headers]
@@ -131,6 +141,33 @@ class Gateway:
         if client:
             pairs.append(("x-forwarded-for", str(client[0])))
         return checked(tuple(pairs))
+
+
+def _parse(match: Match, raw: bytes, query: list[tuple[str, str]]) -> tuple[Route, Message]:
+    body = parse_json(raw) if match.routes[0].body else None
+    route = _pick(match.routes, body)
+    return route, _build_request(route, body, match.params, query)
+
+
+async def _unless_disconnected(call: Coroutine[Any, Any, T], receive: Receive) -> T:
+    """`call`'s result, unless the client disconnects first: then the call is cancelled
+    (stopping the provider's upstream request) and ConnectionAbortedError raised."""
+    task = asyncio.ensure_future(call)
+    watch = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if watch.done() and not watch.cancelled():
+            raise ConnectionAbortedError("the client disconnected") from None
+        raise
+    finally:
+        watch.cancel()
+        task.cancel()  # a no-op when done; when this request is cancelled, the call is too
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Future[Any]) -> None:
+    await wait_disconnect(receive)
+    task.cancel()
 
 
 def _pick(routes: tuple[Route, ...], body: Any) -> Route:

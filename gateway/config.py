@@ -11,8 +11,6 @@ from gateway.protocol import HeadLimits
 class GatewayConfig:
     # Largest request body accepted; larger ones get 413.
     max_body_bytes: int = 8 * 1024 * 1024
-    # Deepest nesting of arrays and objects in a JSON body; deeper ones get 400.
-    max_json_depth: int = 128
     # Bodies at least this large are parsed off the event loop, so others are not stalled.
     offload_body_bytes: int = 256 * 1024
     # Deadline, size and header count of a request head (408, 431).

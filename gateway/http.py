@@ -46,6 +46,12 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+async def wait_disconnect(receive: Receive) -> None:
+    """Until the client disconnects (every request message before that is passed over)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def _content_length(scope: Scope) -> int | None:
     for k, v in scope["headers"]:
         if k == b"content-length":
@@ -58,15 +64,6 @@ def _content_length(scope: Scope) -> int | None:
 
 def _too_large(limit: int) -> GatewayError:
     return GatewayError(413, f"Request body is larger than the limit of {limit} bytes.")
-
-
-def parse_json(body: bytes) -> Any:
-    if not body:
-        raise GatewayError(400, "We could not parse the JSON body of your request: it is empty.")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as e:
-        raise GatewayError(400, f"We could not parse the JSON body of your request: {e}.") from None
 
 
 async def send_json(send: Send, status: int, value: Any, headers: RawHeaders) -> None:

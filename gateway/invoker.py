@@ -115,6 +115,8 @@ class ChannelInvoker:
             response: Message = await call
         except grpc.aio.AioRpcError as e:
             raise _failure(e) from None
+        finally:
+            call.cancel()  # a no-op when done; stops the server when the client left
         reply.add(await call.initial_metadata())
         reply.add(await call.trailing_metadata())
         return response
