@@ -19,7 +19,10 @@ from tests.routing.test_fallback import OK, USER, chain, last, nothing_listening
 from tests.routing.upstream_server import Reply, chunk, openai_error, openai_text
 from tests.routing.upstream_server import upstreams as serving
 
-RETRY = {"retries": 1, "retry_base_delay": 0.01}  # tokenwire's default: one more try
+RETRY: dict[str, Any] = {
+    "retries": 1,
+    "retry_base_delay": 0.01,
+}  # tokenwire's default: one more try
 
 
 async def answer(service: app.Service, stream: bool) -> tuple[str, str | None]:
