@@ -3,7 +3,8 @@
 `start()` builds providers, the gRPC server (with health and reflection) and
 the gateway sharing its process, and returns a `Service`; `Service.stop()`
 marks health NOT_SERVING, stops taking new work and lets in-flight calls
-finish within the grace period.
+finish within the grace period; those still running then end with
+UNAVAILABLE / an SSE error event saying the server is shutting down.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
 from gateway.protocol import HeadLimits, limited_protocol
-from server import components, upstreams
+from server import boundary, components, upstreams
 from server.breaker import BreakerConfig, Breakers
 from server.catalog import Catalog, Endpoint
 from server.config import Config
@@ -39,6 +40,10 @@ from server.storage.database import Database, open_database
 from server.storage.migrations import migrate
 
 log = logging.getLogger("tokenwire")
+
+# Seconds between the end of the grace period, when calls still running are told the
+# server is shutting down, and grpc cutting off any that have not ended by then.
+CUT_OFF = 1.0
 
 SERVICES = components.SERVICES
 
@@ -67,6 +72,7 @@ class Service:
     usage: UsageSink | None = None
     closers: Sequence[Callable[[], Awaitable[None]]] = ()
     settle: Callable[[], Awaitable[None]] | None = None  # waits for pending usage writes
+    calls: boundary.Calls | None = None  # the gRPC calls in flight
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -74,12 +80,23 @@ class Service:
         self.http.should_exit = True
         stops = [self.http_task]
         if self.grpc_server is not None:
-            stops.append(asyncio.ensure_future(self.grpc_server.stop(self.grace)))
+            stops.append(asyncio.ensure_future(self._stop_grpc(self.grpc_server)))
         await asyncio.gather(*stops, return_exceptions=True)
         for p in self.providers:
             await p.aclose()
         for close in self.closers:
             await close()  # the database last: in-flight calls have written their usage
+
+    async def _stop_grpc(self, server: grpc.aio.Server) -> None:
+        """Calls get `grace` seconds to finish; those still running then end with UNAVAILABLE
+        saying why, and grpc cuts off whatever has not ended `CUT_OFF` seconds later."""
+        stopping = asyncio.ensure_future(server.stop(self.grace + CUT_OFF))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(stopping), self.grace)
+            return
+        if self.calls is not None:
+            self.calls.expire()
+        await stopping
 
     async def wait(self) -> None:
         await self.http_task
@@ -151,7 +168,8 @@ async def start(
         if owned_db is not None:
             await owned_db.close()
         raise
-    server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted)
+    calls = boundary.Calls()
+    server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted, calls)
     http, task, http_port = await serve_http(config, LocalInvoker(parts.mounted))
     return Service(
         grpc_port,
@@ -166,6 +184,7 @@ async def start(
         parts.usage,
         [parts.store.aclose, parts.limiter.aclose, *([owned_db.close] if owned_db else [])],
         parts.store.flush,
+        calls,
     )
 
 
@@ -176,15 +195,16 @@ async def open_storage(config: Config) -> Database:
 
 
 async def serve_grpc(
-    config: Config, mounted: Sequence[components.Mounted]
+    config: Config, mounted: Sequence[components.Mounted], calls: boundary.Calls
 ) -> tuple[grpc.aio.Server, Any, int]:
     """The gRPC server with every service, health and reflection; returns it and its port."""
     # gRPC shares a port with SO_REUSEPORT by default: only workers should (`reuse_port`).
     server = grpc.aio.server(options=[("grpc.so_reuseport", int(config.reuse_port))])
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    wrapped = boundary.Boundary(server, calls)  # malformed requests, calls past the grace
     for m in mounted:
-        m.add(m.servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        m.add(m.servicer, wrapped)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, wrapped)
     names = [s.full_name for s in SERVICES]
     reflection.enable_server_reflection(
         [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server

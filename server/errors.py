@@ -9,6 +9,7 @@
     ├── PermissionDenied                403 PERMISSION_DENIED
     ├── NotFound                        404 NOT_FOUND
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
+    ├── ShuttingDown                    503 UNAVAILABLE (grace period over)
     ├── StorageUnavailable              503 UNAVAILABLE  (the database cannot be reached)
     └── ProviderError                   503 UNAVAILABLE
         ├── UpstreamUnavailable         503 UNAVAILABLE  (provably not processed: may be re-sent)
@@ -111,6 +112,15 @@ class StorageUnavailable(TokenwireError):
     http_status = 503
     type = "api_error"
     code = "storage_unavailable"
+
+
+class ShuttingDown(TokenwireError):
+    """The server stops, and the grace period for calls in flight ran out."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+    http_status = 503
+    type = "api_error"
+    code = "server_shutting_down"
 
 
 class ProviderError(TokenwireError):
