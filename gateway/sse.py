@@ -18,11 +18,15 @@ import orjson
 from google.protobuf.message import Message
 
 from gateway.errors import GatewayError
-from gateway.http import RawHeaders, Receive, Send
+from gateway.http import RawHeaders, Receive, Send, send_json
 from gateway.invoker import RpcFailure
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keepalive\n\n"
+SHUTTING_DOWN = (
+    "The server is shutting down and its grace period for requests in flight ran out; "
+    "retry the request."
+)
 SSE_HEADERS: RawHeaders = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -51,6 +55,7 @@ class SseResponse:
         self._keepalive = keepalive
         self._translate = translate
         self.started = False
+        self.ended = False  # cut off: nothing more may be sent
         self._sending = asyncio.Lock()  # the pump and the keepalives take turns
         self._sent_at = 0.0  # loop time of the last send
 
@@ -60,6 +65,12 @@ class SseResponse:
         watch = asyncio.create_task(_disconnected(receive))
         try:
             await _either(pump, watch)
+        except asyncio.CancelledError:
+            # Only the server cancels a response: its stop's grace period ran out. The
+            # client hears why the stream ends, rather than seeing it just stop.
+            pump.cancel()
+            await self._cut_off(send)
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]  # answered: done
         finally:
             watch.cancel()
             if not pump.done():
@@ -108,6 +119,8 @@ class SseResponse:
 
     async def _send(self, send: Send, data: bytes) -> None:
         async with self._sending:
+            if self.ended:
+                return
             if not self.started:
                 self.started = True  # before the await: `_fail` must not start another response
                 await send(
@@ -115,6 +128,20 @@ class SseResponse:
                 )
             await send({"type": "http.response.body", "body": data, "more_body": True})
         self._sent_at = asyncio.get_running_loop().time()
+
+    async def _cut_off(self, send: Send) -> None:
+        """The shutdown error as the stream's last event (or the whole answer, if none began)."""
+        error = GatewayError(503, SHUTTING_DOWN, code="server_shutting_down")
+        with contextlib.suppress(OSError):
+            async with self._sending:
+                self.ended = True  # keepalives still pending send nothing after this
+                if not self.started:
+                    self.started = True
+                    await send_json(send, error.status, error.body(), [])
+                    return
+                body = event(error.body())
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _fail(self, send: Send, error: GatewayError) -> None:
         if not self.started:

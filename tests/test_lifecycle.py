@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -14,7 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
+from tests.routing.upstream_server import Reply, Upstream, openai_text
 from tests.serving import run_to_exit, serving
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 BODY = {"model": "fake-echo", "messages": [{"role": "user", "content": "a b c"}], "stream": True}
 
@@ -90,3 +95,44 @@ async def test_cli_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
     ):
         models = await http.get(f"http://127.0.0.1:{served.http_port}/v1/models")
     assert models.json()["data"][0]["id"] == "fake-echo"
+
+
+async def test_sigterm_past_the_grace_period_ends_streams_with_an_error(tmp_path: Path) -> None:
+    """Streams longer than --grace end with an error saying why: an SSE error event, and
+    UNAVAILABLE over gRPC, instead of just stopping."""
+    never = asyncio.Event()  # the upstream sends one event, then nothing until the client leaves
+    async with Upstream(Reply(events=openai_text("never", "ends"), hold=never, hold_at=2)) as up:
+        config = tmp_path / "tokenwire.toml"
+        config.write_text(
+            f'[providers.up]\nbase_url = "{up.url}"\n\n'
+            '[[models]]\nid = "slow"\nprovider = "up"\nupstream = "x"\n'
+        )
+        database = f"sqlite://{tmp_path / 'tokenwire.db'}"
+        async with (
+            serving(database, "--config", str(config), "--grace", "0.5") as served,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.http_port}") as http,
+            grpc.aio.insecure_channel(f"127.0.0.1:{served.grpc_port}") as channel,
+            http.stream("POST", "/v1/chat/completions", json={**BODY, "model": "slow"}) as sse,
+        ):
+            lines = sse.aiter_lines()
+            assert (await anext(lines)).startswith("data: {")
+            ask = message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi")
+            request = chat_pb2.CreateChatCompletionRequest(model="slow", messages=[ask])
+            stream = chat_pb2_grpc.ChatServiceStub(channel).StreamChatCompletion(
+                chat_pb2.StreamChatCompletionRequest(request=request)
+            )
+            chunks = aiter(stream)
+            await anext(chunks)
+            os.kill(served.process.pid, signal.SIGTERM)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await asyncio.wait_for(anext(chunks), timeout=10)
+            rest = await asyncio.wait_for(_data_lines(lines), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "shutting down" in (caught.value.details() or "")
+    error = json.loads(rest[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "server_shutting_down" and "shutting down" in error["message"]
+    assert "[DONE]" not in rest[-1]
+
+
+async def _data_lines(lines: AsyncIterator[str]) -> list[str]:
+    return [line async for line in lines if line.startswith("data:")]
