@@ -22,8 +22,9 @@ concurrency 16 and 64, time to the first SSE `data:` event (gRPC: first message)
 at concurrency 1, and tokenwire's CPU per request. Rounds are interleaved and
 every number is the median over rounds, as in `roundtrip.py`; the load client
 and process handling are `roundtrip_load.py` and `roundtrip_procs.py`.
-The issue's targets are checked at the end: tokenwire adds under 1 ms at p50
-over the direct call at c=1; at c=64 it serves ≥ 1,000 requests/s, p99 < 50 ms.
+The issues' targets are checked at the end: tokenwire adds under 1 ms at p50
+over the direct call at c=1; at c=64 it serves ≥ 2,000 requests/s (issue 12,
+with upstream calls on aiohttp), p99 < 50 ms.
 
     .venv/bin/python bench/upstream.py            # full run, a few minutes
     .venv/bin/python bench/upstream.py --quick    # smoke run
@@ -74,6 +75,7 @@ GRPC_H2 = "gRPC (h2load) → tokenwire → upstream"
 FLOOR = "floor: bare grpc.aio → upstream"
 FLOOR_H2 = "floor (h2load): bare grpc.aio → upstream"
 THROUGH = (REST, GRPC, GRPC_H2)  # the paths the targets are for
+MIN_RATE = 2000  # requests/s at c=64 on one worker
 FLOORS = (FLOOR, FLOOR_H2)
 UNARY: tuple[Measure, ...] = ("c1", "c16", "c64")  # h2load and the floor: no streams
 
@@ -379,10 +381,11 @@ def verdicts(results: Results) -> list[str]:
     for name in measured(results):
         added, rate, p99 = headline(results, name)
         fast = "met" if added < 1 else "NOT met"
-        loaded = "met" if rate >= 1000 and p99 < 50 else "NOT met"
+        loaded = "met" if rate >= MIN_RATE and p99 < 50 else "NOT met"
         lines.append(
             f"- {name}: adds {added:.3f} ms at p50, c=1 (target < 1 ms: {fast}); c=64: "
-            f"{rate:,.0f} req/s, p99 {p99:.1f} ms (target ≥ 1,000 req/s, p99 < 50 ms: {loaded})"
+            f"{rate:,.0f} req/s, p99 {p99:.1f} ms "
+            f"(target ≥ {MIN_RATE:,} req/s, p99 < 50 ms: {loaded})"
         )
     for name in measured(results, FLOORS):
         added, rate, p99 = headline(results, name)
