@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 from google.protobuf.descriptor import ServiceDescriptor
@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from gateway import openapi
 from gateway.config import GatewayConfig
+from gateway.disconnect import unless_disconnected
 from gateway.errors import GatewayError, from_rpc
 from gateway.http import (
     Receive,
@@ -26,7 +27,6 @@ from gateway.http import (
     header_map,
     read_body,
     send_json,
-    wait_disconnect,
 )
 from gateway.invoker import Invoker, Metadata, Reply, RpcFailure
 from gateway.json_body import parse_json, require_json
@@ -36,7 +36,6 @@ from gateway.sse import SSE_HEADERS, SseResponse
 from gateway.transcode import TranscodeError, merge_json, query_json, to_json
 
 log = logging.getLogger("tokenwire.gateway")
-T = TypeVar("T")
 
 
 class Gateway:
@@ -103,7 +102,7 @@ class Gateway:
             await response(send, receive)
         else:
             call = self.invoker.unary(route, request, metadata, reply)
-            message = await _unless_disconnected(call, receive)
+            message = await unless_disconnected(call, receive)
             extra = encode_headers(self._forwarded(reply.metadata))
             await send_json(send, 200, _render(route, message), out + extra)
 
@@ -130,9 +129,10 @@ class Gateway:
             require_json(headers.get("content-type"))
         raw = await read_body(scope, receive, self.config.max_body_bytes)
         query = _query(scope)
-        if len(raw) < self.config.offload_body_bytes:
+        config = self.config
+        if len(raw) < config.offload_body_bytes and raw.count(b"{") < config.offload_objects:
             return _parse(match, raw, query)
-        # Parsing and transcoding megabytes takes long enough to stall every other client.
+        # Parsing and transcoding this body takes long enough to stall every other client.
         return await asyncio.to_thread(_parse, match, raw, query)
 
     def _metadata(self, headers: dict[str, str], scope: Scope) -> Metadata:
@@ -147,27 +147,6 @@ def _parse(match: Match, raw: bytes, query: list[tuple[str, str]]) -> tuple[Rout
     body = parse_json(raw) if match.routes[0].body else None
     route = _pick(match.routes, body)
     return route, _build_request(route, body, match.params, query)
-
-
-async def _unless_disconnected(call: Coroutine[Any, Any, T], receive: Receive) -> T:
-    """`call`'s result, unless the client disconnects first: then the call is cancelled
-    (stopping the provider's upstream request) and ConnectionAbortedError raised."""
-    task = asyncio.ensure_future(call)
-    watch = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if watch.done() and not watch.cancelled():
-            raise ConnectionAbortedError("the client disconnected") from None
-        raise
-    finally:
-        watch.cancel()
-        task.cancel()  # a no-op when done; when this request is cancelled, the call is too
-
-
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Future[Any]) -> None:
-    await wait_disconnect(receive)
-    task.cancel()
 
 
 def _pick(routes: tuple[Route, ...], body: Any) -> Route:
