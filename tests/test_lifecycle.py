@@ -15,6 +15,8 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server import app
+from server.config import Config
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
 from tests.routing.upstream_server import Reply, Upstream, openai_text
@@ -136,3 +138,26 @@ async def test_sigterm_past_the_grace_period_ends_streams_with_an_error(tmp_path
 
 async def _data_lines(lines: AsyncIterator[str]) -> list[str]:
     return [line async for line in lines if line.startswith("data:")]
+
+
+async def test_a_stream_with_no_output_when_the_grace_period_ends_is_a_503() -> None:
+    """Cut off before its first event, a stream has sent nothing yet: a whole JSON 503."""
+    provider = FakeProvider(FakeConfig(gate=asyncio.Event(), gate_at=0))
+    config = Config(
+        host="127.0.0.1", http_port=0, grpc_port=0, grace=0.3, database_url="sqlite://:memory:"
+    )
+    service = await app.start(config, [provider])
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}") as http:
+            answer = asyncio.ensure_future(http.post("/v1/chat/completions", json=BODY))
+            for _ in range(1000):  # bounded: until the provider holds the request
+                if provider.config.seen:
+                    break
+                await asyncio.sleep(0.001)
+            await asyncio.wait_for(service.stop(), timeout=10)
+            response = await asyncio.wait_for(answer, timeout=10)
+    finally:
+        if not service.http_task.done():
+            await service.stop()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "server_shutting_down"
