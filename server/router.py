@@ -2,18 +2,17 @@
 
 Before the first event reaches the client, an upstream failure (a connection
 error, timeout, 429, 5xx or a broken answer) moves on to the next candidate.
-The same endpoint is tried again first, with exponential backoff and jitter
-(honouring `Retry-After`), only when the upstream provably did not process
-the request, so a retry never duplicates a generation: it refused the
-connection or broke it before the request was written in full
-(`UpstreamUnavailable`), or it answered 429, 503 or 529. A 502 or 504 (a
-proxy's, whose backend may be generating still), a timeout waiting for the
-answer, a connection lost after the request went out, or a 200 whose body is
-broken is never sent to that endpoint again. A provider whose circuit breaker
-is open is skipped. Once an event is out, the stream is
-committed to that endpoint: a later failure ends it with that error, and
-nothing is spliced in from another model. Every try is recorded as an
-`Attempt` on the request's context.
+The same endpoint is tried again first, with exponential backoff and jitter,
+only when the upstream provably did not process the request, so a retry never
+duplicates a generation: it refused the connection or broke it before the
+request was written in full (`UpstreamUnavailable`), or it answered 429, 503
+or 529 (their `Retry-After` honoured). A 502 or 504 (a proxy's, whose backend
+may be generating still), a timeout waiting for the answer, a connection lost
+after the request went out, or a 200 whose body is broken is never sent to
+that endpoint again. A provider whose circuit breaker is open is skipped.
+Once an event is out, the stream is committed to that endpoint: a later
+failure ends it with that error, and nothing is spliced in from another
+model. Every try is recorded as an `Attempt` on the request's context.
 """
 
 from __future__ import annotations
@@ -164,9 +163,12 @@ class Router:
             return None
         if isinstance(error, RateLimited):
             wait = float(error.retry_after)
-            return wait if wait <= self.policy.max_delay else None
-        backoff = self.policy.base_delay * float(2**attempt)
-        return min(self.policy.max_delay, backoff * (0.5 + self._jitter()))
+        elif "retry_after" in error.metadata:  # a 503 that says when
+            wait = float(error.metadata["retry_after"])
+        else:
+            backoff = self.policy.base_delay * float(2**attempt)
+            return min(self.policy.max_delay, backoff * (0.5 + self._jitter()))
+        return wait if wait <= self.policy.max_delay else None
 
     # ------------------------------------------------------------ outcomes
 

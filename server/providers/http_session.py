@@ -79,9 +79,9 @@ def session_for(config: UpstreamConfig, tls: ssl.SSLContext | None = None) -> ai
 
 
 def timeout(config: UpstreamConfig) -> aiohttp.ClientTimeout:
-    """One exchange's limits as aiohttp enforces them: `total` from the start, including
-    the wait for a pooled connection; `sock_connect` per new connection; `sock_read` for
-    any silence of the upstream once the request is written."""
+    """One exchange's limits as aiohttp enforces them on every wait: `total` from the
+    start, the wait for a pooled connection included; `sock_connect` per new connection;
+    `sock_read` for any silence of the upstream once the request is written."""
     return aiohttp.ClientTimeout(
         total=config.total_timeout,
         sock_connect=config.connect_timeout,

@@ -5,7 +5,7 @@
     HTTP 401, 402, 403 (our credentials)   ProviderError   503
     HTTP 422                               Unprocessable   422
     other HTTP 4xx                         InvalidRequest  400
-    HTTP 503, 529 (overloaded)             UpstreamUnavailable 503 (not processed)
+    HTTP 503, 529 (overloaded)             UpstreamUnavailable 503 (not processed; Retry-After)
     other HTTP 5xx                         ProviderError   503
     garbage chunks                         BadUpstream     502
 
@@ -75,8 +75,17 @@ def error_for_status(
     headers: Mapping[str, str] | None = None,
 ) -> TokenwireError:
     """The typed error for an upstream answering `status` with `body`."""
+    headers = headers or {}
     message = redact(config, _upstream_message(body)) or f"HTTP {status}"
-    return _error_for(config, status, message, retry_after(headers or {}))
+    error = _error_for(config, status, message, retry_after(headers))
+    if isinstance(error, UpstreamUnavailable) and _says_when(headers):
+        # A 503 may say when to come back, as a 429 does: the client and the router hear it.
+        error.metadata["retry_after"] = str(max(1, math.ceil(retry_after(headers))))
+    return error
+
+
+def _says_when(headers: Mapping[str, str]) -> bool:
+    return "retry-after" in headers or "retry-after-ms" in headers
 
 
 def error_from_payload(config: UpstreamConfig, payload: Mapping[str, Any]) -> TokenwireError:

@@ -508,6 +508,14 @@ async def test_5xx_is_a_provider_error(status: int, kind: type[ProviderError]) -
     assert error.http_status == 503
     assert error.metadata["upstream_status"] == str(status)
     assert error.metadata["upstream_message"] == "boom"
+    assert "retry_after" not in error.metadata
+
+
+async def test_a_503_saying_when_to_come_back_carries_it() -> None:
+    answer = httpx.Response(503, text="busy", headers={"retry-after": "2.5"})
+    error = await failure(provider_for(Recorder(answer)))
+    assert type(error) is UpstreamUnavailable
+    assert error.metadata["retry_after"] == "3"  # whole seconds, rounded up, as for a 429
 
 
 @pytest.mark.parametrize(

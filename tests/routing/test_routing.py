@@ -431,6 +431,8 @@ def test_backoff_doubles_with_jitter_and_honours_retry_after() -> None:
     r._jitter = lambda: 0.0
     assert r._delay(down, 1) == pytest.approx(0.1)  # half, at the least jitter
     assert r._delay(ProviderError("x"), 0) is None  # it may have been processed: move on
+    assert r._delay(UpstreamUnavailable("x", metadata={"retry_after": "2"}), 0) == 2.0
+    assert r._delay(UpstreamUnavailable("x", metadata={"retry_after": "60"}), 0) is None
     assert r._delay(RateLimited("x", retry_after=1.5), 0) == 1.5
     assert r._delay(RateLimited("x", retry_after=60), 0) is None  # too long: next endpoint
 
