@@ -13,12 +13,11 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from server import app
 from server.config import Config
 from server.providers.fake import FakeConfig, FakeProvider
+from tests.routing.test_fallback import grpc_error_info
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 GARBAGE = b"\xff\xff\xff\xff\x0f"  # a field tag whose varint never ends
@@ -34,17 +33,11 @@ STREAMING = [
 ]
 
 
-def raw_unary(channel: grpc.aio.Channel, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+def raw_unary(
+    channel: grpc.aio.Channel, method: str
+) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
     """A call sending and receiving bytes as they are: no (de)serializer."""
     return channel.unary_unary(method, None, None)
-
-
-def _info(error: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    assert status.details[0].Unpack(info)
-    return info
 
 
 @pytest.mark.parametrize("method", UNARY)
@@ -72,7 +65,7 @@ async def test_malformed_streaming_request_is_invalid_argument(
 async def test_the_status_carries_error_info(channel: grpc.aio.Channel) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await raw_unary(channel, UNARY[0])(GARBAGE)
-    info = _info(caught.value)
+    info = grpc_error_info(caught.value)
     assert (info.metadata["http_status"], info.metadata["type"]) == ("400", "invalid_request_error")
 
 
@@ -125,7 +118,7 @@ async def test_streams_past_the_grace_period_end_unavailable(
         await asyncio.wait_for(stopping, timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "shutting down" in (caught.value.details() or "")
-    assert _info(caught.value).reason == "server_shutting_down"
+    assert grpc_error_info(caught.value).reason == "server_shutting_down"
     assert provider.config.closed.is_set()  # the provider was stopped, not left running
 
 
