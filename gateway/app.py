@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from gateway import openapi
+from gateway import openapi, sse
 from gateway.config import GatewayConfig
 from gateway.disconnect import unless_disconnected
 from gateway.errors import GatewayError, from_rpc
@@ -36,6 +36,7 @@ from gateway.sse import SSE_HEADERS, SseResponse
 from gateway.transcode import TranscodeError, merge_json, query_json, to_json
 
 log = logging.getLogger("tokenwire.gateway")
+SHUTTING_DOWN = GatewayError(503, sse.SHUTTING_DOWN, code="server_shutting_down")
 
 
 class Gateway:
@@ -102,7 +103,14 @@ class Gateway:
             await response(send, receive)
         else:
             call = self.invoker.unary(route, request, metadata, reply)
-            message = await unless_disconnected(call, receive)
+            try:
+                message = await unless_disconnected(call, receive)
+            except asyncio.CancelledError:
+                # Only the server cancels a request (a client that leaves is ConnectionAborted):
+                # its stop's grace period ran out. uvicorn's answer would be a plain-text 500.
+                await send_json(send, 503, SHUTTING_DOWN.body(), out)
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]  # answered: done
+                return
             extra = encode_headers(self._forwarded(reply.metadata))
             await send_json(send, 200, _render(route, message), out + extra)
 
