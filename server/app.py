@@ -38,6 +38,7 @@ from server.providers.base import Provider
 from server.router import RetryPolicy, Router
 from server.storage.database import Database, open_database
 from server.storage.migrations import migrate
+from server.usage.journal import open_journal
 
 log = logging.getLogger("tokenwire")
 
@@ -159,15 +160,18 @@ async def start(
     db = db if db is not None else owned_db
     assert db is not None  # one of the two, by construction
     await migrate(db, components.MIGRATIONS)
-    parts = components.build(config, db, router, usage)
+    # A journal only for a database opened here, by its URL: one a test passed is its own.
+    journal = open_journal(config.data_dir, database_url(config)) if owned_db else None
+    parts = components.build(config, db, router, usage, journal)
     try:
         await components.check_can_start(config, parts.keys)
     except components.StartupRefused:
-        for closer in (*(p.aclose for p in owned), parts.limiter.aclose):
+        for closer in (*(p.aclose for p in owned), parts.limiter.aclose, parts.store.aclose):
             await closer()
         if owned_db is not None:
             await owned_db.close()
         raise
+    await parts.store.recover()  # usage a process that died left in the journal
     calls = boundary.Calls()
     server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted, calls)
     http, task, http_port = await serve_http(config, LocalInvoker(parts.mounted))
@@ -190,8 +194,11 @@ async def start(
 
 async def open_storage(config: Config) -> Database:
     """The configured database: SQLite under `data_dir` unless `database_url` says otherwise."""
-    url = config.database_url or f"sqlite://{Path(config.data_dir).expanduser() / 'tokenwire.db'}"
-    return await open_database(url)
+    return await open_database(database_url(config))
+
+
+def database_url(config: Config) -> str:
+    return config.database_url or f"sqlite://{Path(config.data_dir).expanduser() / 'tokenwire.db'}"
 
 
 async def serve_grpc(

@@ -39,6 +39,7 @@ from server.templates.stage import TemplateStage
 from server.usage import migrations as usage_migrations
 from server.usage import service as usage_service
 from server.usage.budget import BudgetStage
+from server.usage.journal import Journal
 from server.usage.store import UsageStore
 from server.usage.tags import TagStage
 from tokenwire.admin.v1 import admin_pb2_grpc
@@ -108,14 +109,21 @@ async def check_can_start(config: Config, keys: KeyStore) -> None:
     )
 
 
-def build(config: Config, db: Database, router: Router, sink: UsageSink | None = None) -> Parts:
-    """Everything served; usage records go to `sink` (tests) or the database."""
+def build(
+    config: Config,
+    db: Database,
+    router: Router,
+    sink: UsageSink | None = None,
+    journal: Journal | None = None,
+) -> Parts:
+    """Everything served; usage records go to `sink` (tests) or the database, through
+    `journal` when given."""
     keys = _ObservedKeys(db)
     open_allowed = config.host in LOOPBACK or config.allow_open
     authenticator = KeysOrOpen(keys, open_allowed)
     keys.on_create = authenticator.keyed
     admin = AdminCredential(config.admin_token)
-    usage = UsageStore(db)
+    usage = UsageStore(db, journal)
     sink = sink or usage
     limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
     templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)

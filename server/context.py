@@ -12,6 +12,7 @@ HTTP; what they want the client to see as headers goes in `ctx.headers`
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -39,7 +40,20 @@ class CallInfo:
         peer = _peer_host(context.peer())
         if peer in TRUSTED_PROXIES:  # a gateway's word for its client; anyone else's is ignored
             peer = metadata.get("x-forwarded-for") or peer
-        return cls(metadata.get("x-request-id") or new_request_id(), metadata, peer)
+        return cls(request_id(metadata.get("x-request-id")), metadata, peer)
+
+
+# A client's x-request-id is kept only when it is at most 128 printable ASCII characters
+# without spaces: it names the completion and its usage record, so it must stay small and plain.
+MAX_REQUEST_ID = 128
+_PLAIN_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID}}}")
+
+
+def request_id(asked: str | None) -> str:
+    """The client's request id if it is plain and short, else a new one."""
+    if asked and len(asked) <= MAX_REQUEST_ID and _PLAIN_ID.fullmatch(asked):
+        return asked
+    return new_request_id()
 
 
 def new_request_id() -> str:

@@ -3,7 +3,9 @@
 `attempts` and `memory_ids` are JSON text; booleans are 0/1 integers so the
 same SQL reads them on both dialects; `end_user` is the request's `user`
 (a reserved word in PostgreSQL). The surrogate `id` keeps rows apart even
-when clients reuse an `x-request-id`.
+when clients reuse an `x-request-id`; `uid` (version 2) is unique per record
+as the writer made it, so replaying a journal never stores a record twice
+(rows from before it have none).
 """
 
 from __future__ import annotations
@@ -51,5 +53,11 @@ MIGRATIONS = (
         1,
         f"CREATE TABLE usage_records (\n  id INTEGER PRIMARY KEY,{_COLUMNS})" + _INDEXES,
         f"CREATE TABLE usage_records (\n  id BIGSERIAL PRIMARY KEY,{_COLUMNS})" + _INDEXES,
+    ),
+    Migration(
+        "usage",
+        2,
+        "ALTER TABLE usage_records ADD COLUMN uid TEXT;\n"
+        "CREATE UNIQUE INDEX usage_uid ON usage_records (uid)",
     ),
 )
