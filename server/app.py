@@ -130,6 +130,7 @@ def build_router(config: Config, endpoints: Sequence[Endpoint]) -> Router:
             min_requests=config.breaker_min_requests,
             failure_rate=config.breaker_failure_rate,
             cooldown=config.breaker_cooldown,
+            organizations=config.breaker_organizations,
         )
     )
     policy = RetryPolicy(retries=config.retries, base_delay=config.retry_base_delay)

@@ -19,7 +19,9 @@ Where a failure counts depends on whether the request itself may have caused it:
   error event inside its stream) may come from that request's content: it
   counts only in the calling organization's circuit, so one organization's
   failing requests can cut off only that organization from that provider. For
-  the shared circuit such a call is an answer: the provider is up.
+  the shared circuit such a call is an answer: the provider is up — unless
+  `organizations` organizations have their circuits open at once, which says
+  the provider fails whatever it is sent: then the shared circuit opens too.
 
 (The caller's own mistakes, upstream 4xx, count as successes: the provider answered.)
 
@@ -48,6 +50,7 @@ class BreakerConfig:
     min_requests: int = 5  # calls in the window before the rate can open a circuit
     failure_rate: float = 0.5  # share of failed calls in the window that opens it
     cooldown: float = 30.0  # seconds before a probe is let through
+    organizations: int = 3  # organizations cut off at once that cut off everyone
 
 
 def blames_request(error: TokenwireError) -> bool:
@@ -139,6 +142,10 @@ class Circuit:
                 self._window.clear()
         # open, not probing: the outcome of a call sent before it opened says nothing new
 
+    def trip(self) -> None:
+        self._opened_at, self._probing = self._clock(), False
+        self._window.clear()
+
     def idle(self) -> bool:
         return self._opened_at is None and self._window.idle(self._clock())
 
@@ -181,8 +188,11 @@ class Breaker:
     def failure(self, organization: str | None, error: TokenwireError) -> None:
         own = self.organization(organization)
         if blames_request(error):
-            self.shared.record(failed=False)  # the provider answered: it is up
             own.record(failed=True)
+            if own.state != "closed" and self._cut_off() >= self._config.organizations:
+                self.shared.trip()  # not one organization's requests: the provider's
+            else:
+                self.shared.record(failed=False)  # the provider answered: it is up
         else:
             self.shared.record(failed=True)
             own.release()  # says nothing of the organization's requests
@@ -191,6 +201,10 @@ class Breaker:
         """A probe ended without a verdict (its caller left): the next request may probe."""
         self.shared.release()
         self.organization(organization).release()
+
+    def _cut_off(self) -> int:
+        """How many organizations have their circuit open (or half-open) now."""
+        return sum(c.state != "closed" for c in self._organizations.values())
 
     def _forget(self) -> None:
         """Bound the organizations kept: drop the idle ones, else the oldest half."""

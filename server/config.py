@@ -65,6 +65,8 @@ class Config:
     breaker_min_requests: int = 5
     breaker_failure_rate: float = 0.5
     breaker_cooldown: float = 30.0
+    # Organizations whose own circuits for a provider are open at once that open it for all.
+    breaker_organizations: int = 3
     # Where the embedded SQLite database (keys, usage, templates, memories) lives.
     data_dir: str = "~/.local/share/tokenwire"
     # A postgresql:// (or sqlite://) URL for shared state; unset means SQLite in data_dir.

@@ -100,6 +100,25 @@ async def test_a_provider_that_is_down_is_cut_off_for_everyone(
             assert len(up.requests) == seen  # org-b's request never reached the upstream
 
 
+async def test_a_provider_failing_every_organization_is_cut_off_for_everyone(
+    start_service: StartService,
+) -> None:
+    async with Upstream(openai_error(500, "model crashed")) as up:
+        service = await chain(start_service, up.url, breaker_organizations=3, **BREAKER)
+        clients = [organization(service, f"org-{i}") for i in range(4)]
+        for client in clients[:3]:
+            assert [await chat(client, "hello") for _ in range(3)] == [503] * 3
+        assert service.router is not None
+        assert service.router.breakers["p0"].state == "open"
+        with pytest.raises(openai.APIStatusError, match="cooling down"):
+            await clients[3].chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hello"}]
+            )
+        for client in clients:
+            await client.close()
+    assert len(up.requests) == 9
+
+
 # --- the rule, unit by unit ----------------------------------------------------------------
 
 
@@ -155,3 +174,11 @@ def test_the_organizations_kept_are_bounded() -> None:
     breaker.failure("new", answered(500))
     assert not breaker.allow("new") and breaker.allow("org-0")
     assert len(breaker._organizations) <= 2
+
+
+def test_organizations_cut_off_together_cut_off_everyone() -> None:
+    breaker = Breaker(BreakerConfig(min_requests=1, organizations=2), Clock())
+    breaker.failure("a", answered(500))
+    assert breaker.state == "closed" and not breaker.allow("a") and breaker.allow("b")
+    breaker.failure("b", answered(500))
+    assert breaker.state == "open" and not breaker.allow("c")
