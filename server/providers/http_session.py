@@ -23,6 +23,7 @@ sent twice by aiohttp itself (it retries only idempotent methods).
 
 from __future__ import annotations
 
+import math
 import ssl
 import urllib.request
 from collections.abc import Mapping
@@ -86,6 +87,8 @@ def timeout(config: UpstreamConfig) -> aiohttp.ClientTimeout:
         total=config.total_timeout,
         sock_connect=config.connect_timeout,
         sock_read=config.first_byte_timeout,
+        # aiohttp rounds limits of 5 s or more up to the next whole second: these end as set.
+        ceil_threshold=math.inf,
     )
 
 

@@ -318,6 +318,8 @@ def _typed(exc: Exception, exchange: _Exchange) -> TokenwireError:
         return exchange.overall()
     if isinstance(exc, aiohttp.SocketTimeoutError):
         return exchange.silence()
+    if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return exchange.overall()  # aiohttp's total limit, in the same instant as ours
     if exchange.unsent():
         return UpstreamUnavailable(_unsent(exc, exchange.config), metadata=meta)
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
