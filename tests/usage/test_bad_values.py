@@ -91,3 +91,49 @@ async def test_keyless_requests_with_huge_ids_cost_no_one_their_records(
     assert statuses == [200] * 300 + [400] * 10 + [401] * 10
     assert max(len(r.request_id) for r in records) <= 128
     assert {r.user for r in records if r.http_status == 400} == {"evil"}
+
+
+async def stored_bytes(database: Database) -> int:
+    """What the usage table takes on disk (SQLite: the whole file, WAL included)."""
+    if database.dialect == "sqlite":
+        row = await database.fetchrow("PRAGMA page_count")
+        assert row is not None
+        return int(next(iter(row.values()))) * 4096
+    row = await database.fetchrow("SELECT pg_total_relation_size('usage_records') AS size")
+    assert row is not None
+    return int(row["size"])
+
+
+async def test_refused_requests_store_only_bounded_fields(
+    served: Served, database: Database
+) -> None:
+    """20 keyless requests, each with a 7,000-character x-request-id and a 1 MiB model name,
+    add a few KiB each, not megabytes (they added 244 MiB)."""
+    await served.usage.flush()
+    before = await stored_bytes(database)
+    metadata = (("x-request-id", "r" * 7_000),)
+    for _ in range(20):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await served.chat().CreateChatCompletion(ask("m" * 2**20), metadata=metadata)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    records = await served.usage.records(UsageFilter(), 100)
+    grown = await stored_bytes(database) - before
+    assert len(records) == 20 and grown <= 20 * 8192  # a page each at most
+    assert {len(r.model_requested) for r in records} == {256}
+    assert all(r.request_id.startswith("req_") and len(r.request_id) == 36 for r in records)
+
+
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [("abc-123_X.y", True), ("r" * 128, True), ("r" * 129, False), ("a b", False), ("", False)],
+)
+async def test_a_client_request_id_names_the_completion_only_when_short_and_plain(
+    served: Served, asked: str, kept: bool
+) -> None:
+    issued = await served.store.create(KeySpec("acme"), create_organization=True)
+    metadata = (*bearer(issued.secret), ("x-request-id", asked))
+    response = await served.chat().CreateChatCompletion(ask(), metadata=metadata)
+    (stored,) = await served.usage.records(UsageFilter(), 10)
+    assert (response.id == f"chatcmpl-{asked}") is kept
+    assert len(response.id) <= len("chatcmpl-") + 128
+    assert (stored.request_id == asked) is kept
