@@ -377,7 +377,9 @@ async def test_stalled_consumers_cannot_hold_the_pool_past_the_total_limit() -> 
             outcome: list[Event] | TokenwireError = await collect(p, STREAMED)
         except UpstreamTimeout as error:
             outcome = error
-        assert loop.time() - started < total + 0.5  # an answer or a 504, within the limit
+        assert (
+            loop.time() - started < total + 1.0
+        )  # an answer or a 504 by the limit (slack: a busy machine)
         assert outcome == [
             Delta(content="ok"),
             Delta(finish_reason=FinishReason.STOP),
@@ -405,7 +407,7 @@ async def test_waiting_for_a_pooled_connection_ends_at_the_total_limit() -> None
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 error = await failure(waiter, STREAMED)
-                assert loop.time() - started < 0.8
+                assert loop.time() - started < 0.3 + 1.0  # the limit, and slack for a busy machine
                 await stream.aclose()
         finally:
             await session.close()
