@@ -377,9 +377,8 @@ async def test_stalled_consumers_cannot_hold_the_pool_past_the_total_limit() -> 
             outcome: list[Event] | TokenwireError = await collect(p, STREAMED)
         except UpstreamTimeout as error:
             outcome = error
-        assert (
-            loop.time() - started < total + 1.0
-        )  # an answer or a 504 by the limit (slack: a busy machine)
+        # An answer or a 504 by the limit (with slack for a busy machine), not a hang.
+        assert loop.time() - started < total + 1.0
         assert outcome == [
             Delta(content="ok"),
             Delta(finish_reason=FinishReason.STOP),
