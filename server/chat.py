@@ -23,6 +23,7 @@ from server import assemble, parameters
 from server.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
 from server.errors import TokenwireError
 from server.providers import base
+from server.providers.http_upstream import estimated_usage
 from server.router import Opened, Router
 from server.status import abort
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
@@ -39,12 +40,26 @@ class Outcome:
     first_at: float | None = None
     error: TokenwireError | None = None
     cancelled: bool = False
+    generated: int = 0  # characters of output seen, to estimate a cancelled request's usage
 
     def observe(self, event: base.Event) -> None:
         if isinstance(event, base.Usage):
             self.usage = event
-        elif self.first_at is None:
+            return
+        if self.first_at is None:
             self.first_at = time.monotonic()
+        if isinstance(event, base.Delta):
+            self.generated += len(event.content) + len(event.reasoning) + len(event.refusal)
+            for call in event.tool_calls:
+                self.generated += len(call.name or "") + len(call.arguments)
+
+    def billed(self) -> base.Usage | None:
+        """The provider's usage; for a request cancelled once it had started answering
+        (the provider reports usage only at the end), an estimate of what it generated
+        and of its prompt, marked `estimated`, so leaving early does not make it free."""
+        if self.usage is None and self.cancelled and self.opened is not None:
+            self.usage = estimated_usage(self.opened.generation, self.generated)
+        return self.usage
 
     def fail(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
@@ -114,7 +129,7 @@ class ChatPipeline:
             if outcome.error is not None:
                 self.router.failed(ctx, opened.endpoint, opened.started, outcome.error)
             elif outcome.cancelled:
-                self.router.cancelled(ctx, opened, outcome.usage)
+                self.router.cancelled(ctx, opened, outcome.billed())
             else:
                 self.router.succeeded(ctx, opened, outcome.usage)
         record = usage_record(ctx, outcome)

@@ -50,7 +50,7 @@ async def test_a_row_the_database_refuses_costs_only_itself(
     usage: UsageStore, database: Database
 ) -> None:
     """A row no bounding can save (here NULL in a NOT NULL column) is lost alone."""
-    broken = replace(record(), model_requested=None)
+    broken = replace(record(), model_requested=None)  # type: ignore[arg-type]
     rows = [record(request_id=f"req_{i}") for i in range(40)]
     for r in [*rows[:10], broken, *rows[10:]]:
         await usage.record(r)
