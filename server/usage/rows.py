@@ -48,26 +48,37 @@ _TEXT = {
 _INTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "http_status", "template_version")
 _FLOATS = ("created", "cost_usd", "latency_ms", "ttft_ms")
 _INT_MAX = 2**31 - 1  # PostgreSQL INTEGER
+# Positions in a row, so `row` works on one list rather than a dict per record.
+_TEXT_AT = tuple((FIELDS.index(name), limit) for name, limit in _TEXT.items())
+_INTS_AT = tuple(map(FIELDS.index, _INTS))
+_FLOATS_AT = tuple(map(FIELDS.index, _FLOATS))
+_BOOLS_AT = tuple(map(FIELDS.index, _BOOLS))
+_ATTEMPTS, _MEMORY_IDS = FIELDS.index("attempts"), FIELDS.index("memory_ids")
 
 
 def row(r: UsageRecord, uid: str | None) -> list[Any]:
     """`r`'s values in FIELDS order, bounded, then `uid` (which makes a replay idempotent)."""
-    values = dict(zip(FIELDS, _VALUES(r), strict=False))  # the getter gives one per field
-    for name, limit in _TEXT.items():
-        values[name] = text(values[name], limit)
-    for name in _INTS:
-        if values[name] is not None:
-            values[name] = min(max(int(values[name]), 0), _INT_MAX)
-    for name in _FLOATS:
-        if values[name] is not None:
-            number = float(values[name])
-            values[name] = number if math.isfinite(number) else 0.0
+    values = [*_VALUES(r), uid]
+    for i, limit in _TEXT_AT:
+        value = values[i]
+        # the usual value (short, plain, without NUL) passes with three cheap checks
+        if value is not None and (len(value) > limit or not value.isascii() or "\x00" in value):
+            values[i] = text(value, limit)
+    for i in _INTS_AT:
+        value = values[i]
+        if value is not None and not 0 <= value <= _INT_MAX:
+            values[i] = min(max(int(value), 0), _INT_MAX)
+    for i in _FLOATS_AT:
+        value = values[i]
+        if value is not None:
+            value = float(value)
+            values[i] = value if math.isfinite(value) else 0.0
     # orjson writes dataclasses itself; json.dumps of `asdict`s cost more than the rest of the row
-    values["attempts"] = orjson.dumps(r.attempts).decode()
-    values["memory_ids"] = orjson.dumps(r.memory_ids).decode()
-    for name in _BOOLS:
-        values[name] = int(values[name])
-    return [*values.values(), uid]  # in FIELDS order still: only existing keys were replaced
+    values[_ATTEMPTS] = orjson.dumps(r.attempts).decode()
+    values[_MEMORY_IDS] = orjson.dumps(r.memory_ids).decode()
+    for i in _BOOLS_AT:
+        values[i] = int(values[i])
+    return values
 
 
 def text(value: str | None, limit: int) -> str | None:
