@@ -73,10 +73,10 @@ class Journal:
 
     def append(self, line: bytes) -> bool:
         """Add one row (a JSON line without its newline); False when the backlog is full."""
-        segment = self._open
-        if self._parked + segment.size > self._max_bytes:
+        segment, line = self._open, line + b"\n"
+        if self._parked + segment.size + len(line) > self._max_bytes:
             return False
-        segment.size += os.write(segment.fd, line + b"\n")
+        segment.size += os.write(segment.fd, line)
         return True
 
     def seal(self) -> Segment | None:
