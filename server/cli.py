@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(uvloop.run(_offline(namespace)))
     args = vars(namespace)
     command = args.pop("command")
-    config = load(args)
+    try:
+        config = load(args)
+    except ValueError as e:  # a bad option or config file: its message says what, no traceback
+        raise SystemExit(f"tokenwire: {e}") from None
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
