@@ -3,7 +3,9 @@
 The check and the charge are not one transaction: requests already running
 when the budget runs out still finish and are charged, so spend can pass the
 budget by what those cost. The ledger's charge is one atomic `UPDATE`, so no
-charge from any replica is lost.
+charge from any replica is lost. A charge the database cannot take (it is
+away) is owed: added to the key's next charge and counted by the budget check
+meanwhile; only a process that dies owing it loses it.
 """
 
 from __future__ import annotations
@@ -41,24 +43,28 @@ class Ledger(Protocol):
 class BudgetStage:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
+        self._owed: dict[str, float] = {}  # key id -> USD of its charges the ledger missed
 
     async def before(self, ctx: RequestContext) -> None:
         key_id = ctx.principal.key_id
         budget = await self._ledger.budget(key_id) if key_id else None
-        if budget is None or budget.limit_usd is None:
+        if key_id is None or budget is None or budget.limit_usd is None:
             return
-        remaining = budget.remaining_usd or 0.0
-        ctx.headers["x-tokenwire-budget-remaining-usd"] = f"{remaining:.6f}"
-        if budget.spent_usd >= budget.limit_usd:
+        limit, spent = budget.limit_usd, budget.spent_usd + self._owed.get(key_id, 0.0)
+        ctx.headers["x-tokenwire-budget-remaining-usd"] = f"{max(0.0, limit - spent):.6f}"
+        if spent >= limit:
             raise PaymentRequired(
-                f"This API key has spent its budget of ${budget.limit_usd:.2f}.",
+                f"This API key has spent its budget of ${limit:.2f}.",
                 code="budget_exceeded",
             )
 
     async def after(self, ctx: RequestContext, record: UsageRecord) -> None:
-        if record.key_id is None or record.cost_usd <= 0:
+        key_id = record.key_id
+        if key_id is None or (record.cost_usd <= 0 and key_id not in self._owed):
             return
+        usd = record.cost_usd + self._owed.pop(key_id, 0.0)
         try:
-            await self._ledger.charge(record.key_id, record.cost_usd)
+            await self._ledger.charge(key_id, usd)
         except Exception:
-            log.exception("could not charge %s for %s", record.key_id, record.request_id)
+            self._owed[key_id] = self._owed.get(key_id, 0.0) + usd  # others may owe too
+            log.exception("could not charge %s for %s (owed)", key_id, record.request_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.context import Principal
-from server.errors import InvalidRequest, PaymentRequired
+from server.errors import InvalidRequest, PaymentRequired, StorageUnavailable
 from server.keys.ledger import KeyLedger
 from server.keys.records import KeySpec
 from server.keys.store import KeyStore
@@ -57,6 +57,35 @@ class BrokenLedger:
 
 async def test_a_failed_charge_never_raises_after_the_call() -> None:
     await BudgetStage(BrokenLedger()).after(context(), record(key_id="key_x", cost_usd=1.0))
+
+
+class AwayLedger:
+    """A ledger whose database is away until `back`; it keeps what it was charged."""
+
+    def __init__(self) -> None:
+        self.back = False
+        self.charged = 0.0
+
+    async def budget(self, key_id: str) -> Budget | None:
+        return Budget(3.0, self.charged)
+
+    async def charge(self, key_id: str, usd: float) -> None:
+        if not self.back:
+            raise StorageUnavailable("The database is unavailable")
+        self.charged += usd
+
+
+async def test_charges_the_database_missed_are_owed_and_counted() -> None:
+    ledger = AwayLedger()
+    stage = BudgetStage(ledger)
+    key = Principal(key_id="key_x")
+    for _ in range(3):  # answered while the database was away
+        await stage.after(context(), record(key_id="key_x", cost_usd=1.0))
+    with pytest.raises(PaymentRequired):  # what is owed counts against the budget
+        await stage.before(context(principal=key))
+    ledger.back = True
+    await stage.after(context(), record(key_id="key_x", cost_usd=0.5))
+    assert ledger.charged == pytest.approx(3.5)  # nothing lost, nothing twice
 
 
 @pytest.mark.parametrize(
