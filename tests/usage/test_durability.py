@@ -45,7 +45,8 @@ async def count_records(url: str) -> int:
 
 
 async def answer_all(http_port: int, streamed: bool) -> list[int]:
-    """REQUESTS requests, 16 at a time; each answer read to its last byte."""
+    """REQUESTS requests, 16 at a time, then one alone (the last, killed right after its
+    answer); each answer read to its last byte."""
     url = f"http://127.0.0.1:{http_port}/v1/chat/completions"
     limit = asyncio.Semaphore(16)
 
@@ -56,7 +57,8 @@ async def answer_all(http_port: int, streamed: bool) -> list[int]:
             return response.status_code
 
     async with httpx.AsyncClient(timeout=30) as http:
-        return await asyncio.gather(*(one(http) for _ in range(REQUESTS)))
+        statuses = await asyncio.gather(*(one(http) for _ in range(REQUESTS - 1)))
+        return [*statuses, await one(http)]
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["unary", "streamed"])
