@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import socket
+from pathlib import Path
+
 import pytest
 
-from server.storage.database import Database
+from server.errors import StorageUnavailable
+from server.storage.database import Database, open_database
 from server.storage.migrations import Migration, migrate
 
 NOTES = (
@@ -46,3 +50,17 @@ async def test_transaction_rolls_back_on_error(database: Database) -> None:
     async with database.transaction() as tx:
         await tx.execute("INSERT INTO notes (id, body) VALUES (?, ?)", "d", "kept")
     assert await database.fetchrow("SELECT id FROM notes WHERE id = ?", "d") == {"id": "d"}
+
+
+async def test_a_sqlite_file_that_cannot_be_opened_is_storage_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(StorageUnavailable) as caught:
+        await open_database(f"sqlite://{tmp_path}")  # a directory, not a database file
+    assert caught.value.http_status == 503 and caught.value.code == "storage_unavailable"
+
+
+async def test_a_postgres_server_that_is_not_there_is_storage_unavailable() -> None:
+    with socket.socket() as closed:  # a port nothing listens on: bound, never listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with pytest.raises(StorageUnavailable):
+            await open_database(f"postgresql://postgres@127.0.0.1:{port}/test")
