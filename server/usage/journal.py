@@ -48,7 +48,15 @@ def open_journal(data_dir: str, database: str) -> Journal | None:
     if database.endswith(":memory:"):
         return None
     digest = hashlib.sha256(database.encode()).hexdigest()[:16]
-    return Journal(Path(data_dir).expanduser() / "usage-journal" / digest)
+    directory = Path(data_dir).expanduser() / "usage-journal" / digest
+    try:
+        return Journal(directory)
+    except OSError as e:
+        raise OSError(
+            e.errno,
+            f"cannot keep the usage journal in {directory} ({e.strerror}): "
+            "set --data-dir to a writable local directory",
+        ) from None
 
 
 @dataclass(slots=True)
