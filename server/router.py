@@ -100,17 +100,24 @@ class Router:
     async def open(self, ctx: RequestContext, plan: list[Endpoint]) -> Opened:
         """Try the candidates until one produces its first event."""
         errors: list[TokenwireError] = []
+        # converted once for every candidate (only the model differs), off the loop if large
+        model = plan[0].upstream_model if plan else ""
+        converted = await convert.converted(ctx.request, model, ctx.streamed)
         for endpoint in plan:
-            opened = await self._try_endpoint(ctx, endpoint, errors)
+            opened = await self._try_endpoint(ctx, endpoint, converted, errors)
             if opened is not None:
                 return opened
         raise exhausted(errors)
 
     async def _try_endpoint(
-        self, ctx: RequestContext, e: Endpoint, errors: list[TokenwireError]
+        self,
+        ctx: RequestContext,
+        e: Endpoint,
+        converted: GenerationRequest,
+        errors: list[TokenwireError],
     ) -> Opened | None:
         dropped = parameters.missing(ctx.request, e.provider.supported)
-        generation = self.generation(ctx, e, dropped)
+        generation = await self.generation(ctx, e, dropped, converted)
         for attempt in range(1 + self.policy.retries):
             if not self.breakers[e.name].allow(ctx.principal.organization_id):
                 errors.append(ProviderError(f"Provider '{e.name}' is cooling down after failures."))
@@ -125,15 +132,25 @@ class Router:
                 await asyncio.sleep(delay)  # backoff before retrying the same endpoint
         return None
 
-    def generation(
-        self, ctx: RequestContext, e: Endpoint, dropped: tuple[str, ...]
+    async def generation(
+        self,
+        ctx: RequestContext,
+        e: Endpoint,
+        dropped: tuple[str, ...],
+        converted: GenerationRequest,
     ) -> GenerationRequest:
-        request = convert.without(
-            convert.generation_request(ctx.request, e.upstream_model, ctx.streamed), dropped
-        )
+        """What `e` is asked: the request `converted` for its model, parameters and context."""
+        if converted.model != e.upstream_model:
+            converted = replace(converted, model=e.upstream_model)
+        request = convert.without(converted, dropped)
         if e.context_length and "middle-out" in ctx.request.transforms:
             budget = e.context_length - (request.max_tokens or 0)
-            request = replace(request, messages=transforms.middle_out(request.messages, budget))
+            messages = request.messages
+            if len(messages) > convert.OFFLOAD_MESSAGES:  # as slow as converting them
+                messages = await asyncio.to_thread(transforms.middle_out, messages, budget)
+            else:
+                messages = transforms.middle_out(messages, budget)
+            request = replace(request, messages=messages)
         return request
 
     async def _first(
