@@ -18,7 +18,7 @@ import orjson
 from google.protobuf.message import Message
 
 from gateway.errors import GatewayError
-from gateway.http import RawHeaders, Receive, Send, send_json
+from gateway.http import RawHeaders, Receive, Send, send_json, wait_disconnect
 from gateway.invoker import RpcFailure
 
 DONE = b"data: [DONE]\n\n"
@@ -62,7 +62,7 @@ class SseResponse:
     async def __call__(self, send: Send, receive: Receive) -> None:
         """Stream until the end, an error, or the client's disconnect."""
         pump = asyncio.create_task(self._pump(send))
-        watch = asyncio.create_task(_disconnected(receive))
+        watch = asyncio.create_task(wait_disconnect(receive))
         try:
             await _either(pump, watch)
         except asyncio.CancelledError:
@@ -164,8 +164,3 @@ async def _either(a: asyncio.Task[None], b: asyncio.Task[None]) -> None:
     finally:
         a.remove_done_callback(done)
         b.remove_done_callback(done)
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
