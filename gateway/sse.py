@@ -65,10 +65,11 @@ class SseResponse:
         watch = asyncio.create_task(wait_disconnect(receive))
         try:
             await _either(pump, watch)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as stop:
             # Only the server cancels a response: its stop's grace period ran out. The
-            # client hears why the stream ends, rather than seeing it just stop.
-            pump.cancel()
+            # client hears why the stream ends, rather than seeing it just stop; the call
+            # hears the server's reason too.
+            pump.cancel(*stop.args)
             await self._cut_off(send)
             asyncio.current_task().uncancel()  # type: ignore[union-attr]  # answered: done
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import sys
 import time
@@ -78,8 +79,7 @@ class Service:
     async def stop(self) -> None:
         if self.health is not None:
             await self.health.enter_graceful_shutdown()
-        self.http.should_exit = True
-        stops = [self.http_task]
+        stops = [asyncio.ensure_future(self._stop_http())]
         if self.grpc_server is not None:
             stops.append(asyncio.ensure_future(self._stop_grpc(self.grpc_server)))
         await asyncio.gather(*stops, return_exceptions=True)
@@ -87,6 +87,18 @@ class Service:
             await p.aclose()
         for close in self.closers:
             await close()  # the database last: in-flight calls have written their usage
+
+    async def _stop_http(self) -> None:
+        """Requests get `grace` seconds to finish, as gRPC calls do (uvicorn's own limit is
+        whole seconds and starts later); those still running are then cancelled, saying why,
+        and each answers with the shutdown error."""
+        self.http.should_exit = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.http_task), self.grace)
+            return
+        for task in self.http.server_state.tasks:
+            task.cancel(boundary.SHUTTING_DOWN)
+        await self.http_task
 
     async def _stop_grpc(self, server: grpc.aio.Server) -> None:
         """Calls get `grace` seconds to finish; those still running then end with UNAVAILABLE
@@ -256,7 +268,8 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
             lifespan="off",
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=int(config.grace) or 1,
+            # a backstop: `Service.stop` cuts requests off at the grace period itself
+            timeout_graceful_shutdown=math.ceil(config.grace + CUT_OFF),
         )
     )
     task = asyncio.ensure_future(http.serve(sockets=[sock]))

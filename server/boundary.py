@@ -50,7 +50,7 @@ class Calls:
         """End every call now: each answers UNAVAILABLE (see `_ending`)."""
         self.expired = True
         for task in self._tasks:
-            task.cancel()
+            task.cancel(SHUTTING_DOWN)  # the pipeline records it as such, not as the client's
 
     def _enter(self) -> asyncio.Task[Any]:
         task = asyncio.current_task()

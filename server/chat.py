@@ -20,8 +20,9 @@ from typing import Any, NoReturn
 import grpc
 
 from server import assemble, parameters
+from server.boundary import SHUTTING_DOWN
 from server.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
-from server.errors import TokenwireError
+from server.errors import ShuttingDown, TokenwireError
 from server.providers import base
 from server.providers.http_upstream import estimated_usage
 from server.router import Opened, Router
@@ -64,6 +65,8 @@ class Outcome:
     def fail(self, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             self.cancelled = True
+            if exc.args[:1] == (SHUTTING_DOWN,):  # the server's stop cut it off, not the client
+                self.error = ShuttingDown(SHUTTING_DOWN)
         elif isinstance(exc, TokenwireError):
             self.error = exc
         else:
@@ -126,10 +129,10 @@ class ChatPipeline:
         its charges (the usage store writes in the background: see `UsageStore`)."""
         opened = outcome.opened
         if opened is not None:
-            if outcome.error is not None:
-                self.router.failed(ctx, opened.endpoint, opened.started, outcome.error)
-            elif outcome.cancelled:
+            if outcome.cancelled:  # billed for what it generated, whoever cut it off
                 self.router.cancelled(ctx, opened, outcome.billed())
+            elif outcome.error is not None:
+                self.router.failed(ctx, opened.endpoint, opened.started, outcome.error)
             else:
                 self.router.succeeded(ctx, opened, outcome.usage)
         record = usage_record(ctx, outcome)
@@ -202,8 +205,8 @@ def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
         cost_usd=endpoint.cost(usage.prompt_tokens, usage.completion_tokens) if endpoint else 0.0,
         latency_ms=(now - ctx.started) * 1000,
         ttft_ms=(outcome.first_at - ctx.started) * 1000 if outcome.first_at else None,
-        status="cancelled" if outcome.cancelled else (error.code or error.type) if error else "ok",
-        http_status=499 if outcome.cancelled else error.http_status if error else 200,
+        status=(error.code or error.type) if error else "cancelled" if outcome.cancelled else "ok",
+        http_status=error.http_status if error else 499 if outcome.cancelled else 200,
         streamed=ctx.streamed,
         cancelled=outcome.cancelled,
         template=ctx.template,
