@@ -1,5 +1,5 @@
-"""A stop's grace period, over REST and gRPC alike: streams still running when it ends are
-cut off then (a fractional --grace included), and recorded as 503 server_shutting_down."""
+"""A stop's grace period, over REST and gRPC alike: calls still running when it ends are cut
+off then (a fractional --grace included), and recorded as 503 server_shutting_down."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ async def until_unavailable(chunks: AsyncIterator[chat_pb2.StreamChatCompletionR
     return time.monotonic()
 
 
-async def test_streams_past_a_fractional_grace_end_together_as_503s() -> None:
+async def test_calls_past_a_fractional_grace_end_together_as_503s() -> None:
     provider = FakeProvider(FakeConfig(gate=asyncio.Event()))  # one event, then held
     usage = MemorySink()
     config = Config(
@@ -58,17 +58,31 @@ async def test_streams_past_a_fractional_grace_end_together_as_503s() -> None:
                 )
             )
             await anext(chunks)
+            whole = {**BODY, "stream": False}
+            unary_rest = asyncio.ensure_future(http.post("/v1/chat/completions", json=whole))
+            unary_rpc = asyncio.ensure_future(
+                chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(request)
+            )
+            for _ in range(1000):  # bounded: until the provider holds all four
+                if len(provider.config.seen) == 4:
+                    break
+                await asyncio.sleep(0.005)
             stopped = time.monotonic()
             stop = asyncio.ensure_future(service.stop())
             rest, rpc = await asyncio.wait_for(
                 asyncio.gather(until_cut_off(lines), until_unavailable(chunks)), timeout=20
             )
             await asyncio.wait_for(stop, timeout=20)
+            answer = await unary_rest
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await unary_rpc
     finally:
         if not service.http_task.done():
             await service.stop()
     assert rest - stopped >= GRACE and rpc - stopped >= GRACE
     assert abs(rest - rpc) < 0.5, (rest - stopped, rpc - stopped)
-    shut = [("server_shutting_down", 503)] * 2
+    assert answer.status_code == 503 and answer.json()["error"]["code"] == "server_shutting_down"
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    shut = [("server_shutting_down", 503)] * 4
     assert [(r.status, r.http_status) for r in usage.records] == shut
     assert all(r.estimated and r.completion_tokens for r in usage.records)  # billed as sent

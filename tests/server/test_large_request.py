@@ -21,8 +21,7 @@ from server import app, convert, transforms
 from server.providers.fake import FakeProvider
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
-# Over the server's bound on messages; long enough that middle-out drops half of them (it is
-# quadratic in the messages it drops, so no more).
+# Over the server's bound on messages; long enough that middle-out drops half of them.
 MESSAGES = convert.OFFLOAD_MESSAGES + 64
 TEXT = "a" * 200
 HOLD_SECONDS = 10  # how long a held conversion waits for the small request at most
