@@ -362,7 +362,9 @@ async def test_retry_backs_off_then_serves(start_service: StartService) -> None:
 async def test_circuit_breaker_opens_skips_and_probes(start_service: StartService) -> None:
     async with serving(openai_error(503, "down"), OK) as (a, b):
         # The cooldown must outlast three requests on a loaded machine (0.2 s did not).
-        service = await chain(start_service, a.url, b.url, breaker_min_requests=2, breaker_cooldown=1.0)
+        service = await chain(
+            start_service, a.url, b.url, breaker_min_requests=2, breaker_cooldown=1.0
+        )
         assert service.router is not None
         breaker = service.router.breakers["p0"]
         for _ in range(3):
