@@ -19,6 +19,7 @@ from server import app
 from server.config import Config
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
+from tests.routing.test_fallback import eventually
 from tests.routing.upstream_server import Reply, Upstream, openai_text
 from tests.serving import run_to_exit, serving
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
@@ -140,8 +141,10 @@ async def _data_lines(lines: AsyncIterator[str]) -> list[str]:
     return [line async for line in lines if line.startswith("data:")]
 
 
-async def test_a_stream_with_no_output_when_the_grace_period_ends_is_a_503() -> None:
-    """Cut off before its first event, a stream has sent nothing yet: a whole JSON 503."""
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "unary"])
+async def test_a_call_with_no_output_when_the_grace_period_ends_is_a_json_503(stream: bool) -> None:
+    """Cut off before its first byte, a call has sent nothing yet: a whole OpenAI-shaped 503
+    (uvicorn's own answer would be a plain-text 500)."""
     provider = FakeProvider(FakeConfig(gate=asyncio.Event(), gate_at=0))
     config = Config(
         host="127.0.0.1", http_port=0, grpc_port=0, grace=0.3, database_url="sqlite://:memory:"
@@ -149,15 +152,14 @@ async def test_a_stream_with_no_output_when_the_grace_period_ends_is_a_503() -> 
     service = await app.start(config, [provider])
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}") as http:
-            answer = asyncio.ensure_future(http.post("/v1/chat/completions", json=BODY))
-            for _ in range(1000):  # bounded: until the provider holds the request
-                if provider.config.seen:
-                    break
-                await asyncio.sleep(0.001)
+            body = {**BODY, "stream": stream}
+            answer = asyncio.ensure_future(http.post("/v1/chat/completions", json=body))
+            await eventually(lambda: bool(provider.config.seen))
             await asyncio.wait_for(service.stop(), timeout=10)
             response = await asyncio.wait_for(answer, timeout=10)
     finally:
         if not service.http_task.done():
             await service.stop()
     assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
     assert response.json()["error"]["code"] == "server_shutting_down"

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import orjson
 import pytest
 
 from server import app, upstreams
 from server.config import Config
-from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
 from tests.routing.test_fallback import eventually, records
 from tests.routing.upstream_server import Reply, Upstream
@@ -65,27 +63,3 @@ async def test_a_client_that_leaves_cancels_its_unary_request(
 
 async def _recorded(service: app.Service) -> bool:
     return len(await records(service)) == 1
-
-
-async def test_a_call_still_running_when_the_grace_period_ends_is_a_json_503() -> None:
-    """uvicorn cancels what still runs when a stop's grace period ends: the client is told
-    why in an OpenAI-shaped 503 (uvicorn's own answer is a plain-text 500)."""
-    provider = FakeProvider(FakeConfig(gate=asyncio.Event(), gate_at=0))
-    config = Config(
-        host="127.0.0.1", http_port=0, grpc_port=0, grace=0.3, database_url="sqlite://:memory:"
-    )
-    service = await app.start(config, [provider])
-    try:
-        url = f"http://127.0.0.1:{service.http_port}/v1/chat/completions"
-        async with httpx.AsyncClient() as http:
-            body = {"messages": [{"role": "user", "content": "hi"}]}
-            answer = asyncio.ensure_future(http.post(url, json=body))
-            await eventually(lambda: bool(provider.config.seen))
-            await asyncio.wait_for(service.stop(), timeout=10)
-            response = await asyncio.wait_for(answer, timeout=10)
-    finally:
-        if not service.http_task.done():
-            await service.stop()
-    assert response.status_code == 503
-    assert response.headers["content-type"] == "application/json"
-    assert response.json()["error"]["code"] == "server_shutting_down"
