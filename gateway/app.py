@@ -97,6 +97,7 @@ class Gateway:
                 self.invoker.stream(route, request, metadata, reply),
                 lambda m: _render(route, m),
                 lambda: SSE_HEADERS + out + encode_headers(self._forwarded(reply.metadata)),
+                reply.initial,
                 self.config.keepalive_interval,
                 lambda failure: from_rpc(failure, self._forwarded(failure.metadata)),
             )

@@ -11,6 +11,7 @@ metadata, and both fill a `Reply` with the response metadata the server sent
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -37,9 +38,16 @@ class Reply:
     """Response metadata of one call: initial, then trailing, as the server sent it."""
 
     metadata: list[tuple[str, str]] = field(default_factory=list)
+    # Set once the server's initial metadata is in: a response may start (its status line
+    # carrying these headers) before the first message from then on, and not before.
+    initial: asyncio.Event = field(default_factory=asyncio.Event)
 
     def add(self, metadata: Any) -> None:
         self.metadata.extend(_text(metadata))
+
+    def add_initial(self, metadata: Any) -> None:
+        self.add(metadata)
+        self.initial.set()
 
 
 class RpcFailure(Exception):
@@ -69,7 +77,8 @@ class Invoker(Protocol):
     def stream(
         self, route: Route, request: Message, metadata: Metadata, reply: Reply
     ) -> AsyncIterator[Message]:
-        """Call a server-streaming RPC; `reply` is filled before the first message.
+        """Call a server-streaming RPC; `reply` gets the initial metadata (and its `initial`
+        is set) when the server sends it, at the latest before the first message.
 
         Closing the iterator cancels the call.
         """
@@ -128,7 +137,13 @@ class ChannelInvoker:
             request, metadata=metadata
         )
         try:
-            reply.add(await call.initial_metadata())
+            initial = await call.initial_metadata()
+            # A call already over sent only trailers (a refusal before any output): leaving
+            # `initial` unset keeps a keepalive from starting a 200 before that error is read.
+            if call.done():
+                reply.add(initial)
+            else:
+                reply.add_initial(initial)
             async for message in call:
                 yield message
         except grpc.aio.AioRpcError as e:
@@ -171,7 +186,7 @@ class LocalContext:
         return self._peer
 
     async def send_initial_metadata(self, metadata: Metadata) -> None:
-        self._reply.add(metadata)
+        self._reply.add_initial(metadata)
 
     def set_trailing_metadata(self, metadata: Metadata) -> None:
         self._trailing = tuple(metadata)
@@ -232,6 +247,13 @@ class LocalInvoker:
         handler = self._handler(route)
         messages = handler.unary_stream(request, LocalContext(metadata, self._peer, reply))
         try:
+            first = await anext(messages, None)
+            # As over gRPC, initial metadata precedes the first message even when the servicer
+            # sent none (set once here, not per message).
+            reply.initial.set()
+            if first is None:
+                return
+            yield first
             async for message in messages:
                 yield message
         finally:

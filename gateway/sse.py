@@ -2,7 +2,8 @@
 
 The HTTP status waits for the first message, so an error before any output is
 a real HTTP error. If the first message is slow, the 200 goes out with a
-`: keepalive` comment and more follow every interval. After the first byte an
+`: keepalive` comment once the response metadata is in (its headers ride on the
+status line) and more follow every interval. After the first byte an
 error is one `data: {"error": …}` event and the end. A client that leaves
 cancels the stream, which stops the provider.
 """
@@ -46,12 +47,16 @@ class SseResponse:
         messages: AsyncIterator[Message],
         render: Callable[[Message], Any],
         headers: Callable[[], RawHeaders],
+        metadata_in: asyncio.Event,
         keepalive: float,
         translate: Callable[[RpcFailure], GatewayError],
     ) -> None:
         self._messages = messages
         self._render = render
-        self._headers = headers  # called at the status line: response metadata is in by then
+        # Called at the status line, which waits for the response metadata: the first
+        # message, or `metadata_in` for a keepalive.
+        self._headers = headers
+        self._metadata_in = metadata_in
         self._keepalive = keepalive
         self._translate = translate
         self.started = False
@@ -110,6 +115,10 @@ class SseResponse:
         One timer per stream: waiting on each message with a timeout cost a task and a
         timer per message, more than the rest of the gateway's work on it.
         """
+        if not self.started:
+            # The first keepalive starts the response: not before the server's initial
+            # metadata (rate limits, memory ids) is in, or its headers would be lost.
+            await self._metadata_in.wait()
         loop = asyncio.get_running_loop()
         while True:
             quiet = loop.time() - self._sent_at

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -73,6 +73,10 @@ class Outcome:
             self.error = TokenwireError("internal error")
 
 
+# Told that the stages have run: only stages set response metadata, so it is complete.
+Prepared = Callable[[], Awaitable[None]]
+
+
 class ChatPipeline:
     def __init__(self, router: Router, usage: UsageSink, stages: Sequence[Stage] = ()) -> None:
         self.router = router
@@ -97,11 +101,17 @@ class ChatPipeline:
             await self._finish(ctx, outcome)
 
     async def stream(
-        self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
+        self,
+        request: chat_pb2.CreateChatCompletionRequest,
+        call: CallInfo,
+        prepared: Prepared | None = None,
     ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
+        """The chunks of one answer; `prepared` is awaited once the stages have run, when
+        the response metadata (`call.headers`) is complete, before routing and the first
+        token."""
         ctx, outcome = RequestContext(call, request, streamed=True), Outcome()
         try:
-            opened = await self._open(ctx, outcome)
+            opened = await self._open(ctx, outcome, prepared)
             writer = assemble.ChunkWriter(_header(ctx, opened))
             include_usage = request.stream_options.include_usage
             async for event in opened.events:
@@ -116,11 +126,15 @@ class ChatPipeline:
         finally:
             await self._finish(ctx, outcome)
 
-    async def _open(self, ctx: RequestContext, outcome: Outcome) -> Opened:
+    async def _open(
+        self, ctx: RequestContext, outcome: Outcome, prepared: Prepared | None = None
+    ) -> Opened:
         """Everything before the first event: stages, validation, routing."""
         parameters.check_implemented(ctx.request)
         for stage in self.stages:
             await stage.before(ctx)
+        if prepared is not None:
+            await prepared()
         outcome.opened = await self.router.open(ctx, self.router.plan(ctx))
         return outcome.opened
 
@@ -235,12 +249,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
         call = CallInfo.of(context)
-        first = True
+
+        async def prepared() -> None:
+            # Sent now, not with the first chunk: routing and the first token may take longer
+            # than the gateway's keepalive interval, and its status line waits for this. Sent
+            # even when empty, so the client knows the stages passed.
+            await context.send_initial_metadata(tuple(call.headers.items()))
+
         try:
-            async for chunk in self._pipeline.stream(request.request, call):
-                if first and call.headers:
-                    await context.send_initial_metadata(tuple(call.headers.items()))
-                first = False
+            async for chunk in self._pipeline.stream(request.request, call, prepared):
                 yield chat_pb2.StreamChatCompletionResponse(chunk=chunk)
         except Exception as e:
             await _failed(context, call, e)

@@ -262,6 +262,62 @@ async def test_keepalive_while_first_token_is_slow(start_service: StartService) 
     assert len(rest) == 6  # four words, the finish, [DONE]
 
 
+ADMIN = "admin-token-0123456789"
+
+
+@pytest.mark.parametrize("gateway", ["in-process", "standalone"])
+async def test_rate_limit_headers_arrive_while_the_first_token_is_slow(
+    start_service: StartService, gateway: str
+) -> None:
+    """The status line goes out with the first keepalive, before the first token, and still
+    carries the response metadata the stages set: the server sends it once they have run."""
+    gate = asyncio.Event()
+    fake = FakeProvider(FakeConfig(gate=gate, gate_at=0))
+    service = await start_service([fake], keepalive_interval=0.05, admin_token=ADMIN)
+    served = service
+    if gateway == "standalone":
+        target = f"127.0.0.1:{service.grpc_port}"
+        served = await app.start_gateway(
+            Config(host="127.0.0.1", http_port=0, grpc_target=target, keepalive_interval=0.05)
+        )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{served.http_port}") as http:
+            secret = await limited_key(http)
+            body = {"model": "fake-echo", "messages": USER, "stream": True}
+            headers = {"authorization": f"Bearer {secret}"}
+            async with http.stream(
+                "POST", "/v1/chat/completions", json=body, headers=headers
+            ) as response:
+                lines = response.aiter_lines()
+                for _ in range(3):  # the first token is still held back
+                    assert await asyncio.wait_for(anext(lines), timeout=5) == ": keepalive"
+                    assert await asyncio.wait_for(anext(lines), timeout=5) == ""
+                gate.set()
+                rest = [line async for line in lines if line.startswith("data:")]
+    finally:
+        if served is not service:
+            await served.stop()
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-limit-requests"] == "5"
+    assert response.headers["x-ratelimit-remaining-requests"] == "4"
+    assert rest[-1] == "data: [DONE]"
+
+
+async def limited_key(http: httpx.AsyncClient) -> str:
+    """A new key limited to 5 requests an hour, so its calls get x-ratelimit-* headers."""
+    body = {
+        "organization_id": "acme",
+        "create_organization": True,
+        "rate_limit": {"requests": 5, "window_seconds": 3600},
+    }
+    created = await http.post(
+        "/v1/admin/keys", json=body, headers={"authorization": f"Bearer {ADMIN}"}
+    )
+    assert created.status_code == 200, created.text
+    secret: str = created.json()["secret"]
+    return secret
+
+
 async def test_openapi_document_is_served(service: app.Service) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{service.http_port}") as http:
         doc = (await http.get("/openapi.json")).json()

@@ -7,12 +7,14 @@ from collections.abc import AsyncIterator
 
 import grpc
 import orjson
+import pytest
 from google.protobuf.message import Message
 
 from gateway.errors import GatewayError
 from gateway.http import ASGIMessage
 from gateway.invoker import RpcFailure
 from gateway.sse import DONE, KEEPALIVE, SseResponse
+from tests.routing.test_fallback import eventually
 from tokenwire.chat.v1 import chat_pb2
 
 
@@ -46,11 +48,17 @@ def render(message: Message) -> object:
     return {"id": message.id}
 
 
-def response(messages: AsyncIterator[Message], keepalive: float) -> SseResponse:
+def response(
+    messages: AsyncIterator[Message], keepalive: float, metadata_in: asyncio.Event | None = None
+) -> SseResponse:
+    if metadata_in is None:
+        metadata_in = asyncio.Event()
+        metadata_in.set()
     return SseResponse(
         messages,
         render,
         lambda: [],
+        metadata_in,
         keepalive,
         lambda failure: GatewayError(500, failure.message),
     )
@@ -84,6 +92,42 @@ async def test_a_quiet_stretch_after_the_first_event_gets_keepalives() -> None:
     assert bodies[0] == b'data: {"id":"a"}\n\n'
     assert set(bodies[1:-3]) == {KEEPALIVE}
     assert bodies[-3:] == [b'data: {"id":"b"}\n\n', DONE, b""]
+
+
+async def quiet_for(intervals: int, keepalive: float) -> None:
+    """Until `intervals` keepalive intervals have passed (bounded polling of the loop clock)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await eventually(lambda: loop.time() - start >= intervals * keepalive)
+
+
+async def test_a_slow_first_event_gets_keepalives_only_once_the_metadata_is_in() -> None:
+    client, metadata_in = Client(), asyncio.Event()
+
+    async def messages() -> AsyncIterator[Message]:
+        await quiet_for(3, 0.01)
+        assert client.sent == []  # the status line would carry no response metadata yet
+        metadata_in.set()
+        await client.beat.wait()
+        yield chunk("a")
+
+    await run(response(messages(), 0.01, metadata_in), client)
+    assert client.sent[0]["type"] == "http.response.start"
+    assert client.bodies()[0] == KEEPALIVE
+    assert client.bodies()[-3:] == [b'data: {"id":"a"}\n\n', DONE, b""]
+
+
+async def test_an_error_before_the_metadata_is_a_real_error_however_slow() -> None:
+    async def messages() -> AsyncIterator[Message]:
+        await quiet_for(3, 0.01)
+        raise RpcFailure(grpc.StatusCode.RESOURCE_EXHAUSTED, "slow down")
+        yield chunk("never")
+
+    client = Client()
+    with pytest.raises(GatewayError) as caught:
+        await run(response(messages(), 0.01, asyncio.Event()), client)
+    assert caught.value.message == "slow down"
+    assert client.sent == []  # the app answers with the error's own status
 
 
 async def test_an_error_after_the_first_event_is_an_error_event() -> None:
