@@ -136,7 +136,7 @@ class Gateway:
         """The route the request takes and the RPC request built from its body, path and query."""
         if match.routes[0].body:
             require_json(headers.get("content-type"))
-        raw = await read_body(scope, receive, self.config.max_body_bytes)
+        raw = await read_body(scope, receive, self.config.max_body_bytes, self.config.body_timeout)
         query = _query(scope)
         config = self.config
         if len(raw) < config.offload_body_bytes and raw.count(b"{") < config.offload_objects:

@@ -16,6 +16,8 @@ class GatewayConfig:
     # costs a few µs to transcode; handing a body to a thread costs ~150 µs).
     offload_body_bytes: int = 1024 * 1024
     offload_objects: int = 512
+    # Seconds a body may keep arriving after its first part; then 408.
+    body_timeout: float = 30.0
     # Deadline, size and header count of a request head (408, 431).
     head: HeadLimits = field(default_factory=HeadLimits)
     # Seconds between `: keepalive` comments while a stream has nothing to send.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -26,24 +27,50 @@ def header_map(scope: Scope, names: frozenset[bytes]) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in names}
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing more than `limit` bytes with 413."""
+async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole request body, refusing more than `limit` bytes (413) and a body still
+    arriving `timeout` seconds after its first part (408: a slow-body slowloris).
+
+    Most bodies come with their head, in the first message: those pay no timer.
+    """
     declared = _content_length(scope)
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
+    body = _Body(limit)
+    if body.take(await receive()):
+        return body.whole()
+    try:
+        async with asyncio.timeout(timeout):
+            while not body.take(await receive()):
+                pass
+    except TimeoutError:
+        message = f"The request body was not received within {timeout:g} seconds."
+        close = {"Connection": "close"}  # what is still coming of it is no request
+        raise GatewayError(408, message, code="request_timeout", headers=close) from None
+    return body.whole()
+
+
+class _Body:
+    """A request body as it arrives, bounded."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def take(self, message: ASGIMessage) -> bool:
+        """Add one ASGI message's part; True when the body is complete."""
         if message["type"] == "http.disconnect":
             raise ConnectionAbortedError("client disconnected while sending the body")
         chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise _too_large(self._limit)
+        self._chunks.append(chunk)
+        return not message.get("more_body", False)
+
+    def whole(self) -> bytes:
+        return b"".join(self._chunks)
 
 
 async def wait_disconnect(receive: Receive) -> None:

@@ -252,6 +252,7 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
     head = HeadLimits(config.head_timeout, config.max_head_bytes, config.max_headers)
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes,
+        body_timeout=config.body_timeout,
         head=head,
         keepalive_interval=config.keepalive_interval,
     )

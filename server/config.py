@@ -50,6 +50,8 @@ class Config:
     # Largest request head in bytes, and most headers in one request; beyond either, 431.
     max_head_bytes: int = 64 * 1024
     max_headers: int = 100
+    # Seconds a request body may keep arriving after its first part; then 408.
+    body_timeout: float = 30.0
     # Gateway only: the gRPC server to call instead of serving in-process.
     grpc_target: str | None = None
     log_level: str = "info"

@@ -52,7 +52,9 @@ def assert_openai_error(answer: Answer, status: int) -> dict[str, Any]:
 
 @pytest.fixture
 async def service(start_service: StartService) -> app.Service:
-    return await start_service([FakeProvider()], head_timeout=HEAD_TIMEOUT)
+    return await start_service(
+        [FakeProvider()], head_timeout=HEAD_TIMEOUT, body_timeout=HEAD_TIMEOUT
+    )
 
 
 @pytest.fixture
@@ -84,6 +86,26 @@ async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
         await asyncio.sleep(0.05)
     error = assert_openai_error(await reply, 408)
     assert error["code"] == "request_timeout"
+    assert loop.time() - started < HEAD_TIMEOUT + SLACK
+
+
+async def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+) -> None:
+    """The head is whole and in time; its body then trickles in and never completes."""
+    reader, writer = connection
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    writer.write(CHAT + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    reply = asyncio.ensure_future(answer(reader))
+    for _ in range(int((HEAD_TIMEOUT + SLACK) / 0.05)):  # each byte in time; the body never
+        if reply.done():
+            break
+        writer.write(b" ")
+        await asyncio.sleep(0.05)
+    error = assert_openai_error(await reply, 408)
+    assert error["code"] == "request_timeout"
+    assert "body" in error["message"]
     assert loop.time() - started < HEAD_TIMEOUT + SLACK
 
 
