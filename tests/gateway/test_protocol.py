@@ -71,6 +71,16 @@ async def answer(reader: asyncio.StreamReader) -> Answer:
     return parse(await asyncio.wait_for(reader.read(), timeout=HEAD_TIMEOUT + SLACK))
 
 
+async def trickle(writer: asyncio.StreamWriter, reply: asyncio.Future[Answer], data: bytes) -> None:
+    """Send `data` a byte every 50 ms, each in time, until the answer comes or the deadline
+    and its slack have passed."""
+    for byte in data[: int((HEAD_TIMEOUT + SLACK) / 0.05)]:
+        if reply.done():
+            break
+        writer.write(bytes([byte]))
+        await asyncio.sleep(0.05)
+
+
 async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 ) -> None:
@@ -78,12 +88,7 @@ async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
     loop = asyncio.get_running_loop()
     started = loop.time()
     reply = asyncio.ensure_future(answer(reader))
-    trickle = (CHAT + b"x-slow: " + b"a" * 1000)[: int((HEAD_TIMEOUT + SLACK) / 0.05)]
-    for byte in trickle:  # each byte in time; the whole head never
-        if reply.done():
-            break
-        writer.write(bytes([byte]))
-        await asyncio.sleep(0.05)
+    await trickle(writer, reply, CHAT + b"x-slow: " + b"a" * 1000)  # the whole head never
     error = assert_openai_error(await reply, 408)
     assert error["code"] == "request_timeout"
     assert loop.time() - started < HEAD_TIMEOUT + SLACK
@@ -98,11 +103,7 @@ async def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
     started = loop.time()
     writer.write(CHAT + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
     reply = asyncio.ensure_future(answer(reader))
-    for _ in range(int((HEAD_TIMEOUT + SLACK) / 0.05)):  # each byte in time; the body never
-        if reply.done():
-            break
-        writer.write(b" ")
-        await asyncio.sleep(0.05)
+    await trickle(writer, reply, b" " * 1000)  # the body never completes
     error = assert_openai_error(await reply, 408)
     assert error["code"] == "request_timeout"
     assert "body" in error["message"]
