@@ -12,14 +12,14 @@ only that; parsing stays httptools':
 - the head's size (request line and headers) and its number of headers are
   bounded: 431. While a head is unfinished, the bytes that arrived since it
   began are counted, so a huge header is refused at most one socket read past
-  the limit; a head that came whole is measured once complete.
-
-The usual request, whose head arrives in one read, costs a few comparisons:
-no timer, no per-header callback.
+  the limit; a head that came whole is measured once complete;
 - every refusal is OpenAI-shaped JSON and ends the connection: the write side
   closes at once, and what the client still sends is read and dropped for a
   moment (`LINGER`) so that closing with unread bytes does not reset the
   connection and lose the answer before the client reads it.
+
+The usual request, whose head arrives in one read, costs a few comparisons:
+no timer, no per-header callback.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_timer()
         # A head that came in one read can be larger than the limit by up to that read.
         if len(self.headers) > self.limits.max_headers:
-            self._stop(431, f"A request may have at most {self.limits.max_headers} headers.")
+            self._stop(_too_large(f"A request may have at most {self.limits.max_headers} headers."))
         if self._received > self.limits.max_bytes and self._head_size() > self.limits.max_bytes:
             self._stop(self._head_too_large())
         self._in_head, self._received = False, 0
@@ -107,18 +107,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _head_size(self) -> int:
         return len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)  # ": ", CRLF
 
-    def _stop(self, refusal: GatewayError | int, message: str = "") -> NoReturn:
+    def _stop(self, refusal: GatewayError) -> NoReturn:
         """Stop the parser from a callback: `send_400_response` then answers `refusal`."""
-        if isinstance(refusal, int):
-            refusal = GatewayError(refusal, message, code="request_header_fields_too_large")
         self._refusal = refusal
         raise _Refused
 
     def _head_too_large(self) -> GatewayError:
-        return GatewayError(
-            431,
-            f"Request headers are larger than the limit of {self.limits.max_bytes} bytes.",
-            code="request_header_fields_too_large",
+        return _too_large(
+            f"Request headers are larger than the limit of {self.limits.max_bytes} bytes."
         )
 
     def _arm_head_timer(self) -> None:
@@ -160,6 +156,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.transport.write_eof()  # the client's EOF then closes it (`eof_received`)
         self._timer = self.loop.call_later(LINGER, self.transport.close)
+
+
+def _too_large(message: str) -> GatewayError:
+    return GatewayError(431, message, code="request_header_fields_too_large")
 
 
 def limited_protocol(limits: HeadLimits) -> type[LimitedHttpToolsProtocol]:
