@@ -194,8 +194,7 @@ class UsageWriter:
         """The database is back: rows added while it was away are in the open segment only."""
         assert self._journal is not None
         if (segment := self._journal.seal()) is not None:
-            self._journal.park(segment)
-            self._backlog.append(segment)
+            self._park(segment)  # this task replays it next: `_park` starts no other
 
 
 def _chunks(batch: list[list[Any]]) -> Iterator[list[list[Any]]]:
