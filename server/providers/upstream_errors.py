@@ -77,10 +77,11 @@ def error_for_status(
     """The typed error for an upstream answering `status` with `body`."""
     headers = headers or {}
     message = redact(config, _upstream_message(body)) or f"HTTP {status}"
-    error = _error_for(config, status, message, retry_after(headers))
+    delay = retry_after(headers)
+    error = _error_for(config, status, message, delay)
     if isinstance(error, UpstreamUnavailable) and _says_when(headers):
         # A 503 may say when to come back, as a 429 does: the client and the router hear it.
-        error.metadata["retry_after"] = str(max(1, math.ceil(retry_after(headers))))
+        error.metadata["retry_after"] = str(max(1, math.ceil(delay)))
     return error
 
 
