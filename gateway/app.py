@@ -15,10 +15,10 @@ from urllib.parse import parse_qsl
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
-from gateway import openapi, sse
+from gateway import openapi
 from gateway.config import GatewayConfig
 from gateway.disconnect import unless_disconnected
-from gateway.errors import GatewayError, from_rpc
+from gateway.errors import SHUTTING_DOWN, GatewayError, from_rpc
 from gateway.http import (
     Receive,
     Scope,
@@ -36,7 +36,6 @@ from gateway.sse import SSE_HEADERS, SseResponse
 from gateway.transcode import TranscodeError, merge_json, query_json, to_json
 
 log = logging.getLogger("tokenwire.gateway")
-SHUTTING_DOWN = GatewayError(503, sse.SHUTTING_DOWN, code="server_shutting_down")
 
 
 class Gateway:

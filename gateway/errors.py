@@ -76,6 +76,16 @@ def error_body(message: str, type_: str, param: str | None, code: str | None) ->
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
+# What a request the server's stop cut off answers, streamed or not (the server's own
+# `server.boundary.SHUTTING_DOWN` says the same over gRPC).
+SHUTTING_DOWN = GatewayError(
+    503,
+    "The server is shutting down and its grace period for requests in flight ran out; "
+    "retry the request.",
+    code="server_shutting_down",
+)
+
+
 def from_rpc(failure: RpcFailure, forwarded: dict[str, str] | None = None) -> GatewayError:
     """Translate an RPC failure into the HTTP error the client sees.
 

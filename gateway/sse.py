@@ -18,16 +18,12 @@ from typing import Any
 import orjson
 from google.protobuf.message import Message
 
-from gateway.errors import GatewayError
+from gateway.errors import SHUTTING_DOWN, GatewayError
 from gateway.http import RawHeaders, Receive, Send, send_json, wait_disconnect
 from gateway.invoker import RpcFailure
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keepalive\n\n"
-SHUTTING_DOWN = (
-    "The server is shutting down and its grace period for requests in flight ran out; "
-    "retry the request."
-)
 SSE_HEADERS: RawHeaders = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -141,15 +137,14 @@ class SseResponse:
 
     async def _cut_off(self, send: Send) -> None:
         """The shutdown error as the stream's last event (or the whole answer, if none began)."""
-        error = GatewayError(503, SHUTTING_DOWN, code="server_shutting_down")
         with contextlib.suppress(OSError):
             async with self._sending:
                 self.ended = True  # keepalives still pending send nothing after this
                 if not self.started:
                     self.started = True
-                    await send_json(send, error.status, error.body(), [])
+                    await send_json(send, SHUTTING_DOWN.status, SHUTTING_DOWN.body(), [])
                     return
-                body = event(error.body())
+                body = event(SHUTTING_DOWN.body())
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
