@@ -19,7 +19,7 @@ _PER_MESSAGE = 4  # role and separators
 
 
 def estimate_tokens(messages: Sequence[Message]) -> int:
-    return sum(_PER_MESSAGE + (len(m.text()) + 3) // 4 for m in messages)
+    return sum(map(_cost, messages))
 
 
 def check(transforms: Sequence[str]) -> None:
@@ -39,7 +39,7 @@ def middle_out(messages: Sequence[Message], budget: int) -> tuple[Message, ...]:
     head = [m for m in messages if m.role in ("system", "developer")]
     turns = [m for m in messages if m.role not in ("system", "developer")]
     costs = [_cost(m) for m in turns]
-    total = sum(map(_cost, head)) + sum(costs)
+    total = estimate_tokens(head) + sum(costs)
     if len(turns) <= 1 or total <= budget:
         return (*head, *turns)
     kept = _Kept(turns)
