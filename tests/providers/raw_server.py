@@ -3,13 +3,15 @@
 `serving(handle)` runs `handle(reader, writer)` for each connection, closes the
 writer after it, and on exit stops the server and cancels the handlers still
 running, so a test that leaves a connection hanging ends cleanly. `http_chunk`
-frames bytes as one chunk of a chunked body.
+frames bytes as one chunk of a chunked body; `refused_port` is where nothing
+listens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -47,3 +49,11 @@ async def serving(handle: Handle, tls: ssl.SSLContext | None = None) -> AsyncIte
 
 def http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def refused_port() -> int:
+    """A loopback port nothing listens on (the OS just handed it out and took it back)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port

@@ -34,7 +34,7 @@ from server.providers.base import Delta, Event, FinishReason, GenerationRequest,
 from server.providers.http_session import new_session
 from server.providers.openai_compat import OpenAICompatProvider
 from server.providers.upstream_config import UpstreamConfig
-from tests.providers.raw_server import http_chunk, serving
+from tests.providers.raw_server import http_chunk, refused_port, serving
 
 T = TypeVar("T")
 
@@ -232,13 +232,6 @@ async def failure(provider: OpenAICompatProvider, request: GenerationRequest = U
     with pytest.raises(TokenwireError) as info:
         await collect(provider, request)
     return info.value
-
-
-def refused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens on it any more
 
 
 # --- keep-alive and the request head -------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -56,7 +55,7 @@ from tests.providers.mock_upstream import (
     session_for,
     stream_response,
 )
-from tests.providers.raw_server import http_chunk, serving
+from tests.providers.raw_server import http_chunk, refused_port, serving
 
 KEY = "sk-test-SECRET-0123456789"
 BASE = "http://upstream.test/v1"
@@ -784,10 +783,7 @@ async def test_closing_the_stream_early_disconnects_the_upstream() -> None:
 
 
 async def test_connection_refused_is_upstream_unavailable() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    # Nothing listens on the port any more.
+    port = refused_port()
     provider = OpenAICompatProvider(make_config(base_url=f"http://127.0.0.1:{port}/v1"))
     error = await failure(provider)
     await provider.aclose()
