@@ -16,7 +16,7 @@ translates its driver's errors once, in its own module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Literal, Protocol
 
@@ -52,12 +52,16 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
-def refuse_nul(args: Sequence[Any]) -> None:
-    """`InvalidRequest` when a text argument holds NUL, which PostgreSQL's text cannot."""
+def refuse_nul(args: Iterable[Any], param: str | None = None) -> None:
+    """`InvalidRequest` when a text argument holds NUL, which PostgreSQL's text cannot;
+    `param` names the request field the text came from, when one did."""
     for arg in args:
         if arg.__class__ is str and "\x00" in arg:
+            what = f"'{param}'" if param else "Text"
             raise InvalidRequest(
-                "Text may not contain the NUL character (\\u0000).", code="invalid_text"
+                f"{what} may not contain the NUL character (\\u0000).",
+                param=param,
+                code="invalid_text",
             )
 
 

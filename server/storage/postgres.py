@@ -11,6 +11,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 import asyncpg
@@ -81,8 +82,7 @@ class PostgresDatabase:
             raise translated(e) from None
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            refuse_nul(row)
+        refuse_nul(chain.from_iterable(rows))
         try:
             await self._target.executemany(to_dollar(sql), rows)
         except Exception as e:

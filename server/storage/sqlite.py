@@ -12,6 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -79,8 +80,7 @@ class SqliteDatabase:
             raise translated(e) from None
 
     async def _executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        for row in rows:
-            refuse_nul(row)
+        refuse_nul(chain.from_iterable(rows))
         try:
             await self._conn.executemany(sql, rows)
         except Exception as e:

@@ -2,14 +2,15 @@
 
 `session_id` comes from the body or the `x-session-id` header (the body
 wins) and is at most 128 characters; `user` is at most 256. Anything longer,
-or holding NUL (which PostgreSQL cannot store), is a 400 naming the field,
-never a truncated record.
+or holding NUL (`refuse_nul`: PostgreSQL cannot store it), is a 400 naming
+the field, never a truncated record.
 """
 
 from __future__ import annotations
 
 from server.context import RequestContext, UsageRecord
 from server.errors import InvalidRequest
+from server.storage.database import refuse_nul
 
 MAX_SESSION_ID = 128
 MAX_USER = 256
@@ -32,12 +33,7 @@ def _check(value: str, param: str, limit: int) -> None:
             param=param,
             code="string_above_max_length",
         )
-    if "\x00" in value:
-        raise InvalidRequest(
-            f"'{param}' may not contain the NUL character (\\u0000).",
-            param=param,
-            code="invalid_text",
-        )
+    refuse_nul((value,), param)
 
 
 class TagStage:
