@@ -71,43 +71,40 @@ async def answer(reader: asyncio.StreamReader) -> Answer:
     return parse(await asyncio.wait_for(reader.read(), timeout=HEAD_TIMEOUT + SLACK))
 
 
-async def trickle(writer: asyncio.StreamWriter, reply: asyncio.Future[Answer], data: bytes) -> None:
-    """Send `data` a byte every 50 ms, each in time, until the answer comes or the deadline
-    and its slack have passed."""
-    for byte in data[: int((HEAD_TIMEOUT + SLACK) / 0.05)]:
+async def cut_off_while_trickling(
+    connection: tuple[asyncio.StreamReader, asyncio.StreamWriter], sent: bytes, trickled: bytes
+) -> dict[str, Any]:
+    """Send `sent` at once, then `trickled` a byte every 50 ms, each in time, until the answer
+    comes or the deadline and its slack have passed: the answer is a timely 408; its error."""
+    reader, writer = connection
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    writer.write(sent)
+    reply = asyncio.ensure_future(answer(reader))
+    for byte in trickled[: int((HEAD_TIMEOUT + SLACK) / 0.05)]:
         if reply.done():
             break
         writer.write(bytes([byte]))
         await asyncio.sleep(0.05)
+    error = assert_openai_error(await reply, 408)
+    assert error["code"] == "request_timeout"
+    assert loop.time() - started < HEAD_TIMEOUT + SLACK
+    return error
 
 
 async def test_a_head_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 ) -> None:
-    reader, writer = connection
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    reply = asyncio.ensure_future(answer(reader))
-    await trickle(writer, reply, CHAT + b"x-slow: " + b"a" * 1000)  # the whole head never
-    error = assert_openai_error(await reply, 408)
-    assert error["code"] == "request_timeout"
-    assert loop.time() - started < HEAD_TIMEOUT + SLACK
+    await cut_off_while_trickling(connection, b"", CHAT + b"x-slow: " + b"a" * 1000)
 
 
 async def test_a_body_sent_a_byte_at_a_time_is_cut_off_at_the_deadline(
     connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
 ) -> None:
     """The head is whole and in time; its body then trickles in and never completes."""
-    reader, writer = connection
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    writer.write(CHAT + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
-    reply = asyncio.ensure_future(answer(reader))
-    await trickle(writer, reply, b" " * 1000)  # the body never completes
-    error = assert_openai_error(await reply, 408)
-    assert error["code"] == "request_timeout"
+    head = CHAT + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    error = await cut_off_while_trickling(connection, head, b" " * 1000)
     assert "body" in error["message"]
-    assert loop.time() - started < HEAD_TIMEOUT + SLACK
 
 
 async def test_a_connection_that_sends_nothing_is_closed(
