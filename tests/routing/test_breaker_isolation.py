@@ -23,6 +23,7 @@ from server.errors import (
     UpstreamTimeout,
 )
 from tests.conftest import StartService
+from tests.limits.clock import Clock
 from tests.routing.test_fallback import chain
 from tests.routing.upstream_server import (
     Received,
@@ -120,14 +121,6 @@ async def test_a_provider_failing_every_organization_is_cut_off_for_everyone(
 
 
 # --- the rule, unit by unit ----------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def answered(status: int, kind: type[TokenwireError] = ProviderError, **kw: Any) -> TokenwireError:
