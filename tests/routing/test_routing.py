@@ -36,6 +36,7 @@ from server.providers.fake import ALL_PARAMETERS, FakeConfig, FakeProvider
 from server.providers.openai_compat import OpenAICompatProvider
 from server.router import RetryPolicy, Router, exhausted
 from server.stats import Stats
+from tests.limits.clock import Clock
 from tokenwire.chat.v1 import chat_pb2, message_pb2, routing_pb2
 
 Prefs = routing_pb2.ProviderPreferences
@@ -265,14 +266,6 @@ def test_unknown_transform_is_refused_by_position() -> None:
 
 
 # --- breakers and stats -------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 DOWN = ProviderError("cannot connect")  # no answer at all: the provider's failure
