@@ -81,10 +81,8 @@ def row(r: UsageRecord, uid: str | None) -> list[Any]:
     return values
 
 
-def text(value: str | None, limit: int) -> str | None:
+def text(value: str, limit: int) -> str:
     """`value` without NUL or lone surrogates, at most `limit` characters."""
-    if value is None:
-        return None
     if len(value) > limit:
         value = value[:limit]
     if "\x00" in value:
