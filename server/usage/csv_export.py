@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from server.context import UsageRecord
-from server.usage.store import FIELDS
+from server.usage.rows import FIELDS
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 

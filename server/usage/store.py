@@ -17,10 +17,8 @@ from server.context import UsageRecord
 from server.storage.database import Database, Row
 from server.usage.journal import Journal
 from server.usage.query import Dimension, UsageFilter, aggregate_sql
-from server.usage.rows import FIELDS, SELECT, record_of
+from server.usage.rows import SELECT, record_of
 from server.usage.writer import UsageWriter
-
-__all__ = ["FIELDS", "Bucket", "UsageStore"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ from dataclasses import replace
 from server.context import Attempt
 from server.usage.csv_export import to_csv
 from server.usage.query import Dimension, UsageFilter
-from server.usage.store import FIELDS, UsageStore
+from server.usage.rows import FIELDS
+from server.usage.store import UsageStore
 from tests.usage.factories import record
 
 FULL = record(
