@@ -10,7 +10,7 @@
     ├── NotFound                        404 NOT_FOUND
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
     ├── ShuttingDown                    503 UNAVAILABLE (grace period over)
-    ├── StorageUnavailable              503 UNAVAILABLE  (the database cannot be reached)
+    ├── StorageUnavailable              503 UNAVAILABLE (the database cannot be reached)
     └── ProviderError                   503 UNAVAILABLE
         ├── UpstreamUnavailable         503 UNAVAILABLE  (provably not processed: may be re-sent)
         ├── BadUpstream                 502 UNAVAILABLE (http_status in ErrorInfo)
@@ -18,8 +18,8 @@
 
 Every error knows its gRPC code, its HTTP status and its OpenAI error `type`;
 `server.status` turns one into a `google.rpc.Status` the gateway can read.
-Foreign errors (httpx, llama.cpp) are translated into these once, where they
-arise.
+Foreign errors (httpx, llama.cpp, sqlite3, asyncpg) are translated into these
+once, where they arise.
 """
 
 from __future__ import annotations
