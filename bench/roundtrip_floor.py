@@ -30,7 +30,7 @@ import roundtrip_load as load
 import uvicorn
 import uvloop
 
-from server.providers.http_session import new_session
+from server.providers.http.session import new_session
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
 Scope = MutableMapping[str, Any]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from server.context import Attempt, UsageRecord
+from server.pipeline.context import Attempt, UsageRecord
 from server.usage import rows
 from server.usage.journal import Journal
 

@@ -77,7 +77,7 @@ def error_body(message: str, type_: str, param: str | None, code: str | None) ->
 
 
 # What a request the server's stop cut off answers, streamed or not (the server's own
-# `server.boundary.SHUTTING_DOWN` says the same over gRPC).
+# `server.errors.SHUTTING_DOWN` says the same over gRPC).
 SHUTTING_DOWN = GatewayError(
     503,
     "The server is shutting down and its grace period for requests in flight ran out; "

@@ -1,9 +1,8 @@
 """How the gateway calls an RPC: over a gRPC channel, or in-process.
 
-`ChannelInvoker` speaks gRPC to a server anywhere (scale-out). `LocalInvoker`
-calls the servicers' handlers directly when gateway and server share a process,
-skipping serialization and the HTTP/2 hop (~0.6 ms), as grpc-gateway's
-`Register…HandlerServer` does. Both report failures as one `RpcFailure`
+`ChannelInvoker` speaks gRPC to a server anywhere (scale-out); `gateway.in_process`
+calls the servicers' handlers directly when gateway and server share a process.
+Both report failures as one `RpcFailure`
 carrying the gRPC code, the `google.rpc.Status` details and the trailing
 metadata, and both fill a `Reply` with the response metadata the server sent
 (rate-limit facts and the like, which become HTTP headers).
@@ -12,9 +11,9 @@ metadata, and both fill a `Reply` with the response metadata the server sent
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import message_factory
@@ -25,7 +24,6 @@ from gateway.routes import Route
 
 Metadata = tuple[tuple[str, str], ...]
 _DETAILS_KEY = "grpc-status-details-bin"
-Handler = Any  # grpc.RpcMethodHandler, whose behaviours are untyped callables
 
 
 def _text(metadata: Any) -> Metadata:
@@ -92,7 +90,7 @@ def _details(trailing: Any) -> status_pb2.Status | None:
     return None
 
 
-def _failure_from(code: grpc.StatusCode, message: str, trailing: Any) -> RpcFailure:
+def failure_from(code: grpc.StatusCode, message: str, trailing: Any) -> RpcFailure:
     return RpcFailure(code, message, _details(trailing), _text(trailing))
 
 
@@ -153,108 +151,4 @@ class ChannelInvoker:
 
 
 def _failure(e: grpc.aio.AioRpcError) -> RpcFailure:
-    return _failure_from(e.code(), e.details() or "", e.trailing_metadata())
-
-
-class _CapturingServer:
-    """Stands in for a grpc server to collect the handlers a servicer registers."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Handler] = {}
-
-    def add_generic_rpc_handlers(self, handlers: Sequence[Any]) -> None:
-        pass  # the registered handlers below carry the same methods
-
-    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
-        for name, handler in handlers.items():
-            self.handlers[f"/{service}/{name}"] = handler
-
-
-class LocalContext:
-    """The part of `grpc.aio.ServicerContext` tokenwire's servicers use."""
-
-    def __init__(self, metadata: Metadata, peer: str, reply: Reply) -> None:
-        self._metadata = metadata
-        self._peer = peer
-        self._reply = reply
-        self._trailing: Metadata = ()
-
-    def invocation_metadata(self) -> Metadata:
-        return self._metadata
-
-    def peer(self) -> str:
-        return self._peer
-
-    async def send_initial_metadata(self, metadata: Metadata) -> None:
-        self._reply.add_initial(metadata)
-
-    def set_trailing_metadata(self, metadata: Metadata) -> None:
-        self._trailing = tuple(metadata)
-
-    def finish(self) -> None:
-        """The call returned: its trailing metadata becomes part of the reply."""
-        self._reply.add(self._trailing)
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancelled(self) -> bool:
-        return False
-
-    async def abort(
-        self, code: grpc.StatusCode, details: str = "", trailing_metadata: Metadata = ()
-    ) -> NoReturn:
-        raise _failure_from(code, details, (*self._trailing, *trailing_metadata))
-
-    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
-        trailing = (*self._trailing, *status.trailing_metadata)
-        raise _failure_from(status.code, status.details, trailing)
-
-
-AddServicer = Callable[[Any, Any], None]
-
-
-class LocalInvoker:
-    """Invokes servicers in this process, with no serialization."""
-
-    def __init__(
-        self, registrations: Sequence[tuple[AddServicer, Any]], peer: str = "local"
-    ) -> None:
-        server = _CapturingServer()
-        for add, servicer in registrations:
-            add(servicer, server)
-        self._handlers = server.handlers
-        self._peer = peer
-
-    def _handler(self, route: Route) -> Handler:
-        handler = self._handlers.get(route.grpc_path)
-        if handler is None:
-            raise RpcFailure(grpc.StatusCode.UNIMPLEMENTED, f"{route.grpc_path} is not served")
-        return handler
-
-    async def unary(
-        self, route: Route, request: Message, metadata: Metadata, reply: Reply
-    ) -> Message:
-        handler = self._handler(route)
-        context = LocalContext(metadata, self._peer, reply)
-        response: Message = await handler.unary_unary(request, context)
-        context.finish()
-        return response
-
-    async def stream(
-        self, route: Route, request: Message, metadata: Metadata, reply: Reply
-    ) -> AsyncIterator[Message]:
-        handler = self._handler(route)
-        messages = handler.unary_stream(request, LocalContext(metadata, self._peer, reply))
-        try:
-            first = await anext(messages, None)
-            # As over gRPC, initial metadata precedes the first message even when the servicer
-            # sent none (set once here, not per message).
-            reply.initial.set()
-            if first is None:
-                return
-            yield first
-            async for message in messages:
-                yield message
-        finally:
-            await messages.aclose()  # stops the provider when the client left
+    return failure_from(e.code(), e.details() or "", e.trailing_metadata())

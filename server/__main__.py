@@ -1,5 +1,5 @@
 """`python -m server` runs the `tokenwire` command."""
 
-from server.cli import main
+from server.runtime.cli import main
 
 main()

@@ -8,6 +8,7 @@
     ├── PaymentRequired                 402 FAILED_PRECONDITION (http_status in ErrorInfo)
     ├── PermissionDenied                403 PERMISSION_DENIED
     ├── NotFound                        404 NOT_FOUND
+    ├── Conflict                        409 ALREADY_EXISTS (a name taken)
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
     ├── ShuttingDown                    503 UNAVAILABLE (grace period over)
     ├── StorageUnavailable              503 UNAVAILABLE (the database cannot be reached)
@@ -17,8 +18,8 @@
         └── UpstreamTimeout             504 DEADLINE_EXCEEDED
 
 Every error knows its gRPC code, its HTTP status and its OpenAI error `type`;
-`server.status` turns one into a `google.rpc.Status` the gateway can read.
-Foreign errors (httpx, llama.cpp, sqlite3, asyncpg) are translated into these
+`server.rpc.status` turns one into a `google.rpc.Status` the gateway can read.
+Foreign errors (aiohttp, llama.cpp, sqlite3, asyncpg) are translated into these
 once, where they arise.
 """
 
@@ -87,6 +88,15 @@ class PermissionDenied(TokenwireError):
     type = "permission_error"
 
 
+class Conflict(TokenwireError):
+    """409: the name is taken (gRPC ALREADY_EXISTS)."""
+
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+    http_status = 409
+    type = "invalid_request_error"
+    code = "already_exists"
+
+
 class NotFound(TokenwireError):
     grpc_code = grpc.StatusCode.NOT_FOUND
     http_status = 404
@@ -112,6 +122,14 @@ class StorageUnavailable(TokenwireError):
     http_status = 503
     type = "api_error"
     code = "storage_unavailable"
+
+
+# Why a call in flight was cut off at shutdown: its message, and the reason its task is
+# cancelled with (which tells the pipeline the server stopped it, not the client).
+SHUTTING_DOWN = (
+    "The server is shutting down and its grace period for requests in flight ran out; "
+    "retry the request."
+)
 
 
 class ShuttingDown(TokenwireError):

@@ -12,11 +12,11 @@ import pytest
 import uvloop
 from openai.types.chat import ChatCompletionMessageParam
 
-from server import app
-from server.catalog import Endpoint
-from server.config import Config
 from server.providers.base import Provider
 from server.providers.fake import FakeConfig, FakeProvider
+from server.routing.catalog import Endpoint
+from server.runtime import app
+from server.runtime.config import Config
 from server.storage.database import Database, open_database
 from tests.backends import postgres_schema
 

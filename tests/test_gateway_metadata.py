@@ -9,11 +9,11 @@ import grpc
 import httpx
 import pytest
 
-from gateway.invoker import LocalInvoker
-from server import app
-from server.config import Config
+from gateway.in_process import InProcessInvoker
 from server.errors import RateLimited
-from server.status import abort
+from server.rpc.status import abort
+from server.runtime import app
+from server.runtime.config import Config
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
 
 HEADERS = {
@@ -60,7 +60,7 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, Re
     recorder = Recorder()
     config = Config(host="127.0.0.1", http_port=0, grace=1.0)
     if request.param == "in-process":
-        invoker = LocalInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, recorder)])
+        invoker = InProcessInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, recorder)])
         http, task, port = await app.serve_http(config, invoker)
         yield port, recorder
         http.should_exit = True

@@ -9,8 +9,6 @@ import httpx
 import openai
 import pytest
 
-from server import app
-from server.config import Config
 from server.errors import (
     BadUpstream,
     NotFound,
@@ -24,6 +22,8 @@ from server.errors import (
     UpstreamTimeout,
 )
 from server.providers.fake import FakeConfig, FakeProvider
+from server.runtime import app
+from server.runtime.config import Config
 from tests.conftest import StartService, sdk, user_turn
 from tests.openai_schema import validate
 

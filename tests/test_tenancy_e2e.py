@@ -12,10 +12,10 @@ import httpx
 import openai
 import pytest
 
-from server import app, upstreams
-from server.catalog import Endpoint
-from server.config import Config
 from server.providers.fake import FakeProvider
+from server.routing.catalog import Endpoint
+from server.runtime import app, compose
+from server.runtime.config import Config
 from tests.backends import POSTGRES_URL, REDIS_URL, postgres_schema, require
 from tests.conftest import StartService, user_turn
 
@@ -25,7 +25,7 @@ USER = user_turn("hello there")
 
 def priced(fake: FakeProvider, price: float) -> list[Endpoint]:
     """The fake's model at `price` USD per million tokens each way."""
-    (e,) = upstreams.embedded_endpoints(fake, int(time.time()))
+    (e,) = compose.embedded_endpoints(fake, int(time.time()))
     return [replace(e, prompt_price=price, completion_price=price)]
 
 

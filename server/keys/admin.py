@@ -11,13 +11,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from server.context import CallInfo
 from server.errors import Unauthenticated
 from server.keys import validate
 from server.keys.auth import AdminCredential
 from server.keys.messages import key_message, organization_message, rate_from, spec_from
 from server.keys.rpc import run
 from server.keys.store import KeyStore
+from server.pipeline.context import CallInfo
 from tokenwire.admin.v1 import admin_pb2, admin_pb2_grpc
 
 T = TypeVar("T")

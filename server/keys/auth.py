@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from server.context import CallInfo, Principal
 from server.errors import PermissionDenied, Unauthenticated
 from server.keys.secret import MAX_LENGTH
 from server.keys.store import KeyStore
+from server.pipeline.context import CallInfo, Principal
 
 MIN_ADMIN_TOKEN = 16
 

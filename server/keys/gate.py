@@ -7,9 +7,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from server.context import CallInfo, OpenAuthenticator, Principal
 from server.keys.auth import KeyAuthenticator
 from server.keys.store import KeyStore
+from server.pipeline.context import CallInfo, OpenAuthenticator, Principal
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from server.errors import NotFound
+from server.errors import Conflict, NotFound
 from server.keys import validate
-from server.keys.errors import Conflict
 from server.keys.records import Organization, organization_of
 from server.limits.base import Rate
 from server.storage.database import Database

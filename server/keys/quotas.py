@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.context import Principal
 from server.keys.records import rate_of
 from server.limits.base import Check
+from server.pipeline.context import Principal
 from server.storage.database import Database
 
 _LIMITS = "request_limit, token_limit, limit_window"

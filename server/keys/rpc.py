@@ -8,9 +8,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from server.context import CallInfo
 from server.errors import TokenwireError
-from server.status import abort
+from server.pipeline.context import CallInfo
+from server.rpc.status import abort
 
 log = logging.getLogger("tokenwire.rpc")
 

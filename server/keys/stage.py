@@ -9,8 +9,8 @@ which the gateway turns into HTTP headers). Whatever the authenticator, an
 
 from __future__ import annotations
 
-from server.context import Authenticator, RequestContext, UsageRecord
 from server.errors import PermissionDenied, Unauthenticated
+from server.pipeline.context import Authenticator, RequestContext, UsageRecord
 
 
 class AuthStage:

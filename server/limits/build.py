@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 from server.limits.base import Limiter
-from server.limits.memory import MemoryLimiter
+from server.limits.in_process import MemoryLimiter
 from server.limits.redis_limiter import RedisLimiter
 
 

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from server.context import Principal, RequestContext, UsageRecord
 from server.errors import RateLimited
 from server.limits.base import Check, Limiter, Rate, ScopeState
 from server.limits.headers import duration, headers
+from server.pipeline.context import Principal, RequestContext, UsageRecord
 
 log = logging.getLogger("tokenwire.limits")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.context import Authenticator
 from server.errors import InvalidRequest
 from server.memory.model import Memory, Scope, Settings
 from server.memory.store import MemoryStore
-from server.templates.scoped import OrgScoped, page_limit
+from server.pipeline.context import Authenticator
+from server.rpc.scoped import OrgScoped, page_limit
 from tokenwire.memory.v1 import memory_pb2 as pb
 from tokenwire.memory.v1 import memory_pb2_grpc
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from server.context import RequestContext, UsageRecord
 from server.memory import recall
 from server.memory.model import Scope
 from server.memory.store import MAX_CONTENT, MemoryStore
+from server.pipeline.context import RequestContext, UsageRecord
 from tokenwire.chat.v1 import message_pb2
 
 OFF_METADATA_KEY = "memory"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.context import Authenticator
-from server.templates.scoped import OrgScoped, page_limit
+from server.pipeline.context import Authenticator
+from server.rpc.scoped import OrgScoped, page_limit
 from server.templates.store import TemplateStore
 from tokenwire.templates.v1 import templates_pb2 as pb
 from tokenwire.templates.v1 import templates_pb2_grpc

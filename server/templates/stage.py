@@ -16,10 +16,10 @@ For a request naming a template (by name or UUID, in the caller's organization):
 
 from __future__ import annotations
 
-from server.context import RequestContext, UsageRecord
 from server.errors import InvalidRequest
+from server.pipeline.context import RequestContext, UsageRecord
+from server.rpc.scoped import organization_of
 from server.templates import defaults, slots
-from server.templates.scoped import organization_of
 from server.templates.store import Template, TemplateStore
 from tokenwire.chat.v1 import chat_pb2
 

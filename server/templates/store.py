@@ -22,11 +22,10 @@ from typing import Any
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from server.errors import NotFound
+from server.errors import Conflict, NotFound
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration
 from server.templates import validate
-from server.templates.scoped import Conflict
 from tokenwire.templates.v1 import templates_pb2
 
 Template = templates_pb2.Template

@@ -1,7 +1,7 @@
 """What a template must be before it is written; each refusal is a 400 naming the field.
 
 The messages and default parameters are checked with the chat request's own
-validation (`server.convert`), so a template that is stored can be used.
+validation (`server.pipeline.convert`), so a template that is stored can be used.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 import uuid
 
-from server import convert
 from server.errors import InvalidRequest
+from server.pipeline import convert
 from server.templates import defaults, slots
 from tokenwire.chat.v1 import message_pb2
 from tokenwire.templates.v1 import templates_pb2

@@ -14,8 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from server.context import RequestContext, UsageRecord
 from server.errors import PaymentRequired
+from server.pipeline.context import RequestContext, UsageRecord
 
 log = logging.getLogger("tokenwire.usage")
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
-from server.context import UsageRecord
+from server.pipeline.context import UsageRecord
 from server.usage.rows import FIELDS
 
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from server.context import MAX_REQUEST_ID, Attempt, UsageRecord
+from server.pipeline.context import MAX_REQUEST_ID, Attempt, UsageRecord
 from server.storage.database import Row
 from server.usage.tags import MAX_SESSION_ID, MAX_USER
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from server.context import Authenticator, CallInfo
 from server.errors import InvalidRequest, PermissionDenied, Unauthenticated
 from server.keys.auth import AdminCredential
 from server.keys.rpc import run
+from server.pipeline.context import Authenticator, CallInfo
 from server.usage.csv_export import to_csv
 from server.usage.messages import bucket_message, dimensions_from, filter_from
 from server.usage.query import UsageFilter

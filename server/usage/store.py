@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.context import UsageRecord
+from server.pipeline.context import UsageRecord
 from server.storage.database import Database, Row
 from server.usage.journal import Journal
 from server.usage.query import Dimension, UsageFilter, aggregate_sql

@@ -8,8 +8,8 @@ the field, never a truncated record.
 
 from __future__ import annotations
 
-from server.context import RequestContext, UsageRecord
 from server.errors import InvalidRequest
+from server.pipeline.context import RequestContext, UsageRecord
 from server.storage.database import refuse_nul
 
 MAX_SESSION_ID = 128

@@ -30,8 +30,8 @@ from typing import Any
 
 import orjson
 
-from server.context import UsageRecord
 from server.errors import StorageUnavailable
+from server.pipeline.context import UsageRecord
 from server.storage.database import Database
 from server.usage import rows
 from server.usage.journal import Journal, Segment, read_rows

@@ -10,10 +10,10 @@ import httpx
 import orjson
 import pytest
 
-from gateway.invoker import LocalInvoker
+from gateway.in_process import InProcessInvoker
 from gateway.json_body import MAX_DEPTH, nested_deeper_than
-from server import app
-from server.config import Config
+from server.runtime import app
+from server.runtime.config import Config
 from tests.test_gateway_metadata import Recorder
 from tokenwire.chat.v1 import chat_pb2_grpc
 
@@ -104,7 +104,7 @@ def test_depth_is_read_off_the_bytes(text: bytes, deeper: bool) -> None:
 @pytest.fixture
 async def bare_gateway() -> AsyncIterator[int]:
     """The gateway over a servicer that answers at once: only the gateway's work is timed."""
-    invoker = LocalInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, Recorder())])
+    invoker = InProcessInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, Recorder())])
     http, task, port = await app.serve_http(Config(host="127.0.0.1", http_port=0), invoker)
     yield port
     http.should_exit = True

@@ -13,8 +13,8 @@ import asyncio
 import orjson
 import pytest
 
-from server import app, upstreams
-from server.config import Config
+from server.runtime import app, upstreams
+from server.runtime.config import Config
 from tests.conftest import StartService
 from tests.routing.test_fallback import eventually, records
 from tests.routing.upstream_server import Reply, Upstream

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from server import app
 from server.providers.fake import FakeProvider
+from server.runtime import app
 from tests.conftest import StartService
 
 HEAD_TIMEOUT = 0.5

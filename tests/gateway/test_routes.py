@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from gateway.routes import Route, Router, compile_template, discover
-from server import app
+from server.runtime import app
 from tokenwire.admin.v1 import admin_pb2
 from tokenwire.chat.v1 import chat_pb2, models_pb2
 

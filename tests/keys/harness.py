@@ -15,10 +15,8 @@ import httpx
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.invoker import ChannelInvoker, Invoker, LocalInvoker
-from server.catalog import Catalog, Endpoint
-from server.chat import ChatPipeline, ChatServicer
-from server.context import Stage
+from gateway.in_process import InProcessInvoker
+from gateway.invoker import ChannelInvoker, Invoker
 from server.keys import admin
 from server.keys.admin import AdminServicer
 from server.keys.auth import AdminCredential, KeyAuthenticator
@@ -27,10 +25,14 @@ from server.keys.migrations import MIGRATIONS as KEYS
 from server.keys.quotas import KeyQuotas
 from server.keys.stage import AuthStage
 from server.keys.store import KeyStore
-from server.limits.memory import MemoryLimiter
+from server.limits.in_process import MemoryLimiter
 from server.limits.stage import LimitStage
+from server.pipeline.chat import ChatPipeline
+from server.pipeline.context import Stage
 from server.providers.fake import FakeProvider
-from server.router import Router
+from server.routing.catalog import Catalog, Endpoint
+from server.routing.router import Router
+from server.rpc.chat_service import ChatServicer
 from server.storage.database import Database
 from server.storage.migrations import migrate
 from server.usage import service
@@ -65,7 +67,7 @@ class Served:
     def http(self, invoker: str = "channel") -> httpx.AsyncClient:
         """The REST gateway in front of the services, in-process or over the channel."""
         chosen: Invoker = (
-            LocalInvoker(self.registrations, peer="ipv4:127.0.0.1:1")
+            InProcessInvoker(self.registrations, peer="ipv4:127.0.0.1:1")
             if invoker == "in-process"
             else ChannelInvoker(self.channel)
         )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from server.context import CallInfo, OpenAuthenticator, Principal
 from server.errors import PermissionDenied, Unauthenticated
 from server.keys.auth import AdminCredential, KeyAuthenticator
 from server.keys.records import KeySpec
 from server.keys.stage import AuthStage
 from server.keys.store import KeyStore
+from server.pipeline.context import CallInfo, OpenAuthenticator, Principal
 from tests.usage.factories import context
 
 ADMIN = "admin-token-0123456789"

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from server.context import CallInfo, Principal
 from server.errors import Unauthenticated
 from server.keys.gate import RECHECK_SECONDS, KeysOrOpen
 from server.keys.records import KeySpec
 from server.keys.store import KeyStore
+from server.pipeline.context import CallInfo, Principal
 from server.storage.database import Database
 from tests.limits.clock import Clock
 

@@ -6,14 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from server.context import Principal
-from server.errors import InvalidRequest, NotFound, Unauthenticated
-from server.keys.errors import Conflict
+from server.errors import Conflict, InvalidRequest, NotFound, Unauthenticated
 from server.keys.ledger import KeyLedger
 from server.keys.quotas import KeyQuotas
 from server.keys.records import KeySpec
 from server.keys.store import KeyStore
 from server.limits.base import Rate
+from server.pipeline.context import Principal
 from server.storage.database import Database
 from tests.limits.clock import Clock
 

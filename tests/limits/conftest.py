@@ -9,7 +9,7 @@ import pytest
 from redis import asyncio as aioredis
 
 from server.limits.base import Limiter
-from server.limits.memory import MemoryLimiter
+from server.limits.in_process import MemoryLimiter
 from server.limits.redis_limiter import RedisLimiter
 from tests.backends import REDIS_URL, require
 from tests.limits.clock import Clock

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from server.context import Principal
 from server.errors import RateLimited
 from server.limits.base import Check, Limiter, Rate
 from server.limits.stage import LimitsConfig, LimitStage
+from server.pipeline.context import Principal
 from tests.limits.clock import Clock
 from tests.usage.factories import context, record
 

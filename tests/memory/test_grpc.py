@@ -8,9 +8,9 @@ from typing import TypeAlias
 import grpc
 import pytest
 
-from server.context import OpenAuthenticator
 from server.memory.service import MemoryServicer
 from server.memory.store import MIGRATIONS, MemoryStore
+from server.pipeline.context import OpenAuthenticator
 from server.storage.database import Database
 from server.storage.migrations import migrate
 from tests.templates.stack import grpc_server, org

@@ -13,8 +13,6 @@ from typing import Any
 import openai
 import pytest
 
-from server import app
-from server.breaker import MAX_ORGANIZATIONS, Breaker, BreakerConfig, blames_request
 from server.errors import (
     BadUpstream,
     ProviderError,
@@ -22,6 +20,8 @@ from server.errors import (
     TokenwireError,
     UpstreamTimeout,
 )
+from server.routing.breaker import MAX_ORGANIZATIONS, Breaker, BreakerConfig, blames_request
+from server.runtime import app
 from tests.conftest import StartService
 from tests.limits.clock import Clock
 from tests.routing.test_fallback import chain

@@ -24,10 +24,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from openai.types.chat import ChatCompletion
 
-from server import app, upstreams
-from server.config import load
-from server.context import MemorySink, UsageRecord
+from server.pipeline.context import InProcessSink, UsageRecord
 from server.providers.fake import FakeProvider
+from server.runtime import app, upstreams
+from server.runtime.config import load
 from server.usage.query import UsageFilter
 from tests.conftest import StartService, sdk
 from tests.openai_schema import validate
@@ -102,7 +102,7 @@ def served(completion: Any) -> tuple[str, str]:
 
 async def records(service: app.Service) -> list[UsageRecord]:
     """Every usage record the service's sink holds, oldest first (a list, or the database)."""
-    if isinstance(service.usage, MemorySink):
+    if isinstance(service.usage, InProcessSink):
         return service.usage.records
     return list(await service.usage.records(UsageFilter(), 1000))  # type: ignore[union-attr]
 

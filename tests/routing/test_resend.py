@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server import app
+from server.runtime import app
 from tests.conftest import StartService, sdk
 from tests.routing.test_fallback import OK, USER, chain, last, nothing_listening
 from tests.routing.upstream_server import Reply, chunk, openai_error, openai_text

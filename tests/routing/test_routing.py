@@ -14,11 +14,6 @@ from typing import Any
 
 import pytest
 
-from server import parameters, routing, transforms, upstreams
-from server.breaker import Breaker, BreakerConfig, Breakers
-from server.catalog import Catalog, Endpoint
-from server.config import load
-from server.context import CallInfo, RequestContext
 from server.errors import (
     BadUpstream,
     InvalidRequest,
@@ -30,12 +25,19 @@ from server.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from server.pipeline import parameters, transforms
+from server.pipeline.context import CallInfo, RequestContext
 from server.providers import base
-from server.providers.anthropic import AnthropicProvider
 from server.providers.fake import ALL_PARAMETERS, FakeConfig, FakeProvider
-from server.providers.openai_compat import OpenAICompatProvider
-from server.router import RetryPolicy, Router, exhausted
-from server.stats import Stats
+from server.providers.http.anthropic import AnthropicProvider
+from server.providers.http.openai import OpenAICompatProvider
+from server.routing import order
+from server.routing.breaker import Breaker, BreakerConfig, Breakers
+from server.routing.catalog import Catalog, Endpoint
+from server.routing.router import RetryPolicy, Router, exhausted
+from server.routing.stats import Stats
+from server.runtime import compose
+from server.runtime.config import load
 from tests.limits.clock import Clock
 from tokenwire.chat.v1 import chat_pb2, message_pb2, routing_pb2
 
@@ -66,7 +68,7 @@ def ask(model: str = "m", *, models: tuple[str, ...] = (), **params: Any) -> Any
 
 
 def plan(endpoints: list[Endpoint], request: Any, stats: Stats | None = None) -> list[str]:
-    found = routing.candidates(
+    found = order.candidates(
         request,
         Catalog(endpoints),
         stats or Stats(),
@@ -553,10 +555,10 @@ def test_config_file_builds_providers_and_endpoints(tmp_path: Path) -> None:
     assert dict(up.config.headers) == {"X-Title": "tokenwire"}
     assert (up.config.first_byte_timeout, up.config.supported) == (2.0, frozenset({"temperature"}))
     assert "secret" not in repr(config)
-    providers = upstreams.build_providers(config.upstreams)
+    providers = compose.upstream_providers(config.upstreams)
     assert isinstance(providers["up"], OpenAICompatProvider)
     assert isinstance(providers["claude"], AnthropicProvider)
-    first, second = upstreams.endpoints(config.upstreams, providers, created=1)
+    first, second = compose.upstream_endpoints(config.upstreams, providers, created=1)
     assert (first.upstream_model, first.aliases, first.context_length) == ("gpt-x", ("c",), 1000)
     assert (first.prompt_price, first.completion_price, first.quantization) == (0.5, 1.5, "fp8")
     assert (first.data_collection, first.zdr) == ("deny", False)  # the provider's

@@ -11,9 +11,9 @@ import httpx
 import openai
 import pytest
 
-from server import app
-from server.config import Config
 from server.providers.fake import FakeProvider
+from server.runtime import app
+from server.runtime.config import Config
 from server.storage.database import Database
 from tests.conftest import user_turn
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2

@@ -1,6 +1,6 @@
 """Helpers shared by the template and memory tests: gRPC on port 0, contexts, a whole stack.
 
-`start_stack` runs tokenwire as `server.app.start` wires it (open mode: the
+`start_stack` runs tokenwire as `server.runtime.app.start` wires it (open mode: the
 `organization_id` header picks the organization) on a given database, with a
 fake provider, on ports the OS picks.
 """
@@ -15,18 +15,18 @@ from typing import Any
 import grpc
 import openai
 
-from server import app
-from server.config import Config
-from server.context import (
+from server.memory.store import MIGRATIONS as MEMORY_MIGRATIONS
+from server.memory.store import MemoryStore
+from server.pipeline.context import (
     CallInfo,
-    MemorySink,
+    InProcessSink,
     Principal,
     RequestContext,
     UsageRecord,
 )
-from server.memory.store import MIGRATIONS as MEMORY_MIGRATIONS
-from server.memory.store import MemoryStore
 from server.providers.fake import FakeConfig, FakeProvider
+from server.runtime import app
+from server.runtime.config import Config
 from server.storage.database import Database
 from server.templates.store import MIGRATIONS as TEMPLATE_MIGRATIONS
 from server.templates.store import TemplateStore
@@ -98,7 +98,7 @@ async def grpc_server(registrations: Sequence[tuple[Any, Any]]) -> tuple[grpc.ai
 class Stack:
     http_port: int
     fake: FakeProvider
-    usage: MemorySink
+    usage: InProcessSink
     templates: TemplateStore
     memories: MemoryStore
     stop: Any
@@ -121,12 +121,12 @@ class Stack:
 
 
 async def start_stack(database: Database, recall_budget: int | None = None) -> Stack:
-    """tokenwire as `server.app.start` wires it, on `database`, with a fake provider."""
+    """tokenwire as `server.runtime.app.start` wires it, on `database`, with a fake provider."""
     settings: dict[str, Any] = {}
     if recall_budget is not None:
         settings["memory_budget_tokens"] = recall_budget
     config = Config(host="127.0.0.1", http_port=0, grpc_port=0, grace=1.0, retries=0, **settings)
-    fake, usage = FakeProvider(FakeConfig()), MemorySink()
+    fake, usage = FakeProvider(FakeConfig()), InProcessSink()
     service = await app.start(config, [fake], usage=usage, db=database)
     templates, memories = TemplateStore(database), MemoryStore(database)
     return Stack(service.http_port, fake, usage, templates, memories, service.stop, service.settle)

@@ -9,7 +9,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from server.context import OpenAuthenticator
+from server.pipeline.context import OpenAuthenticator
 from server.storage.database import Database
 from server.storage.migrations import migrate
 from server.templates.service import TemplateServicer

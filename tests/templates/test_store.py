@@ -6,10 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from server.errors import InvalidRequest, NotFound
+from server.errors import Conflict, InvalidRequest, NotFound
 from server.storage.database import Database
 from server.storage.migrations import migrate
-from server.templates.scoped import Conflict
 from server.templates.store import MIGRATIONS, TemplateStore
 from tests.templates.stack import system_message, user_message
 from tokenwire.chat.v1 import message_pb2

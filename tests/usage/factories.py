@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from server.context import Attempt, CallInfo, Principal, RequestContext, UsageRecord
+from server.pipeline.context import Attempt, CallInfo, Principal, RequestContext, UsageRecord
 from tokenwire.chat.v1 import chat_pb2
 
 RECORD = UsageRecord(

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from server.context import Principal
 from server.errors import InvalidRequest, PaymentRequired, StorageUnavailable
 from server.keys.ledger import KeyLedger
 from server.keys.records import KeySpec
 from server.keys.store import KeyStore
+from server.pipeline.context import Principal
 from server.storage.database import Database
 from server.usage.budget import Budget, BudgetStage
 from server.usage.store import UsageStore

@@ -11,11 +11,11 @@ import grpc
 import openai
 import pytest
 
-from server import app
-from server.catalog import Endpoint
-from server.config import Config
-from server.context import UsageRecord
+from server.pipeline.context import UsageRecord
 from server.providers.fake import FakeConfig, FakeProvider
+from server.routing.catalog import Endpoint
+from server.runtime import app
+from server.runtime.config import Config
 from server.storage.database import Database
 from server.usage.query import UsageFilter
 from server.usage.store import UsageStore

@@ -12,11 +12,11 @@ import grpc
 import httpx
 import pytest
 
-from server import app
-from server.config import Config
 from server.keys.records import KeySpec
 from server.keys.store import KeyStore
 from server.providers.fake import FakeProvider
+from server.runtime import app
+from server.runtime.config import Config
 from server.storage.database import open_database
 from tests.backends import postgres_schema
 from tests.keys.harness import bearer

@@ -6,7 +6,7 @@ import csv
 import io
 from dataclasses import replace
 
-from server.context import Attempt
+from server.pipeline.context import Attempt
 from server.usage.csv_export import to_csv
 from server.usage.query import Dimension, UsageFilter
 from server.usage.rows import FIELDS

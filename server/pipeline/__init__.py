@@ -1,0 +1,1 @@
+"""One chat request from protobuf to protobuf: context, stages, conversion, assembly, usage."""

@@ -1,0 +1,1 @@
+"""Upstream providers over HTTP (OpenAI-compatible, Anthropic) and their shared exchange."""

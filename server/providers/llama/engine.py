@@ -1,0 +1,146 @@
+"""The loaded llama.cpp model and one request's generation on it.
+
+Everything here runs on the provider's single worker thread, never on the
+event loop: llama.cpp calls block for milliseconds to seconds, and one
+`Llama` instance must not be used by two threads at once. Events leave
+through an `emit` callback; a `threading.Event` checked once per token
+stops the work when the consumer goes away.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from llama_cpp import Llama
+
+from server.errors import InvalidRequest, ProviderError, TokenwireError
+from server.providers.base import (
+    Delta,
+    Event,
+    FinishReason,
+    GenerationRequest,
+    TokenLogprob,
+    Usage,
+)
+from server.providers.llama.logprobs import token_logprob
+from server.providers.llama.prompt import ChatPrompter
+from server.providers.llama.sampling import SamplingPlan, plan
+from server.providers.llama.text import OutputGate, Utf8Stream
+from server.providers.llama.vocab import Vocab
+
+Emit = Callable[[Event], None]
+
+
+class Engine:
+    """One model instance; not thread-safe, so only the worker thread touches it."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.vocab = Vocab(llm)
+        self.prompter = ChatPrompter(llm, self.vocab)
+        self.n_ctx: int = int(llm.n_ctx())
+
+    @classmethod
+    def open(cls, path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Engine:
+        try:
+            llm = Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                verbose=verbose,
+                # Penalties count every generated token, as OpenAI's do, not the last 64.
+                last_n_tokens_size=n_ctx,
+            )
+        except (ValueError, OSError) as exc:
+            raise ProviderError(f"cannot load model {path}: {exc}") from exc
+        return cls(llm)
+
+    def close(self) -> None:
+        self.llm.close()
+
+    def generate(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> None:
+        """Emit the request's deltas, then its usage; stop early once `cancelled` is set."""
+        try:
+            self._generate(request, emit, cancelled)
+        except TokenwireError:
+            raise
+        except Exception as exc:
+            self.llm.reset()  # the KV cache may be half-written
+            raise ProviderError(f"local model failed: {exc}") from exc
+
+    def _generate(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> None:
+        prompt = self.prompter.tokens(request.messages)
+        budget = token_budget(len(prompt), request.max_tokens, self.n_ctx)
+        sampling = plan(request, self.vocab)
+        decoder = _Decoder(self, request)
+        with closing(self._tokens(prompt, sampling)) as tokens:
+            for token in tokens:
+                if cancelled.is_set():
+                    return
+                delta = decoder.step(token)
+                if delta is not None:
+                    emit(delta)
+                if decoder.done or decoder.count >= budget:
+                    break
+        emit(decoder.finish())
+        emit(Usage(prompt_tokens=len(prompt), completion_tokens=decoder.count))
+
+    def _tokens(self, prompt: list[int], sampling: SamplingPlan) -> Generator[int, None, None]:
+        if sampling.fresh:
+            self.llm.reset()
+        self.llm.set_seed(sampling.seed)  # the sampler chain is rebuilt from it per call
+        tokens: Generator[int, None, None] = self.llm.generate(prompt, **sampling.generate_kwargs)
+        return tokens
+
+
+def token_budget(prompt_tokens: int, max_tokens: int | None, n_ctx: int) -> int:
+    """How many tokens may be generated; the context must hold prompt and completion."""
+    room = n_ctx - prompt_tokens
+    wanted = room if max_tokens is None else max_tokens
+    if room <= 0 or wanted > room:
+        raise InvalidRequest(
+            f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+            f"{prompt_tokens + max(wanted, 0)} tokens ({prompt_tokens} in the messages, "
+            f"{max(wanted, 0)} in the completion).",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if wanted < 1:
+        raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
+    return wanted
+
+
+class _Decoder:
+    """Turns sampled tokens into deltas and knows why generation ended."""
+
+    def __init__(self, engine: Engine, request: GenerationRequest) -> None:
+        self._engine = engine
+        # How many alternatives to report per token; -1: no logprobs at all.
+        self._top = (request.top_logprobs or 0) if request.logprobs else -1
+        self._utf8 = Utf8Stream()
+        self._gate = OutputGate(request.stop)
+        self.count = 0
+        self.done = False  # an end-of-generation token or a stop string was met
+
+    def step(self, token: int) -> Delta | None:
+        self.count += 1
+        if self._engine.vocab.is_eog(token):
+            self.done = True
+            return None
+        text = self._utf8.feed(self._engine.vocab.piece(token))
+        delta = self._gate.push(text, self._logprob(token))
+        self.done = self._gate.stopped
+        return delta
+
+    def finish(self) -> Delta:
+        reason = FinishReason.STOP if self.done else FinishReason.LENGTH
+        return self._gate.finish(reason, tail=self._utf8.flush())
+
+    def _logprob(self, token: int) -> TokenLogprob | None:
+        if self._top < 0:
+            return None
+        return token_logprob(self._engine.llm, self._engine.vocab, token, self._top)

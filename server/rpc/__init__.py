@@ -1,0 +1,1 @@
+"""The gRPC face: servicers and the one boundary every call passes through."""

@@ -1,0 +1,1 @@
+"""Running tokenwire: config, the one composition root, lifecycle, CLI and worker processes."""
