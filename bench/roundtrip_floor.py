@@ -8,7 +8,7 @@ or for `"stream": true` the same SSE events, that tokenwire returns for the
 benchmark's request; `grpc` is a bare `grpc.aio` ChatService returning fixed
 messages; with `--upstream URL` each unary call first POSTs the benchmark's
 request to URL with a session made as tokenwire's providers make theirs
-(`http_session.new_session`) and reads the whole answer,
+(`server.providers.http.session.new_session`) and reads the whole answer,
 the least a gRPC server that calls an upstream can do (`upstream.py` measures
 it beside tokenwire). Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
 listening and runs until SIGTERM.

@@ -4,9 +4,10 @@
                         or its HTTP protocol does (malformed request 400, 408, 431)
     RpcFailure          an RPC's non-OK status (`gateway.invoker`), translated here
 
-The HTTP status follows the gRPC code (DESIGN.md's table) unless the status
-carries a `google.rpc.ErrorInfo` whose metadata names `http_status` — how 402,
-422 and 502 cross gRPC. ErrorInfo's `reason` is OpenAI's `code`; its metadata
+The HTTP status follows the gRPC code (`HTTP_STATUS`, the mapping grpc-gateway,
+Envoy and google/rpc/code.proto share) unless the status carries a
+`google.rpc.ErrorInfo` whose metadata names `http_status` — how 402, 422 and
+502 cross gRPC. ErrorInfo's `reason` is OpenAI's `code`; its metadata
 `type` and `param` fill the rest.
 """
 

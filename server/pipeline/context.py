@@ -1,6 +1,5 @@
-"""What travels with one chat request through the pipeline's stages.
-
-    auth ▶ limits ▶ template ▶ memory ▶ (transforms, router ▶ provider) ▶ usage
+"""What travels with one chat request through the pipeline's stages (their order and the
+whole request path: ARCHITECTURE.md).
 
 A `Stage` sees the `RequestContext` before routing (`before`: authenticate,
 check limits, rewrite the request) and the finished `UsageRecord` after

@@ -62,7 +62,7 @@ class Config:
     # A provider's circuit opens when, over the last breaker_window seconds, at least
     # breaker_min_requests calls were made and breaker_failure_rate of them failed; it is
     # probed after breaker_cooldown seconds. Failures an upstream's 5xx answer may owe to a
-    # request's content open only the calling organization's circuit (see server/breaker.py).
+    # request's content open only the calling organization's circuit (routing/breaker.py).
     breaker_window: float = 60.0
     breaker_min_requests: int = 5
     breaker_failure_rate: float = 0.5

