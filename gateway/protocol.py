@@ -19,12 +19,14 @@ only that; parsing stays httptools':
   connection and lose the answer before the client reads it.
 
 The usual request, whose head arrives in one read, costs a few comparisons:
-no timer, no per-header callback.
+no timer, no per-header callback. Its answer leaves in one write where uvicorn
+makes two (`_JoinedHead`): a socket write costs more than the Python around it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
@@ -87,13 +89,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._cancel_timer()
+        self._check_head()
+        self._in_head, self._received = False, 0
+        super().on_headers_complete()
+        if self.cycle is not None:  # None for an upgrade request
+            self.cycle.transport = _JoinedHead(self.transport, self.loop)  # type: ignore[assignment]
+
+    def _check_head(self) -> None:
         # A head that came in one read can be larger than the limit by up to that read.
         if len(self.headers) > self.limits.max_headers:
             self._stop(_too_large(f"A request may have at most {self.limits.max_headers} headers."))
         if self._received > self.limits.max_bytes and self._head_size() > self.limits.max_bytes:
             self._stop(self._head_too_large())
-        self._in_head, self._received = False, 0
-        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True
@@ -156,6 +163,46 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self.transport.write_eof()  # the client's EOF then closes it (`eof_received`)
         self._timer = self.loop.call_later(LINGER, self.transport.close)
+
+
+class _JoinedHead:
+    """A response's transport that sends its head with the first body write, not alone.
+
+    uvicorn writes a response's status line and headers, then each body part, one
+    socket write each: a small JSON answer costs two writes and two packets. The
+    head (the first write) is held until the next write joins it, or until the
+    end of this turn of the event loop, so a stream's head never waits on its
+    first event. Everything else goes to the connection's transport.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport", "write")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self.write: Callable[[bytes], None] = self._hold  # the first write; then `_join`
+
+    def _hold(self, data: bytes) -> None:
+        self._held = data
+        self.write = self._join
+        self._loop.call_soon(self._flush)
+
+    def _join(self, data: bytes) -> None:
+        held, self._held = self._held, None
+        self._transport.write(held + data if held is not None else data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def _too_large(message: str) -> GatewayError:
