@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from gateway import protocol
 from server.providers.fake import FakeProvider
 from server.runtime import app
 from tests.conftest import StartService
@@ -172,3 +173,59 @@ async def test_the_deadline_covers_each_head_on_a_kept_alive_connection(
     await reader.readexactly(length)
     writer.write(b"GET /v1/models HTTP/1.1\r\n")  # the second head never ends
     assert_openai_error(await answer(reader), 408)
+
+
+class _Recording(asyncio.Transport):
+    """What a response's writes reach: the connection's transport, recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def _next_turn() -> None:
+    """Return once the callbacks scheduled so far have run (call_soon is first in, first out)."""
+    loop = asyncio.get_running_loop()
+    turned = loop.create_future()
+    loop.call_soon(turned.set_result, None)
+    await turned
+
+
+async def test_a_json_answer_leaves_in_one_write() -> None:
+    recording = _Recording()
+    transport = protocol._JoinedHead(recording, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(b"{}")
+    transport.write(b"more")
+    await _next_turn()
+    assert recording.writes == [b"HTTP/1.1 200 OK\r\n\r\n{}", b"more"]
+
+
+async def test_a_head_without_a_body_yet_leaves_at_the_end_of_the_turn() -> None:
+    recording = _Recording()
+    transport = protocol._JoinedHead(recording, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    assert recording.writes == []
+    await _next_turn()
+    assert recording.writes == [b"HTTP/1.1 200 OK\r\n\r\n"]
+    transport.write(b"data: 1\n\n")
+    assert recording.writes[-1] == b"data: 1\n\n"
+
+
+async def test_closing_sends_a_held_head_first() -> None:
+    recording = _Recording()
+    transport = protocol._JoinedHead(recording, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 500 Internal Server Error\r\n\r\n")
+    transport.close()
+    assert recording.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"]
+    assert recording.closed
