@@ -1,6 +1,10 @@
-"""Generate the Python stubs of proto/ into tokenwire/ (or check they are fresh).
+"""Generate the clients of proto/ in every language (or check they are fresh).
 
 Usage: python scripts/gen_protos.py [--check]
+
+`buf generate` runs buf.gen.yaml's local plugins into a scratch folder; this adds the Python
+package markers (protoc writes no `__init__.py`, PEP 561 wants `py.typed`), then replaces each
+generated tree, or with `--check` compares them: a stale file in any language fails.
 """
 
 from __future__ import annotations
@@ -13,50 +17,32 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTO = ROOT / "proto"
-VENDOR = ROOT / "third_party" / "googleapis"
-OUT = ROOT / "tokenwire"
-BIN = Path(sys.executable).parent  # the plugins live beside the interpreter
+PYTHON = Path("clients/python/tokenwire")
+TYPESCRIPT = Path("clients/typescript/src/gen")
+TREES = (PYTHON, TYPESCRIPT)
+BUF = Path(sys.executable).parent / "buf"  # buf-bin, beside the interpreter
+PLUGIN = ROOT / "clients/typescript/node_modules/.bin/protoc-gen-es"
 
 
 def generate(into: Path) -> None:
-    sources = sorted(str(p.relative_to(PROTO)) for p in PROTO.rglob("*.proto"))
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            f"-I{PROTO}",
-            f"-I{VENDOR}",
-            f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
-            f"--plugin=protoc-gen-mypy_grpc={BIN / 'protoc-gen-mypy_grpc'}",
-            f"--python_out={into}",
-            f"--mypy_out={into}",
-            f"--grpc_python_out={into}",
-            f"--mypy_grpc_out={into}",
-            *sources,
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,  # the mypy plugin lists every file it writes
-    )
-    for folder in (into / "tokenwire").rglob("*"):
-        if folder.is_dir():
-            (folder / "__init__.py").touch()
-    (into / "tokenwire" / "__init__.py").write_text(
-        '"""Generated protobuf and gRPC stubs of tokenwire."""\n'
-    )
+    if not PLUGIN.exists():
+        raise SystemExit(f"missing {PLUGIN.relative_to(ROOT)}: run scripts/setup (npm ci)")
+    subprocess.run([BUF, "generate", "--output", into], cwd=ROOT, check=True)
+    package = into / PYTHON
+    for folder in [package, *(p for p in package.rglob("*") if p.is_dir())]:
+        (folder / "__init__.py").touch()
+    (package / "__init__.py").write_text('"""Generated protobuf and gRPC stubs of tokenwire."""\n')
+    (package / "py.typed").touch()
 
 
-def stale(fresh: Path) -> list[str]:
-    compare = filecmp.dircmp(fresh, OUT, ignore=["__pycache__"])
-    problems: list[str] = []
-
-    def walk(c: filecmp.dircmp[str], prefix: str) -> None:
-        problems.extend(f"{prefix}{n}" for n in c.left_only + c.right_only + c.diff_files)
-        for name, sub in c.subdirs.items():
-            walk(sub, f"{prefix}{name}/")
-
-    walk(compare, "tokenwire/")
+def stale(fresh: Path, committed: Path, prefix: str) -> list[str]:
+    if not committed.is_dir():
+        return [prefix]
+    compare = filecmp.dircmp(fresh, committed, ignore=["__pycache__"])
+    problems = [f"{prefix}/{n}" for n in compare.left_only + compare.right_only]
+    problems += [f"{prefix}/{n}" for n in compare.diff_files]
+    for name in compare.subdirs:
+        problems += stale(fresh / name, committed / name, f"{prefix}/{name}")
     return problems
 
 
@@ -64,14 +50,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         if "--check" in sys.argv:
-            problems = stale(Path(tmp) / "tokenwire")
+            problems = [p for t in TREES for p in stale(Path(tmp) / t, ROOT / t, str(t))]
             for p in problems:
-                print(f"stale stub: {p}", file=sys.stderr)
+                print(f"stale generated file: {p}", file=sys.stderr)
             if problems:
                 print("run: python scripts/gen_protos.py", file=sys.stderr)
             return 1 if problems else 0
-        shutil.rmtree(OUT, ignore_errors=True)
-        shutil.copytree(Path(tmp) / "tokenwire", OUT)
+        for tree in TREES:
+            shutil.rmtree(ROOT / tree, ignore_errors=True)
+            shutil.copytree(Path(tmp) / tree, ROOT / tree)
     return 0
 
 
