@@ -333,7 +333,8 @@ async def test_event_loop_stays_responsive_while_generating(provider: LocalProvi
     elapsed = time.perf_counter() - started
     gaps = [b - a for a, b in itertools.pairwise(ticks)]
     assert elapsed > 0.4  # long enough that blocking the loop would show as one big gap
-    assert max(gaps) < 0.25, f"the loop stalled for {max(gaps):.3f} s"
+    # Relative to the whole: a loaded machine stretches both, a blocked loop makes one gap of it.
+    assert max(gaps) < elapsed / 4, f"the loop stalled {max(gaps):.3f} s of {elapsed:.3f} s"
     assert len(ticks) > 20
 
 
