@@ -1,6 +1,10 @@
 """Calling the servicers of this process directly, as grpc-gateway's `Register…HandlerServer`
 does: no serialization and no HTTP/2 hop (~0.6 ms), with the same `Invoker` face, failures
-(`RpcFailure`) and response metadata (`Reply`) as a call over a channel."""
+(`RpcFailure`) and response metadata (`Reply`) as a call over a channel.
+
+`captured` collects the handlers servicers register, through `around` (the server passes
+its RPC boundary there, so both paths treat a call alike); a stream's handler returns an
+async iterator of its messages."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from gateway.routes import Route
 Handler = Any  # grpc.RpcMethodHandler, whose behaviours are untyped callables
 
 
-class _CapturingServer:
+class CapturingServer:
     """Stands in for a grpc server to collect the handlers a servicer registers."""
 
     def __init__(self) -> None:
@@ -74,16 +78,23 @@ class InProcessContext:
 AddServicer = Callable[[Any, Any], None]
 
 
+def captured(
+    registrations: Sequence[tuple[AddServicer, Any]],
+    around: Callable[[CapturingServer], Any] = lambda server: server,
+) -> dict[str, Handler]:
+    """The handlers of `registrations` by gRPC path, each added through `around(server)`."""
+    server = CapturingServer()
+    registrar = around(server)
+    for add, servicer in registrations:
+        add(servicer, registrar)
+    return server.handlers
+
+
 class InProcessInvoker:
     """Invokes servicers in this process, with no serialization."""
 
-    def __init__(
-        self, registrations: Sequence[tuple[AddServicer, Any]], peer: str = "in-process"
-    ) -> None:
-        server = _CapturingServer()
-        for add, servicer in registrations:
-            add(servicer, server)
-        self._handlers = server.handlers
+    def __init__(self, handlers: Mapping[str, Handler], peer: str = "in-process") -> None:
+        self._handlers = handlers
         self._peer = peer
 
     def _handler(self, route: Route) -> Handler:

@@ -5,10 +5,9 @@ over its limit (8 KiB by default, some calls from there on, all beyond 16 KiB)
 with RESOURCE_EXHAUSTED, which would read as a 429. So the gateway refuses such
 headers itself, naming them, before any call: 400 and 431.
 
-The request id follows the rule the server applies to `x-request-id`: a
-client's id is kept when it is 1-128 printable ASCII characters without
-spaces, else a new one is made (the gateway keeps its own copy of the rule: it
-does not import the server).
+The request id rule is here, and the server's RPC boundary applies the same
+one to gRPC calls: a client's `x-request-id` is kept when it is 1-128
+printable ASCII characters without spaces, else a new one is made.
 """
 
 from __future__ import annotations
@@ -22,7 +21,10 @@ from gateway.invoker import Metadata
 # What the forwarded headers may add up to, counted as HTTP/2 does (name, value and 32 bytes
 # per entry), leaving gRPC's own headers room under the server's 8 KiB default.
 MAX_METADATA_BYTES = 7 * 1024
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# A client's x-request-id is kept only when it is at most 128 printable ASCII characters
+# without spaces: it names the completion and its usage record, so it must stay small and plain.
+MAX_REQUEST_ID = 128
+_REQUEST_ID = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
 
 
 def request_id_from(client_value: str | None) -> str:

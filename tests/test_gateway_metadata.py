@@ -9,7 +9,7 @@ import grpc
 import httpx
 import pytest
 
-from gateway.in_process import InProcessInvoker
+from gateway.in_process import InProcessInvoker, captured
 from server.errors import RateLimited
 from server.rpc.status import abort
 from server.runtime import app
@@ -60,7 +60,9 @@ async def gateway(request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, Re
     recorder = Recorder()
     config = Config(host="127.0.0.1", http_port=0, grace=1.0)
     if request.param == "in-process":
-        invoker = InProcessInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, recorder)])
+        invoker = InProcessInvoker(
+            captured([(chat_pb2_grpc.add_ChatServiceServicer_to_server, recorder)])
+        )
         http, task, port = await app.serve_http(config, invoker)
         yield port, recorder
         http.should_exit = True

@@ -79,6 +79,19 @@ async def test_open_until_the_first_key(start_service: StartService, fake: FakeP
         assert (await client.chat.completions.create(model="fake-echo", messages=USER)).id
 
 
+@pytest.mark.parametrize("path", ["/v1/templates", "/v1/memories"])
+async def test_organization_services_refuse_a_bad_key_with_a_challenge(
+    tenancy: Tenancy, path: str
+) -> None:
+    """401 with `WWW-Authenticate` from whichever service refuses (templates and memories
+    dropped the response headers of their errors before the one RPC boundary)."""
+    await tenancy.key("acme")
+    async with httpx.AsyncClient(base_url=tenancy.base) as http:
+        r = await http.get(path, headers={"authorization": "Bearer sk-not-ours"})
+    assert r.status_code == 401, r.text
+    assert r.headers["www-authenticate"] == 'Bearer realm="tokenwire"'
+
+
 async def test_usage_is_recorded_per_session_and_isolated(tenancy: Tenancy) -> None:
     acme, globex = await tenancy.key("acme"), await tenancy.key("globex")
     async with tenancy.sdk(acme, **{"x-session-id": "s-1"}) as client:

@@ -8,114 +8,97 @@ keys, its own or another's, except through the admin.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
 
-from server.errors import Unauthenticated
+from grpc.aio import ServicerContext
+
 from server.keys import validate
-from server.keys.auth import AdminCredential
 from server.keys.messages import key_message, organization_message, rate_from, spec_from
-from server.keys.rpc import run
 from server.keys.store import KeyStore
-from server.pipeline.context import CallInfo
-from tokenwire.admin.v1 import admin_pb2, admin_pb2_grpc
+from server.rpc.access import Access
+from server.rpc.boundary import CALL
+from tokenwire.admin.v1 import admin_pb2 as pb
+from tokenwire.admin.v1 import admin_pb2_grpc
 
-T = TypeVar("T")
-DESCRIPTOR = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
-CHALLENGE = 'Bearer realm="tokenwire-admin"'
-
-
-def authorize(admin: AdminCredential, call: CallInfo) -> None:
-    try:
-        admin.check(call)
-    except Unauthenticated:
-        call.headers["www-authenticate"] = CHALLENGE
-        raise
+DESCRIPTOR = pb.DESCRIPTOR.services_by_name["AdminService"]
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
-        self, store: KeyStore, admin: AdminCredential, clock: Callable[[], float] = time.time
+        self, store: KeyStore, access: Access, clock: Callable[[], float] = time.time
     ) -> None:
         self._store = store
-        self._admin = admin
+        self._access = access
         self._clock = clock
 
-    async def _run(self, context: Any, work: Callable[[], Awaitable[T]]) -> T:
-        async def guarded(call: CallInfo) -> T:
-            authorize(self._admin, call)
-            return await work()
-
-        return await run(context, guarded)
-
     async def CreateOrganization(
-        self, request: admin_pb2.CreateOrganizationRequest, context: Any
-    ) -> admin_pb2.CreateOrganizationResponse:
-        async def work() -> admin_pb2.CreateOrganizationResponse:
-            rate = rate_from(request.rate_limit)
-            org = await self._store.organizations.create(request.id, request.name, rate)
-            return admin_pb2.CreateOrganizationResponse(organization=organization_message(org))
-
-        return await self._run(context, work)
+        self,
+        request: pb.CreateOrganizationRequest,
+        context: ServicerContext[pb.CreateOrganizationRequest, pb.CreateOrganizationResponse],
+    ) -> pb.CreateOrganizationResponse:
+        self._access.admin(CALL.get())
+        rate = rate_from(request.rate_limit)
+        org = await self._store.organizations.create(request.id, request.name, rate)
+        return pb.CreateOrganizationResponse(organization=organization_message(org))
 
     async def ListOrganizations(
-        self, request: admin_pb2.ListOrganizationsRequest, context: Any
-    ) -> admin_pb2.ListOrganizationsResponse:
-        async def work() -> admin_pb2.ListOrganizationsResponse:
-            orgs = await self._store.organizations.list()
-            data = [organization_message(o) for o in orgs]
-            return admin_pb2.ListOrganizationsResponse(object="list", data=data)
-
-        return await self._run(context, work)
+        self,
+        request: pb.ListOrganizationsRequest,
+        context: ServicerContext[pb.ListOrganizationsRequest, pb.ListOrganizationsResponse],
+    ) -> pb.ListOrganizationsResponse:
+        self._access.admin(CALL.get())
+        data = [organization_message(o) for o in await self._store.organizations.list()]
+        return pb.ListOrganizationsResponse(object="list", data=data)
 
     async def CreateKey(
-        self, request: admin_pb2.CreateKeyRequest, context: Any
-    ) -> admin_pb2.CreateKeyResponse:
-        async def work() -> admin_pb2.CreateKeyResponse:
-            spec = spec_from(request)
-            issued = await self._store.create(spec, create_organization=request.create_organization)
-            key = key_message(issued.key, self._clock())
-            return admin_pb2.CreateKeyResponse(key=key, secret=issued.secret)
-
-        return await self._run(context, work)
+        self,
+        request: pb.CreateKeyRequest,
+        context: ServicerContext[pb.CreateKeyRequest, pb.CreateKeyResponse],
+    ) -> pb.CreateKeyResponse:
+        self._access.admin(CALL.get())
+        spec = spec_from(request)
+        issued = await self._store.create(spec, create_organization=request.create_organization)
+        return pb.CreateKeyResponse(
+            key=key_message(issued.key, self._clock()), secret=issued.secret
+        )
 
     async def ListKeys(
-        self, request: admin_pb2.ListKeysRequest, context: Any
-    ) -> admin_pb2.ListKeysResponse:
-        async def work() -> admin_pb2.ListKeysResponse:
-            org = request.organization_id if request.HasField("organization_id") else None
-            if org is not None:
-                validate.organization_id(org)
-            keys, now = await self._store.list(org), self._clock()
-            data = [key_message(k, now) for k in keys]
-            return admin_pb2.ListKeysResponse(object="list", data=data)
-
-        return await self._run(context, work)
+        self,
+        request: pb.ListKeysRequest,
+        context: ServicerContext[pb.ListKeysRequest, pb.ListKeysResponse],
+    ) -> pb.ListKeysResponse:
+        self._access.admin(CALL.get())
+        org = request.organization_id if request.HasField("organization_id") else None
+        if org is not None:
+            validate.organization_id(org)
+        keys, now = await self._store.list(org), self._clock()
+        return pb.ListKeysResponse(object="list", data=[key_message(k, now) for k in keys])
 
     async def GetKey(
-        self, request: admin_pb2.GetKeyRequest, context: Any
-    ) -> admin_pb2.GetKeyResponse:
-        async def work() -> admin_pb2.GetKeyResponse:
-            key = await self._store.get(request.key_id)
-            return admin_pb2.GetKeyResponse(key=key_message(key, self._clock()))
-
-        return await self._run(context, work)
+        self,
+        request: pb.GetKeyRequest,
+        context: ServicerContext[pb.GetKeyRequest, pb.GetKeyResponse],
+    ) -> pb.GetKeyResponse:
+        self._access.admin(CALL.get())
+        key = await self._store.get(request.key_id)
+        return pb.GetKeyResponse(key=key_message(key, self._clock()))
 
     async def RevokeKey(
-        self, request: admin_pb2.RevokeKeyRequest, context: Any
-    ) -> admin_pb2.RevokeKeyResponse:
-        async def work() -> admin_pb2.RevokeKeyResponse:
-            key = await self._store.revoke(request.key_id)
-            return admin_pb2.RevokeKeyResponse(key=key_message(key, self._clock()))
-
-        return await self._run(context, work)
+        self,
+        request: pb.RevokeKeyRequest,
+        context: ServicerContext[pb.RevokeKeyRequest, pb.RevokeKeyResponse],
+    ) -> pb.RevokeKeyResponse:
+        self._access.admin(CALL.get())
+        key = await self._store.revoke(request.key_id)
+        return pb.RevokeKeyResponse(key=key_message(key, self._clock()))
 
     async def RotateKey(
-        self, request: admin_pb2.RotateKeyRequest, context: Any
-    ) -> admin_pb2.RotateKeyResponse:
-        async def work() -> admin_pb2.RotateKeyResponse:
-            issued = await self._store.rotate(request.key_id)
-            key = key_message(issued.key, self._clock())
-            return admin_pb2.RotateKeyResponse(key=key, secret=issued.secret)
-
-        return await self._run(context, work)
+        self,
+        request: pb.RotateKeyRequest,
+        context: ServicerContext[pb.RotateKeyRequest, pb.RotateKeyResponse],
+    ) -> pb.RotateKeyResponse:
+        self._access.admin(CALL.get())
+        issued = await self._store.rotate(request.key_id)
+        return pb.RotateKeyResponse(
+            key=key_message(issued.key, self._clock()), secret=issued.secret
+        )

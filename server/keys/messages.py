@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from typing import cast
+
+from gateway.transcode import enum_names
 from server.keys.records import KeyRecord, KeySpec, Organization
 from server.limits.base import Rate
 from tokenwire.admin.v1 import admin_pb2
 
-_STATES = {
-    "active": admin_pb2.KEY_STATE_ACTIVE,
-    "revoked": admin_pb2.KEY_STATE_REVOKED,
-    "expired": admin_pb2.KEY_STATE_EXPIRED,
-}
+_STATES = cast(
+    "dict[str, admin_pb2.KeyState.ValueType]", enum_names(admin_pb2.KeyState.DESCRIPTOR).by_name
+)
 DEFAULT_WINDOW = 60
 
 

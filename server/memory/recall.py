@@ -7,25 +7,24 @@ The block is one system message:
     <memory id="9a41…">The deploy window is Tuesday 14:00 UTC.</memory>
 
 Memory text is escaped (`&`, `<`, `>`), so no memory can close its tag or
-forge another. Sizes are estimated at ~4 characters per token.
+forge another. Sizes are estimated (`server.tokens`).
 """
 
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Iterable, Sequence
 
+from server import tokens
 from server.memory.model import Memory, Scored
 from tokenwire.chat.v1 import message_pb2
 
 HEADER = "Relevant memories:"
-CHARS_PER_TOKEN = 4
 MAX_QUERY_CHARS = 2000
 
 
 def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return tokens.estimate_tokens(len(text))
 
 
 def text_of(message: message_pb2.ChatMessage) -> str:

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
+from gateway.transcode import enum_names
 from server.providers import base
 from tokenwire.chat.v1 import chat_pb2, message_pb2
 
-_FINISH = {
-    base.FinishReason.STOP: chat_pb2.FINISH_REASON_STOP,
-    base.FinishReason.LENGTH: chat_pb2.FINISH_REASON_LENGTH,
-    base.FinishReason.TOOL_CALLS: chat_pb2.FINISH_REASON_TOOL_CALLS,
-    base.FinishReason.CONTENT_FILTER: chat_pb2.FINISH_REASON_CONTENT_FILTER,
-}
+# `base.FinishReason` is a str enum of OpenAI's names, which the proto's values carry too.
+_FINISH = cast(
+    "dict[str, chat_pb2.FinishReason.ValueType]",
+    enum_names(chat_pb2.FinishReason.DESCRIPTOR).by_name,
+)
 
 
 @dataclass(slots=True)

@@ -10,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from server.errors import SHUTTING_DOWN, ShuttingDown, TokenwireError
 from server.pipeline import assemble, parameters
 from server.pipeline.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
 from server.providers import base
-from server.providers.http.exchange import estimated_usage
 from server.routing.router import Opened, Router
+from server.tokens import estimated_usage
 from tokenwire.chat.v1 import chat_pb2
 
 log = logging.getLogger("tokenwire.chat")
+Streamed = chat_pb2.StreamChatCompletionResponse
 
 
 @dataclass
@@ -97,10 +98,10 @@ class ChatPipeline:
         request: chat_pb2.CreateChatCompletionRequest,
         call: CallInfo,
         prepared: Prepared | None = None,
-    ) -> AsyncIterator[chat_pb2.ChatCompletionChunk]:
-        """The chunks of one answer; `prepared` is awaited once the stages have run, when
-        the response metadata (`call.headers`) is complete, before routing and the first
-        token."""
+    ) -> AsyncGenerator[chat_pb2.StreamChatCompletionResponse, None]:
+        """The chunks of one answer, as the streaming RPC's messages; `prepared` is awaited
+        once the stages have run, when the response metadata (`call.headers`) is complete,
+        before routing and the first token."""
         ctx, outcome = RequestContext(call, request, streamed=True), Outcome()
         try:
             opened = await self._open(ctx, outcome, prepared)
@@ -109,9 +110,9 @@ class ChatPipeline:
             async for event in opened.events:
                 outcome.observe(event)
                 if isinstance(event, base.Delta):
-                    yield writer.delta(event)
+                    yield Streamed(chunk=writer.delta(event))
                 elif include_usage:
-                    yield _priced_chunk(writer.usage(event), opened)
+                    yield Streamed(chunk=_priced_chunk(writer.usage(event), opened))
         except BaseException as exc:
             outcome.fail(exc)
             raise

@@ -10,18 +10,17 @@ HTTP; what they want the client to see as headers goes in `ctx.headers`
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from tokenwire.chat.v1 import chat_pb2
 
 
 @dataclass(slots=True)
 class CallInfo:
-    """What the transport tells about a call: its metadata and the client's address.
+    """What the transport tells about a call: its metadata and the client's address
+    (`server.rpc.boundary` makes it, once per call).
 
     Read-only once made; not frozen, as a frozen `__init__` costs an `object.__setattr__`
     per field on every call (and `headers` is a mutable dict anyway)."""
@@ -32,44 +31,6 @@ class CallInfo:
     # Response metadata for the client (rate-limit facts, memory ids…); the gateway
     # turns it into HTTP headers. Stages fill it through `RequestContext.headers`.
     headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, context: Any) -> CallInfo:
-        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-        peer = _peer_host(context.peer())
-        if peer in TRUSTED_PROXIES:  # a gateway's word for its client; anyone else's is ignored
-            peer = metadata.get("x-forwarded-for") or peer
-        return cls(request_id(metadata.get("x-request-id")), metadata, peer)
-
-
-# A client's x-request-id is kept only when it is at most 128 printable ASCII characters
-# without spaces: it names the completion and its usage record, so it must stay small and plain.
-MAX_REQUEST_ID = 128
-_PLAIN_ID = re.compile(rf"[!-~]{{1,{MAX_REQUEST_ID}}}")
-
-
-def request_id(asked: str | None) -> str:
-    """The client's request id if it is plain and short, else a new one."""
-    if asked is not None and _PLAIN_ID.fullmatch(asked):  # the pattern bounds its length
-        return asked
-    return new_request_id()
-
-
-def new_request_id() -> str:
-    """`req_` and 32 random hex digits: uuid4's format, for a fifth of its cost (it makes a
-    UUID object and sets version bits only to print them)."""
-    return f"req_{os.urandom(16).hex()}"
-
-
-# Peers whose `x-forwarded-for` names the real client: the in-process gateway and
-# gateways on this machine.
-TRUSTED_PROXIES = frozenset({"in-process", "127.0.0.1", "::1"})
-
-
-def _peer_host(peer: str) -> str:
-    """`ipv4:127.0.0.1:5555` / `ipv6:[::1]:5555` -> the host part."""
-    address = peer.split(":", 1)[-1]
-    return address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
 
 
 @dataclass(frozen=True, slots=True)

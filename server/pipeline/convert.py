@@ -14,39 +14,17 @@ from dataclasses import replace
 from itertools import accumulate
 from typing import Any
 
+from gateway.transcode import enum_names
 from server.errors import InvalidRequest
 from server.providers import base
 from tokenwire.chat.v1 import chat_pb2, message_pb2
 
-_ROLES = {
-    message_pb2.ROLE_SYSTEM: "system",
-    message_pb2.ROLE_DEVELOPER: "developer",
-    message_pb2.ROLE_USER: "user",
-    message_pb2.ROLE_ASSISTANT: "assistant",
-    message_pb2.ROLE_TOOL: "tool",
-}
-_PART_TYPES = {
-    message_pb2.CONTENT_PART_TYPE_TEXT: "text",
-    message_pb2.CONTENT_PART_TYPE_IMAGE_URL: "image_url",
-    message_pb2.CONTENT_PART_TYPE_INPUT_AUDIO: "input_audio",
-    message_pb2.CONTENT_PART_TYPE_FILE: "file",
-    message_pb2.CONTENT_PART_TYPE_REFUSAL: "refusal",
-}
-_TOOL_CHOICE = {
-    message_pb2.TOOL_CHOICE_MODE_NONE: "none",
-    message_pb2.TOOL_CHOICE_MODE_AUTO: "auto",
-    message_pb2.TOOL_CHOICE_MODE_REQUIRED: "required",
-}
-_FORMATS = {
-    message_pb2.RESPONSE_FORMAT_TYPE_TEXT: "text",
-    message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT: "json_object",
-    message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA: "json_schema",
-}
-_EFFORTS = {
-    v.number: v.name.removeprefix("REASONING_EFFORT_").lower()
-    for v in message_pb2.ReasoningEffort.DESCRIPTOR.values
-    if v.number
-}
+# Enum values by their OpenAI names (ROLE_USER: "user"), as the gateway prints them.
+_ROLES = enum_names(message_pb2.Role.DESCRIPTOR).by_number
+_PART_TYPES = enum_names(message_pb2.ContentPartType.DESCRIPTOR).by_number
+_TOOL_CHOICE = enum_names(message_pb2.ToolChoiceMode.DESCRIPTOR).by_number
+_FORMATS = enum_names(message_pb2.ResponseFormatType.DESCRIPTOR).by_number
+_EFFORTS = enum_names(message_pb2.ReasoningEffort.DESCRIPTOR).by_number
 
 
 # A request past either bound converts in a thread: conversion costs ~4 µs a message (~0.5 s

@@ -2,7 +2,7 @@
 
 `middle-out` (OpenRouter's): when the prompt does not fit the model's
 context, drop messages from the middle, keeping the system prompt and the
-most recent turns. Tokens are estimated (about four characters each), so it
+most recent turns. Tokens are estimated (`server.tokens`), so it
 leaves a margin rather than counting exactly.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from server import tokens
 from server.errors import InvalidRequest
 from server.providers.base import Message
 
@@ -50,7 +51,7 @@ def middle_out(messages: Sequence[Message], budget: int) -> tuple[Message, ...]:
 
 
 def _cost(m: Message) -> int:
-    return _PER_MESSAGE + (len(m.text()) + 3) // 4
+    return _PER_MESSAGE + tokens.estimate_tokens(len(m.text()))
 
 
 class _Kept:

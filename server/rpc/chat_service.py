@@ -1,20 +1,19 @@
-"""The chat service: `ChatPipeline` served over grpc.aio."""
+"""The chat service: `ChatPipeline` served over gRPC (the boundary handles errors and metadata)."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncGenerator
 
-import grpc
+from grpc.aio import ServicerContext
 
-from server.errors import TokenwireError
 from server.pipeline.chat import ChatPipeline
-from server.pipeline.context import CallInfo
-from server.rpc.status import abort
+from server.rpc.boundary import CALL
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
 
-log = logging.getLogger("tokenwire.chat")
+Request = chat_pb2.CreateChatCompletionRequest
+Response = chat_pb2.CreateChatCompletionResponse
+StreamRequest = chat_pb2.StreamChatCompletionRequest
+StreamResponse = chat_pb2.StreamChatCompletionResponse
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -22,21 +21,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self._pipeline = pipeline
 
     async def CreateChatCompletion(
-        self, request: chat_pb2.CreateChatCompletionRequest, context: Any
-    ) -> chat_pb2.CreateChatCompletionResponse:
-        call = CallInfo.of(context)
-        try:
-            response = await self._pipeline.complete(request, call)
-        except Exception as e:
-            await _failed(context, call, e)
-        if call.headers:  # none set is the same as an empty set, and skips a call into grpc
-            context.set_trailing_metadata(tuple(call.headers.items()))
-        return response
+        self, request: Request, context: ServicerContext[Request, Response]
+    ) -> Response:
+        return await self._pipeline.complete(request, CALL.get())
 
-    async def StreamChatCompletion(
-        self, request: chat_pb2.StreamChatCompletionRequest, context: Any
-    ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
-        call = CallInfo.of(context)
+    def StreamChatCompletion(
+        self, request: StreamRequest, context: ServicerContext[StreamRequest, StreamResponse]
+    ) -> AsyncGenerator[StreamResponse, None]:
+        """The pipeline's own stream, handed to the boundary as it is (no hop per chunk)."""
+        call = CALL.get()
 
         async def prepared() -> None:
             # Sent now, not with the first chunk: routing and the first token may take longer
@@ -44,19 +37,4 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             # even when empty, so the client knows the stages passed.
             await context.send_initial_metadata(tuple(call.headers.items()))
 
-        try:
-            async for chunk in self._pipeline.stream(request.request, call, prepared):
-                yield chat_pb2.StreamChatCompletionResponse(chunk=chunk)
-        except Exception as e:
-            await _failed(context, call, e)
-
-
-async def _failed(context: Any, call: CallInfo, error: Exception) -> NoReturn:
-    """End the call with `error` as a gRPC status carrying the call's response metadata;
-    bugs as INTERNAL. (A plain `except`, not a context manager: this costs nothing per call
-    that succeeds.)"""
-    if isinstance(error, TokenwireError):
-        await abort(context, error, call.headers)
-    log.error("unexpected error serving request %s", call.request_id, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
-    raise error
+        return self._pipeline.stream(request.request, call, prepared)

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import cast
 
-from server.errors import TokenwireError
+from grpc.aio import ServicerContext
+
+from gateway.transcode import enum_names
 from server.routing.catalog import Catalog, Endpoint
-from server.rpc.status import abort
 from tokenwire.chat.v1 import models_pb2, models_pb2_grpc, routing_pb2
 
-_DATA_COLLECTION: dict[str, routing_pb2.DataCollection.ValueType] = {
-    "allow": routing_pb2.DATA_COLLECTION_ALLOW,
-    "deny": routing_pb2.DATA_COLLECTION_DENY,
-}
+_DATA_COLLECTION = cast(
+    "dict[str, routing_pb2.DataCollection.ValueType]",
+    enum_names(routing_pb2.DataCollection.DESCRIPTOR).by_name,
+)
 
 
 def model_message(
@@ -54,7 +55,9 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         self._catalog = catalog
 
     async def ListModels(
-        self, request: models_pb2.ListModelsRequest, context: Any
+        self,
+        request: models_pb2.ListModelsRequest,
+        context: ServicerContext[models_pb2.ListModelsRequest, models_pb2.ListModelsResponse],
     ) -> models_pb2.ListModelsResponse:
         models = [
             model_message(m, endpoints, self._catalog.aliases_of(m))
@@ -63,12 +66,11 @@ class ModelServicer(models_pb2_grpc.ModelServiceServicer):
         return models_pb2.ListModelsResponse(object="list", data=models)
 
     async def GetModel(
-        self, request: models_pb2.GetModelRequest, context: Any
+        self,
+        request: models_pb2.GetModelRequest,
+        context: ServicerContext[models_pb2.GetModelRequest, models_pb2.GetModelResponse],
     ) -> models_pb2.GetModelResponse:
-        try:
-            endpoints = self._catalog.endpoints(request.model or "-")
-        except TokenwireError as e:
-            await abort(context, e)
+        endpoints = self._catalog.endpoints(request.model or "-")
         canonical = self._catalog.canonical(request.model)
         model = model_message(request.model, endpoints, self._catalog.aliases_of(canonical))
         return models_pb2.GetModelResponse(model=model)

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.in_process import InProcessInvoker
+from gateway.in_process import InProcessInvoker, captured
 from gateway.invoker import ChannelInvoker, Invoker
 from gateway.protocol import HeadLimits, limited_protocol
 from server.errors import SHUTTING_DOWN
@@ -150,7 +150,9 @@ async def start(
     await parts.store.recover()  # usage a process that died left in the journal
     calls = boundary.Calls()
     server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted, calls)
-    http, task, http_port = await serve_http(config, InProcessInvoker(parts.mounted))
+    http, task, http_port = await serve_http(
+        config, InProcessInvoker(captured(parts.mounted, boundary.in_process))
+    )
     return Service(
         grpc_port,
         http_port,

@@ -34,6 +34,7 @@ from server.providers.base import ModelCard, Provider
 from server.routing.breaker import BreakerConfig, Breakers
 from server.routing.catalog import Catalog, Endpoint
 from server.routing.router import RetryPolicy, Router
+from server.rpc.access import Access
 from server.rpc.chat_service import ChatServicer
 from server.rpc.model_service import ModelServicer
 from server.runtime.config import Config
@@ -128,14 +129,14 @@ def build(
     open_allowed = config.host in LOOPBACK or config.allow_open
     authenticator = KeysOrOpen(keys, open_allowed)
     keys.on_create = authenticator.keyed
-    admin = AdminCredential(config.admin_token)
+    access = Access(authenticator, AdminCredential(config.admin_token))
     usage = UsageStore(db, journal)
     sink = sink or usage
     limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
     templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)
     # The stages before routing, in order (ARCHITECTURE.md draws the whole request path).
     stages: tuple[Stage, ...] = (
-        AuthStage(authenticator),
+        AuthStage(access),
         TagStage(),
         LimitStage(limiter, KeyQuotas(db), _limits(config)),
         BudgetStage(KeyLedger(db)),
@@ -148,19 +149,19 @@ def build(
         Mounted(models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(router.catalog)),
         Mounted(
             templates_pb2_grpc.add_TemplateServiceServicer_to_server,
-            template_service.TemplateServicer(templates, authenticator),
+            template_service.TemplateServicer(templates, access),
         ),
         Mounted(
             memory_pb2_grpc.add_MemoryServiceServicer_to_server,
-            memory_service.MemoryServicer(memories, authenticator),
+            memory_service.MemoryServicer(memories, access),
         ),
         Mounted(
             admin_pb2_grpc.add_AdminServiceServicer_to_server,
-            admin_service.AdminServicer(keys, admin),
+            admin_service.AdminServicer(keys, access),
         ),
         Mounted(
             usage_pb2_grpc.add_UsageServiceServicer_to_server,
-            usage_service.UsageServicer(usage, admin, authenticator, keys.organizations),
+            usage_service.UsageServicer(usage, access, keys.organizations),
         ),
     )
     return Parts(mounted, stages, sink, limiter, keys, usage)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from grpc.aio import ServicerContext
 
-from server.pipeline.context import Authenticator
-from server.rpc.scoped import OrgScoped, page_limit
+from server.rpc.access import Access
+from server.rpc.boundary import CALL
+from server.rpc.paging import page_limit
 from server.templates.store import TemplateStore
 from tokenwire.templates.v1 import templates_pb2 as pb
 from tokenwire.templates.v1 import templates_pb2_grpc
@@ -15,50 +16,52 @@ DESCRIPTOR = pb.DESCRIPTOR.services_by_name["TemplateService"]
 
 
 class TemplateServicer(templates_pb2_grpc.TemplateServiceServicer):
-    def __init__(self, store: TemplateStore, authenticator: Authenticator) -> None:
+    def __init__(self, store: TemplateStore, access: Access) -> None:
         self._store = store
-        self._scoped = OrgScoped(authenticator)
+        self._access = access
 
     async def CreateTemplate(
-        self, request: pb.CreateTemplateRequest, context: Any
+        self,
+        request: pb.CreateTemplateRequest,
+        context: ServicerContext[pb.CreateTemplateRequest, pb.CreateTemplateResponse],
     ) -> pb.CreateTemplateResponse:
-        template = await self._scoped.run(
-            context, lambda org: self._store.create(org, request.template)
-        )
-        return pb.CreateTemplateResponse(template=template)
+        org = await self._access.organization(CALL.get())
+        return pb.CreateTemplateResponse(template=await self._store.create(org, request.template))
 
     async def GetTemplate(
-        self, request: pb.GetTemplateRequest, context: Any
+        self,
+        request: pb.GetTemplateRequest,
+        context: ServicerContext[pb.GetTemplateRequest, pb.GetTemplateResponse],
     ) -> pb.GetTemplateResponse:
+        org = await self._access.organization(CALL.get())
         version = request.version if request.HasField("version") else None
-        template = await self._scoped.run(
-            context, lambda org: self._store.get(org, request.template, version)
-        )
+        template = await self._store.get(org, request.template, version)
         return pb.GetTemplateResponse(template=template)
 
     async def ListTemplates(
-        self, request: pb.ListTemplatesRequest, context: Any
+        self,
+        request: pb.ListTemplatesRequest,
+        context: ServicerContext[pb.ListTemplatesRequest, pb.ListTemplatesResponse],
     ) -> pb.ListTemplatesResponse:
+        org = await self._access.organization(CALL.get())
         after = request.after if request.HasField("after") else None
-
-        async def work(org: str) -> tuple[list[pb.Template], bool]:
-            return await self._store.page(org, page_limit(request, 20), after)
-
-        page, more = await self._scoped.run(context, work)
+        page, more = await self._store.page(org, page_limit(request, 20), after)
         return pb.ListTemplatesResponse(object="list", data=page, has_more=more)
 
     async def UpdateTemplate(
-        self, request: pb.UpdateTemplateRequest, context: Any
+        self,
+        request: pb.UpdateTemplateRequest,
+        context: ServicerContext[pb.UpdateTemplateRequest, pb.UpdateTemplateResponse],
     ) -> pb.UpdateTemplateResponse:
-        template = await self._scoped.run(
-            context, lambda org: self._store.update(org, request.template, request.changes)
-        )
+        org = await self._access.organization(CALL.get())
+        template = await self._store.update(org, request.template, request.changes)
         return pb.UpdateTemplateResponse(template=template)
 
     async def DeleteTemplate(
-        self, request: pb.DeleteTemplateRequest, context: Any
+        self,
+        request: pb.DeleteTemplateRequest,
+        context: ServicerContext[pb.DeleteTemplateRequest, pb.DeleteTemplateResponse],
     ) -> pb.DeleteTemplateResponse:
-        deleted = await self._scoped.run(
-            context, lambda org: self._store.delete(org, request.template)
-        )
+        org = await self._access.organization(CALL.get())
+        deleted = await self._store.delete(org, request.template)
         return pb.DeleteTemplateResponse(id=deleted, object="template.deleted", deleted=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from server.errors import InvalidRequest
 from server.pipeline.context import RequestContext, UsageRecord
-from server.rpc.scoped import organization_of
+from server.rpc.access import organization_of
 from server.templates import defaults, slots
 from server.templates.store import Template, TemplateStore
 from tokenwire.chat.v1 import chat_pb2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from gateway.transcode import enum_names
 from server.errors import InvalidRequest
 from server.keys import validate
 from server.usage.query import Dimension, UsageFilter
@@ -12,15 +13,8 @@ from server.usage.tags import MAX_SESSION_ID, MAX_USER
 from tokenwire.usage.v1 import usage_pb2
 
 _DIMENSIONS = {
-    usage_pb2.USAGE_DIMENSION_SESSION: Dimension.SESSION,
-    usage_pb2.USAGE_DIMENSION_KEY: Dimension.KEY,
-    usage_pb2.USAGE_DIMENSION_ORGANIZATION: Dimension.ORGANIZATION,
-    usage_pb2.USAGE_DIMENSION_MODEL: Dimension.MODEL,
-    usage_pb2.USAGE_DIMENSION_USER: Dimension.USER,
-    usage_pb2.USAGE_DIMENSION_PROVIDER: Dimension.PROVIDER,
-    usage_pb2.USAGE_DIMENSION_STATUS: Dimension.STATUS,
-    usage_pb2.USAGE_DIMENSION_HOUR: Dimension.HOUR,
-    usage_pb2.USAGE_DIMENSION_DAY: Dimension.DAY,
+    number: Dimension(name)
+    for number, name in enum_names(usage_pb2.UsageDimension.DESCRIPTOR).by_number.items()
 }
 _FIELDS = {
     Dimension.ORGANIZATION: "organization_id",
@@ -61,7 +55,7 @@ def dimensions_from(group_by: Iterable[int]) -> list[Dimension]:
                 "hour or day.",
                 param="group_by",
             )
-        out.append(_DIMENSIONS[value])  # type: ignore[index]
+        out.append(_DIMENSIONS[value])
     return out
 
 

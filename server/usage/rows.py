@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from server.pipeline.context import MAX_REQUEST_ID, Attempt, UsageRecord
+from gateway.metadata import MAX_REQUEST_ID
+from server.pipeline.context import Attempt, UsageRecord
 from server.storage.database import Row
 from server.usage.tags import MAX_SESSION_ID, MAX_USER
 

@@ -11,20 +11,22 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from server.errors import InvalidRequest, PermissionDenied, Unauthenticated
-from server.keys.auth import AdminCredential
-from server.keys.rpc import run
-from server.pipeline.context import Authenticator, CallInfo
+from grpc.aio import ServicerContext
+
+from server.errors import InvalidRequest, PermissionDenied
+from server.pipeline.context import CallInfo
+from server.rpc.access import Access
+from server.rpc.boundary import CALL
 from server.usage.csv_export import to_csv
 from server.usage.messages import bucket_message, dimensions_from, filter_from
 from server.usage.query import UsageFilter
 from server.usage.store import UsageStore
-from tokenwire.usage.v1 import usage_pb2, usage_pb2_grpc
+from tokenwire.usage.v1 import usage_pb2 as pb
+from tokenwire.usage.v1 import usage_pb2_grpc
 
-DESCRIPTOR = usage_pb2.DESCRIPTOR.services_by_name["UsageService"]
+DESCRIPTOR = pb.DESCRIPTOR.services_by_name["UsageService"]
 DEFAULT_EXPORT = 10_000
 MAX_EXPORT = 100_000
-CHALLENGE = 'Bearer realm="tokenwire"'
 
 
 class Organizations(Protocol):
@@ -35,60 +37,46 @@ class Organizations(Protocol):
 
 class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
     def __init__(
-        self,
-        store: UsageStore,
-        admin: AdminCredential,
-        authenticator: Authenticator,
-        organizations: Organizations | None = None,
+        self, store: UsageStore, access: Access, organizations: Organizations | None = None
     ) -> None:
         self._store = store
-        self._admin = admin
-        self._authenticator = authenticator
+        self._access = access
         self._organizations = organizations
 
     async def GetUsage(
-        self, request: usage_pb2.GetUsageRequest, context: Any
-    ) -> usage_pb2.GetUsageResponse:
-        async def work(call: CallInfo) -> usage_pb2.GetUsageResponse:
-            usage_filter = await self._scoped(call, filter_from(request))
-            buckets = await self._store.aggregate(usage_filter, dimensions_from(request.group_by))
-            total = await self._store.total(usage_filter)
-            return usage_pb2.GetUsageResponse(
-                object="list",
-                data=[bucket_message(b) for b in buckets],
-                total=bucket_message(total),
-            )
-
-        return await run(context, work)
+        self,
+        request: pb.GetUsageRequest,
+        context: ServicerContext[pb.GetUsageRequest, pb.GetUsageResponse],
+    ) -> pb.GetUsageResponse:
+        usage_filter = await self._scoped(CALL.get(), filter_from(request))
+        buckets = await self._store.aggregate(usage_filter, dimensions_from(request.group_by))
+        total = await self._store.total(usage_filter)
+        return pb.GetUsageResponse(
+            object="list", data=[bucket_message(b) for b in buckets], total=bucket_message(total)
+        )
 
     async def ExportUsage(
-        self, request: usage_pb2.ExportUsageRequest, context: Any
-    ) -> usage_pb2.ExportUsageResponse:
-        async def work(call: CallInfo) -> usage_pb2.ExportUsageResponse:
-            usage_filter = await self._scoped(call, filter_from(request))
-            limit = _limit(request)
-            records = await self._store.records(usage_filter, limit + 1)
-            return usage_pb2.ExportUsageResponse(
-                csv=to_csv(records[:limit]),
-                records=min(len(records), limit),
-                truncated=len(records) > limit,
-            )
-
-        return await run(context, work)
+        self,
+        request: pb.ExportUsageRequest,
+        context: ServicerContext[pb.ExportUsageRequest, pb.ExportUsageResponse],
+    ) -> pb.ExportUsageResponse:
+        usage_filter = await self._scoped(CALL.get(), filter_from(request))
+        limit = _limit(request)
+        records = await self._store.records(usage_filter, limit + 1)
+        return pb.ExportUsageResponse(
+            csv=to_csv(records[:limit]),
+            records=min(len(records), limit),
+            truncated=len(records) > limit,
+        )
 
     async def _scoped(self, call: CallInfo, usage_filter: UsageFilter) -> UsageFilter:
         """The filter narrowed to what the caller may see."""
         asked = usage_filter.organization_id
-        if self._admin.matches(call):
+        if self._access.is_admin(call):
             if asked is not None and self._organizations is not None:
                 await self._organizations.get(asked)
             return usage_filter
-        try:
-            principal = await self._authenticator.authenticate(call)
-        except Unauthenticated:
-            call.headers["www-authenticate"] = CHALLENGE
-            raise
-        own = principal.organization_id
+        own = (await self._access.principal(call)).organization_id
         if own is None:
             raise PermissionDenied("Name your organization in the 'organization_id' header.")
         if asked is not None and asked != own:
@@ -98,7 +86,7 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         return replace(usage_filter, organization_id=own)
 
 
-def _limit(request: usage_pb2.ExportUsageRequest) -> int:
+def _limit(request: pb.ExportUsageRequest) -> int:
     if not request.HasField("limit"):
         return DEFAULT_EXPORT
     if not 1 <= request.limit <= MAX_EXPORT:

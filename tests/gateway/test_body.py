@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.in_process import InProcessInvoker
+from gateway.in_process import InProcessInvoker, captured
 from gateway.json_body import MAX_DEPTH, nested_deeper_than
 from server.runtime import app
 from server.runtime.config import Config
@@ -104,7 +104,9 @@ def test_depth_is_read_off_the_bytes(text: bytes, deeper: bool) -> None:
 @pytest.fixture
 async def bare_gateway() -> AsyncIterator[int]:
     """The gateway over a servicer that answers at once: only the gateway's work is timed."""
-    invoker = InProcessInvoker([(chat_pb2_grpc.add_ChatServiceServicer_to_server, Recorder())])
+    invoker = InProcessInvoker(
+        captured([(chat_pb2_grpc.add_ChatServiceServicer_to_server, Recorder())])
+    )
     http, task, port = await app.serve_http(Config(host="127.0.0.1", http_port=0), invoker)
     yield port
     http.should_exit = True

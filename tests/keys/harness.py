@@ -15,7 +15,7 @@ import httpx
 
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
-from gateway.in_process import InProcessInvoker
+from gateway.in_process import InProcessInvoker, captured
 from gateway.invoker import ChannelInvoker, Invoker
 from server.keys import admin
 from server.keys.admin import AdminServicer
@@ -32,6 +32,8 @@ from server.pipeline.context import Stage
 from server.providers.fake import FakeProvider
 from server.routing.catalog import Catalog, Endpoint
 from server.routing.router import Router
+from server.rpc import boundary
+from server.rpc.access import Access
 from server.rpc.chat_service import ChatServicer
 from server.storage.database import Database
 from server.storage.migrations import migrate
@@ -67,7 +69,9 @@ class Served:
     def http(self, invoker: str = "channel") -> httpx.AsyncClient:
         """The REST gateway in front of the services, in-process or over the channel."""
         chosen: Invoker = (
-            InProcessInvoker(self.registrations, peer="ipv4:127.0.0.1:1")
+            InProcessInvoker(
+                captured(self.registrations, boundary.in_process), peer="ipv4:127.0.0.1:1"
+            )
             if invoker == "in-process"
             else ChannelInvoker(self.channel)
         )
@@ -90,7 +94,7 @@ def pipeline(db: Database, store: KeyStore, usage: UsageStore, clock: Clock) -> 
     endpoint = Endpoint("fake-echo", fake, "fake-echo", prompt_price=PRICE, completion_price=PRICE)
     other = Endpoint("other-model", fake, "fake-echo")
     stages: list[Stage] = [
-        AuthStage(KeyAuthenticator(store)),
+        AuthStage(Access(KeyAuthenticator(store), AdminCredential(ADMIN))),
         TagStage(),
         LimitStage(MemoryLimiter(clock), KeyQuotas(db)),
         BudgetStage(KeyLedger(db)),
@@ -101,15 +105,16 @@ def pipeline(db: Database, store: KeyStore, usage: UsageStore, clock: Clock) -> 
 @asynccontextmanager
 async def serve(db: Database, clock: Clock) -> AsyncIterator[Served]:
     await migrate(db, KEYS + USAGE)
-    store, usage, credential = KeyStore(db, clock), UsageStore(db), AdminCredential(ADMIN)
+    store, usage = KeyStore(db, clock), UsageStore(db)
+    access = Access(KeyAuthenticator(store), AdminCredential(ADMIN))
     registrations: list[tuple[Any, Any]] = [
         (
             admin_pb2_grpc.add_AdminServiceServicer_to_server,
-            AdminServicer(store, credential, clock),
+            AdminServicer(store, access, clock),
         ),
         (
             usage_pb2_grpc.add_UsageServiceServicer_to_server,
-            UsageServicer(usage, credential, KeyAuthenticator(store), store.organizations),
+            UsageServicer(usage, access, store.organizations),
         ),
         (
             chat_pb2_grpc.add_ChatServiceServicer_to_server,
@@ -117,8 +122,9 @@ async def serve(db: Database, clock: Clock) -> AsyncIterator[Served]:
         ),
     ]
     server = grpc.aio.server()
+    wrapped = boundary.Boundary(server, boundary.Calls())  # as tokenwire serves them
     for add, servicer in registrations:
-        add(servicer, server)
+        add(servicer, wrapped)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

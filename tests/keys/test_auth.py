@@ -10,6 +10,7 @@ from server.keys.records import KeySpec
 from server.keys.stage import AuthStage
 from server.keys.store import KeyStore
 from server.pipeline.context import CallInfo, OpenAuthenticator, Principal
+from server.rpc.access import Access
 from tests.usage.factories import context
 
 ADMIN = "admin-token-0123456789"
@@ -48,7 +49,7 @@ async def test_a_key_becomes_its_principal(store: KeyStore) -> None:
 async def test_missing_or_garbage_keys_are_401_with_a_challenge(
     store: KeyStore, authorization: str | None
 ) -> None:
-    stage = AuthStage(KeyAuthenticator(store))
+    stage = AuthStage(Access(KeyAuthenticator(store), AdminCredential(None)))
     metadata = {} if authorization is None else {"authorization": authorization}
     ctx = context(metadata)
     with pytest.raises(Unauthenticated) as caught:
@@ -60,7 +61,7 @@ async def test_missing_or_garbage_keys_are_401_with_a_challenge(
 async def test_another_organizations_header_is_403(store: KeyStore) -> None:
     issued = await store.create(KeySpec("acme"), create_organization=True)
     await store.organizations.create("globex")
-    stage = AuthStage(KeyAuthenticator(store))
+    stage = AuthStage(Access(KeyAuthenticator(store), AdminCredential(None)))
     for org in ("globex", "no-such-org", "x" * 500):
         ctx = context({"authorization": f"Bearer {issued.secret}", "organization_id": org})
         with pytest.raises(PermissionDenied) as caught:
@@ -73,7 +74,7 @@ async def test_another_organizations_header_is_403(store: KeyStore) -> None:
 
 async def test_the_open_authenticator_takes_the_header_at_its_word() -> None:
     ctx = context({"organization_id": "acme"})
-    await AuthStage(OpenAuthenticator()).before(ctx)
+    await AuthStage(Access(OpenAuthenticator(), AdminCredential(None))).before(ctx)
     assert ctx.principal == Principal(organization_id="acme")
 
 

@@ -8,9 +8,11 @@ from typing import TypeAlias
 import grpc
 import pytest
 
+from server.keys.auth import AdminCredential
 from server.memory.service import MemoryServicer
 from server.memory.store import MIGRATIONS, MemoryStore
 from server.pipeline.context import OpenAuthenticator
+from server.rpc.access import Access
 from server.storage.database import Database
 from server.storage.migrations import migrate
 from tests.templates.stack import grpc_server, org
@@ -26,7 +28,9 @@ Stub: TypeAlias = "memory_pb2_grpc.MemoryServiceAsyncStub"
 @pytest.fixture
 async def stub(database: Database) -> AsyncIterator[Stub]:
     await migrate(database, MIGRATIONS)
-    servicer = MemoryServicer(MemoryStore(database), OpenAuthenticator())
+    servicer = MemoryServicer(
+        MemoryStore(database), Access(OpenAuthenticator(), AdminCredential(None))
+    )
     server, target = await grpc_server(
         [(memory_pb2_grpc.add_MemoryServiceServicer_to_server, servicer)]
     )

@@ -25,6 +25,7 @@ from server.pipeline.context import (
     UsageRecord,
 )
 from server.providers.fake import FakeConfig, FakeProvider
+from server.rpc.boundary import Boundary, Calls
 from server.runtime import app
 from server.runtime.config import Config
 from server.storage.database import Database
@@ -87,8 +88,9 @@ def record(ctx: RequestContext, status: str = "ok") -> UsageRecord:
 async def grpc_server(registrations: Sequence[tuple[Any, Any]]) -> tuple[grpc.aio.Server, str]:
     """A real grpc.aio server on a port the OS picks, serving the given servicers."""
     server = grpc.aio.server()
+    wrapped = Boundary(server, Calls())  # as tokenwire serves them
     for add, servicer in registrations:
-        add(servicer, server)
+        add(servicer, wrapped)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"

@@ -9,7 +9,9 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from server.keys.auth import AdminCredential
 from server.pipeline.context import OpenAuthenticator
+from server.rpc.access import Access
 from server.storage.database import Database
 from server.storage.migrations import migrate
 from server.templates.service import TemplateServicer
@@ -24,7 +26,9 @@ ACME, GLOBEX = org("acme"), org("globex")
 @pytest.fixture
 async def stub(database: Database) -> AsyncIterator[templates_pb2_grpc.TemplateServiceAsyncStub]:
     await migrate(database, MIGRATIONS)
-    servicer = TemplateServicer(TemplateStore(database), OpenAuthenticator())
+    servicer = TemplateServicer(
+        TemplateStore(database), Access(OpenAuthenticator(), AdminCredential(None))
+    )
     server, target = await grpc_server(
         [(templates_pb2_grpc.add_TemplateServiceServicer_to_server, servicer)]
     )

@@ -35,8 +35,9 @@ from server.providers.base import (
 )
 from server.providers.http.config import UpstreamConfig
 from server.providers.http.errors import bad_chunk, decode_json, error_from_payload
-from server.providers.http.exchange import HttpProvider, drain, estimated_usage, load_json_text
+from server.providers.http.exchange import HttpProvider, drain, load_json_text
 from server.providers.http.sse import SSEEvent
+from server.tokens import estimated_usage
 
 ANTHROPIC_VERSION = "2023-06-01"
 

@@ -44,7 +44,7 @@ from server.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from server.providers.base import GenerationRequest, Message, ModelCard, Usage
+from server.providers.base import ModelCard
 from server.providers.http.config import UpstreamConfig
 from server.providers.http.errors import (
     bad_chunk,
@@ -60,9 +60,6 @@ MAX_BODY = 16 * 2**20  # a whole (non-streamed) answer is refused beyond this
 # After its end marker a stream's body ends at once; reading that end puts the connection
 # back in its pool. An upstream that does not end it is cut off after this long.
 DRAIN_SECONDS = 0.25
-# Estimated usage counts ~4 characters a token: a rough rule for English text
-# with BPE tokenizers, used only when an upstream reports no usage.
-CHARS_PER_TOKEN = 4
 
 Headers = CIMultiDictProxy[str]
 
@@ -193,22 +190,6 @@ def encode_json(body: Mapping[str, Any]) -> bytes:
         return orjson.dumps(body)
     except orjson.JSONEncodeError:  # integers beyond 64 bits, which a tool schema may hold
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def estimated_usage(request: GenerationRequest, generated_chars: int) -> Usage:
-    """A `Usage` counted here, roughly, for an upstream that reported none."""
-    prompt = sum(len(_message_text(m)) for m in request.messages)
-    prompt += sum(len(f"{t.name}{t.description or ''}{t.parameters or ''}") for t in request.tools)
-    return Usage(
-        prompt_tokens=math.ceil(prompt / CHARS_PER_TOKEN),
-        completion_tokens=math.ceil(generated_chars / CHARS_PER_TOKEN),
-        estimated=True,
-    )
-
-
-def _message_text(message: Message) -> str:
-    calls = "".join(c.name + c.arguments for c in message.tool_calls)
-    return message.text() + calls
 
 
 def load_json_text(text: str, param: str) -> Any:
