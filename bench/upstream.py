@@ -33,6 +33,7 @@ with upstream calls on aiohttp), p99 < 50 ms.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import multiprocessing
 import os
@@ -97,6 +98,18 @@ EVENTS = (
     _CHUNK + b'],"usage":{"prompt_tokens":2,"completion_tokens":2,"total_tokens":4}}\n\n',
     b"data: [DONE]\n\n",
 )
+_TOKEN = _CHUNK + b'{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
+
+
+@functools.cache
+def stream_events(max_tokens: int) -> tuple[bytes, ...]:
+    """The stream's events: `EVENTS`, or when the request asks for more than its two content
+    chunks (`max_tokens` > 2), that many content chunks: a long stream, one event per write."""
+    if max_tokens <= 2:
+        return EVENTS
+    return (EVENTS[0], *[_TOKEN] * (max_tokens - 1), *EVENTS[2:])
+
+
 JSON_HEADERS = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(COMPLETION)).encode()),
@@ -113,12 +126,13 @@ async def upstream_app(scope: Mapping[str, Any], receive: Any, send: Any) -> Non
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    if not orjson.loads(body).get("stream"):
+    request = orjson.loads(body)
+    if not request.get("stream"):
         await send({"type": "http.response.start", "status": 200, "headers": JSON_HEADERS})
         await send({"type": "http.response.body", "body": COMPLETION})
         return
     await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    for event in EVENTS:
+    for event in stream_events(request.get("max_tokens") or 0):
         await send({"type": "http.response.body", "body": event, "more_body": True})
     await send({"type": "http.response.body", "body": b""})
 

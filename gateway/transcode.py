@@ -12,6 +12,8 @@ type and cached, since this runs on every request.
 from __future__ import annotations
 
 import json
+import keyword
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -86,7 +88,7 @@ class Field:
     is_message: bool
     map_value: Field | None  # the value field of a map's entries
     kind: str  # the JSON value it takes ("a string"…), to pick among fields sharing a key
-    render: Render  # chosen once from the options above: `to_json` runs it per value
+    render: Render  # chosen once from the options above: maps and unwrapped messages use it
     parse: Parse  # likewise for the JSON value of a scalar field (or map value, list item)
 
     @property
@@ -174,22 +176,129 @@ _NO_DEFAULT = frozenset({FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_MESSAGE
 
 def to_json(msg: Message) -> JSON:
     """Render a message as an OpenAI-shaped JSON value (dict, or list when unwrapped)."""
-    p = plan(msg.DESCRIPTOR)
-    if p.unwrap is not None:
-        return p.unwrap.render(getattr(msg, p.unwrap.name))
-    out = p.template.copy()
-    for key, factory in p.fresh:
-        out[key] = factory()  # never shared between outputs
-    by_fd = p.by_fd
-    for fd, value in msg.ListFields():
-        f = by_fd[fd]
-        rendered = f.render(value)
-        if rendered is not _ABSENT:
-            out[f.key] = rendered
-    return out
+    render = _RENDERERS.get(type(msg))
+    if render is None:
+        render = _RENDERERS[type(msg)] = renderer(msg.DESCRIPTOR)
+    return render(msg)
 
 
+_RENDERERS: dict[type, Render] = {}  # by message class: what `to_json` runs
 _ABSENT = object()
+_COMPILING: set[Descriptor] = set()  # types whose renderer is being built (recursive types)
+
+
+@cache
+def renderer(desc: Descriptor) -> Render:
+    """The function rendering messages of type `desc`, compiled once from its plan.
+
+    Its output is the generic walk's: the template's keys in declaration order,
+    then each field that is set, in field-number order (as `ListFields` gives
+    them), rendered as `Field.render` would. But each field's test and conversion
+    is written out, with no per-field calls: a chunk renders about 3x faster.
+    """
+    p = plan(desc)
+    env: dict[str, Any] = {"ABSENT": _ABSENT, "_loads": _loads, "copysign": math.copysign}
+    _COMPILING.add(desc)
+    try:
+        if p.unwrap is not None:
+            env["U"] = p.unwrap.render
+            source = f"def render(msg):\n    return U({_attr(p.unwrap.name)})\n"
+        else:
+            source = _render_source(p, env)
+    finally:
+        _COMPILING.discard(desc)
+    exec(compile(source, f"<to_json {desc.full_name}>", "exec"), env)
+    render: Render = env["render"]
+    return render
+
+
+def _render_source(p: Plan, env: dict[str, Any]) -> str:
+    shared = {key for key, fields in p.by_key.items() if len(fields) > 1}
+    inline: dict[str, str] = {}  # template keys whose value one expression gives
+    for f in p.by_name.values():
+        if f.key in p.template and f.key not in shared:
+            expr = _inline(f, env)
+            if expr is not None:
+                inline[f.key] = expr
+    fresh = {key: "[]" if factory is list else "{}" for key, factory in p.fresh}
+    items = [
+        f"{key!r}: {inline.get(key) or fresh.get(key) or _bind(env, 'D', default)}"
+        for key, default in p.template.items()
+    ]
+    lines = ["def render(msg):", f"    out = {{{', '.join(items)}}}"]
+    for f in sorted(p.by_name.values(), key=lambda f: f.fd.number):
+        if f.key not in inline:
+            lines += [f"    {line}" for line in _statement(f, env)]
+    return "\n".join([*lines, "    return out", ""])
+
+
+def _inline(f: Field, env: dict[str, Any]) -> str | None:
+    """The expression of a template field's value, set or not (None: use `_statement`)."""
+    a, has = _attr(f.name), f"msg.HasField({f.name!r})"
+    if not (f.always or f.nullable):
+        return a  # an implicit-presence scalar: unset, it holds the template's default
+    empty = "{}" if f.always and not f.repeated else "None"
+    if f.is_map:
+        return f"({_bind(env, 'M', f.render)}(v) if (v := {a}) else None)"
+    if f.repeated:
+        items = _items(f, a, env)
+        return items if f.always else f"({items} or None)"
+    if f.is_message:
+        return f"({_one(f, a, env)} if {has} else {empty})"
+    if f.always:
+        return None
+    if f.fd.type == FieldDescriptor.TYPE_ENUM:
+        return f"{_bind(env, 'E', enum_names(f.fd.enum_type).by_number)}.get({a})"
+    if f.raw:
+        return f"(_loads(v) if (v := {a}) else None)"
+    return f"({a} if {has} else None)" if f.fd.has_presence else None
+
+
+def _statement(f: Field, env: dict[str, Any]) -> list[str]:
+    """Lines setting a field's key when `ListFields` would list the field."""
+    a, key = _attr(f.name), repr(f.key)
+    if f.is_map:
+        return [f"v = {a}", f"if v: out[{key}] = {_bind(env, 'M', f.render)}(v)"]
+    if f.repeated:
+        return [f"v = {a}", f"if v: out[{key}] = {_items(f, 'v', env)}"]
+    if f.is_message or (f.fd.has_presence and not (f.raw or f.fd.type == f.fd.TYPE_ENUM)):
+        return [f"if msg.HasField({f.name!r}): out[{key}] = {_one(f, a, env)}"]
+    if f.fd.type == FieldDescriptor.TYPE_ENUM or f.raw:
+        # Unset, an enum is 0 and a raw string empty: both render as ABSENT.
+        return [f"v = {_one(f, a, env)}", f"if v is not ABSENT: out[{key}] = v"]
+    if f.fd.type in _FLOATS:  # -0.0 is set: its bits are not zero
+        return [f"v = {a}", f"if v or copysign(1.0, v) < 0: out[{key}] = v"]
+    return [f"v = {a}", f"if v: out[{key}] = v"]
+
+
+def _items(f: Field, var: str, env: dict[str, Any]) -> str:
+    one = _one(f, "i", env)
+    return f"list({var})" if one == "i" else f"[{one} for i in {var}]"
+
+
+def _one(f: Field, var: str, env: dict[str, Any]) -> str:
+    """The expression rendering one value `var` of `f` (the field's, or one of its items)."""
+    fd = f.fd
+    if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        child = message_type(fd)
+        render = to_json if child in _COMPILING else renderer(child)
+        return f"{_bind(env, 'R', render)}({var})"
+    if fd.type == FieldDescriptor.TYPE_ENUM:
+        return f"{_bind(env, 'E', enum_names(fd.enum_type).by_number)}.get({var}, ABSENT)"
+    if f.raw:
+        return f"(_loads({var}) if {var} else ABSENT)"
+    return var
+
+
+def _bind(env: dict[str, Any], prefix: str, value: Any) -> str:
+    """A name in the renderer's globals for `value`."""
+    name = f"{prefix}{len(env)}"
+    env[name] = value
+    return name
+
+
+def _attr(name: str) -> str:
+    return f"getattr(msg, {name!r})" if keyword.iskeyword(name) else f"msg.{name}"
 
 
 def _renderer(fd: FieldDescriptor, raw: bool, map_value: Field | None) -> Render:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -928,6 +929,27 @@ def test_usage_chunk_prints_empty_choices() -> None:
     assert out["choices"] == []
     assert out["usage"]["total_tokens"] == 19
     assert "usage" not in to_json(STREAM["content"][0])
+
+
+def test_keys_print_in_the_template_order_then_set_fields_by_number() -> None:
+    """The compiled renderers keep the generic walk's key order, byte for byte: the
+    always-printed keys in declaration order, then each set field by field number."""
+    message = chat_pb2.ChatCompletionChunk()
+    message.CopyFrom(STREAM["usage"][0])
+    message.system_fingerprint = "fp"
+    message.dropped_parameters.append("seed")
+    out = to_json(message)
+    fixed = ["id", "object", "created", "model", "provider", "choices"]
+    assert list(out) == [*fixed, "system_fingerprint", "usage", "dropped_parameters"]
+    assert list(out["usage"])[:3] == ["prompt_tokens", "completion_tokens", "total_tokens"]
+    choice = to_json(STREAM["final"][0])["choices"][0]
+    assert list(choice) == ["index", "delta", "finish_reason"]
+
+
+def test_negative_zero_is_a_set_value() -> None:
+    # proto3 lists a double holding -0.0 as set (its bits are not zero): it prints as such.
+    out = to_json(routing_pb2.ProviderPreferences(preferred_min_throughput_p50=-0.0))
+    assert math.copysign(1.0, out["preferred_min_throughput"]) < 0
 
 
 def models() -> models_pb2.ListModelsResponse:
