@@ -61,16 +61,19 @@ class ChunkWriter:
     def __init__(self, header: Header) -> None:
         self.header = header
         self._started: set[int] = set()
-
-    def _chunk(self) -> chat_pb2.ChatCompletionChunk:
-        h = self.header
-        return chat_pb2.ChatCompletionChunk(
+        h = header
+        head = chat_pb2.ChatCompletionChunk(
             id=h.id,
             object="chat.completion.chunk",
             created=h.created,
             model=h.model,
             provider=h.provider,
         )
+        # Every chunk starts as a copy of these fields: parsing them is cheaper than setting them.
+        self._head = head.SerializeToString()
+
+    def _chunk(self) -> chat_pb2.ChatCompletionChunk:
+        return chat_pb2.ChatCompletionChunk.FromString(self._head)
 
     def delta(self, d: base.Delta) -> chat_pb2.ChatCompletionChunk:
         chunk = self._chunk()

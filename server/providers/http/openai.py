@@ -79,7 +79,7 @@ class OpenAICompatProvider(HttpProvider):
         # aclosing: when our consumer closes us, the upstream response closes too.
         async with contextlib.aclosing(events):
             async for event in events:
-                if event.data.strip() == "[DONE]":
+                if len(event.data) < 16 and event.data.strip() == "[DONE]":
                     reader.done = True
                     break
                 for delta in reader.read(event):
@@ -264,26 +264,33 @@ class _ChunkReader:
         if chunk.get("usage"):
             # Some servers repeat a running total on every chunk: the last one wins.
             self.usage = _usage(chunk["usage"])
-        deltas = (self._choice(c, part) for c in chunk.get("choices") or ())
-        return [d for d in deltas if d is not None]
+        deltas = []
+        for choice in chunk.get("choices") or ():
+            delta = self._choice(choice, part)
+            if delta is not None:
+                deltas.append(delta)
+        return deltas
 
     def _choice(self, raw: dict[str, Any], part: str) -> Delta | None:
         """One choice of a chunk (its `delta`) or of a whole answer (its `message`)."""
         index = int(raw.get("index") or 0)
         delta = raw.get(part) or {}
+        calls = delta.get("tool_calls")
         out = Delta(
             content=_text(delta.get("content")),
             # Some servers send both names with the same text: take one.
             reasoning=_text(delta.get("reasoning")) or _text(delta.get("reasoning_content")),
             refusal=_text(delta.get("refusal")),
-            tool_calls=tuple(self._tool_call(index, c) for c in delta.get("tool_calls") or ()),
+            tool_calls=tuple(self._tool_call(index, c) for c in calls) if calls else (),
             logprobs=_logprobs(raw.get("logprobs")),
             finish_reason=_finish(raw.get("finish_reason")),
             choice=index,
         )
-        self.finished = self.finished or out.finish_reason is not None
+        if out.finish_reason is not None:
+            self.finished = True
         self.generated_chars += len(out.content) + len(out.reasoning) + len(out.refusal)
-        self.generated_chars += sum(len(c.arguments) for c in out.tool_calls)
+        if calls:
+            self.generated_chars += sum(len(c.arguments) for c in out.tool_calls)
         return out if _carries(out) else None
 
     def _tool_call(self, choice: int, raw: dict[str, Any]) -> ToolCallDelta:
@@ -328,6 +335,8 @@ def _call_index(calls: _Calls, index: object, call_id: str | None) -> int:
 
 
 def _text(value: object) -> str:
+    if type(value) is str:  # the usual case first: this runs several times per chunk
+        return value
     if value is None:
         return ""
     if not isinstance(value, str):

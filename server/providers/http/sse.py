@@ -27,9 +27,10 @@ class SSEError(ValueError):
     """The byte stream cannot be an event stream (an event beyond the size limit)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SSEEvent:
-    """One dispatched event: its type (`message` unless named) and its data."""
+    """One dispatched event: its type (`message` unless named) and its data; read-only (not
+    frozen, as a frozen `__init__` costs an `object.__setattr__` per field, per event)."""
 
     data: str
     event: str = "message"
@@ -70,6 +71,8 @@ class SSEDecoder:
         return events
 
     def _consume(self, text: str) -> list[SSEEvent]:
+        if text.endswith("\n\n") and "\r" not in text and not (self._data or self._event):
+            return self._blocks(text)
         lines = _LINE_BREAK.split(text)
         self._pending = lines.pop()
         # A trailing CR may be the first half of a CRLF: wait for the next byte.
@@ -78,6 +81,24 @@ class SSEDecoder:
         if len(self._pending) > self._max:
             raise SSEError(f"event stream line longer than {self._max} characters")
         return [event for line in lines if (event := self._line(line)) is not None]
+
+    def _blocks(self, text: str) -> list[SSEEvent]:
+        """Whole events and nothing after them, lines ending in LF: what upstreams send.
+
+        The same rules, with each event's lines taken at once: a lone `data: ` line (the
+        usual event) is dispatched without the general line-by-line walk.
+        """
+        self._pending = ""
+        events = []
+        for block in text[:-2].split("\n\n"):
+            if block.startswith("data:") and "\n" not in block and len(block) < self._max:
+                data = block[6:] if block.startswith("data: ") else block[5:]
+                events.append(SSEEvent(data, "message", self._last_id))
+                continue
+            for line in [*block.split("\n"), ""]:  # "": the blank line ending the event
+                if (event := self._line(line)) is not None:
+                    events.append(event)
+        return events
 
     def _line(self, line: str) -> SSEEvent | None:
         if not line:
