@@ -175,6 +175,35 @@ async def test_the_deadline_covers_each_head_on_a_kept_alive_connection(
     assert_openai_error(await answer(reader), 408)
 
 
+CHUNKED = b"transfer-encoding: chunked\r\n\r\n"  # how uvicorn ends a streamed answer's head
+
+
+async def test_a_streamed_answer_sends_the_events_of_one_turn_in_one_write() -> None:
+    recording = _Recording()
+    transport = protocol._JoinedHead(recording, asyncio.get_running_loop())
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n" + CHUNKED
+    transport.write(head)
+    transport.write(b"a\r\ndata: 1\n\n\r\n")
+    assert recording.writes == []
+    await _next_turn()
+    transport.write(b"a\r\ndata: 2\n\n\r\n")
+    transport.write(b"a\r\ndata: 3\n\n\r\n0\r\n\r\n")
+    assert recording.writes == [head + b"a\r\ndata: 1\n\n\r\n"]
+    await _next_turn()
+    assert recording.writes[1:] == [b"a\r\ndata: 2\n\n\r\na\r\ndata: 3\n\n\r\n0\r\n\r\n"]
+
+
+async def test_closing_sends_the_held_events_first() -> None:
+    recording = _Recording()
+    transport = protocol._JoinedHead(recording, asyncio.get_running_loop())
+    transport.write(b"HTTP/1.1 200 OK\r\n" + CHUNKED)
+    await _next_turn()
+    transport.write(b"a\r\ndata: 1\n\n\r\n")
+    transport.close()
+    assert recording.writes[-1] == b"a\r\ndata: 1\n\n\r\n"
+    assert recording.closed
+
+
 class _Recording(asyncio.Transport):
     """What a response's writes reach: the connection's transport, recorded."""
 
