@@ -6,8 +6,9 @@
 `http` is a bare uvicorn ASGI app (httptools) returning the same JSON body,
 or for `"stream": true` the same SSE events, that tokenwire returns for the
 benchmark's request; `grpc` is a bare `grpc.aio` ChatService returning fixed
-messages; with `--upstream URL` each unary call first POSTs the benchmark's
-request to URL with a session made as tokenwire's providers make theirs
+messages (a stream: `max_tokens` content chunks when that is more than two);
+with `--upstream URL` each unary call first POSTs the benchmark's request to
+URL with a session made as tokenwire's providers make theirs
 (`server.providers.http.session.new_session`) and reads the whole answer,
 the least a gRPC server that calls an upstream can do (`upstream.py` measures
 it beside tokenwire). Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
@@ -146,8 +147,13 @@ class FixedChat(chat_pb2_grpc.ChatServiceServicer):
     async def StreamChatCompletion(
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
-        for chunk in self.chunks:
-            yield chunk
+        """The fixed chunks; for `max_tokens` > 2, that many content chunks (a long stream,
+        the per-message floor of `streams.py`)."""
+        first, middle, last = self.chunks
+        yield first
+        for _ in range(max(request.request.max_tokens, 2) - 1):
+            yield middle
+        yield last
 
 
 # Seconds; the fake upstream answers at once.
