@@ -58,6 +58,7 @@ class SseResponse:
         self.started = False
         self.ended = False  # cut off: nothing more may be sent
         self._sending = asyncio.Lock()  # the pump and the keepalives take turns
+        self._keeping_alive = False  # a keepalive task runs: sends take the lock
         self._sent_at = 0.0  # loop time of the last send
 
     async def __call__(self, send: Send, receive: Receive) -> None:
@@ -87,12 +88,21 @@ class SseResponse:
         # Most streams end within one interval: a timer starts the keepalive task only for
         # those that last longer, sparing the rest a task.
         keepalives: list[asyncio.Task[None]] = []
-        timer = loop.call_later(
-            self._keepalive, lambda: keepalives.append(asyncio.create_task(self._keepalives(send)))
-        )
+
+        def keep_alive() -> None:
+            self._keeping_alive = True
+            keepalives.append(asyncio.create_task(self._keepalives(send)))
+
+        timer = loop.call_later(self._keepalive, keep_alive)
+        render = self._render
         try:
             async for message in messages:
-                await self._send(send, event(self._render(message)))
+                data = event(render(message))
+                if self._keeping_alive or self.ended or not self.started:
+                    await self._send(send, data)
+                else:  # alone, the pump needs no lock (the usual stream, per event)
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    self._sent_at = loop.time()
             await self._send(send, DONE)
         except RpcFailure as failure:
             await self._fail(send, self._translate(failure))

@@ -351,22 +351,16 @@ def merge_json(data: JSON, msg: Message, param: str = "") -> None:
         raise _type_error(param or "body", "an object", data)
     for key, value in data.items():
         fields = p.by_key.get(key)
-        path = _join(param, key)
+        path = f"{param}.{key}" if param else key
         if fields is None:
             raise TranscodeError(f"Unrecognized request argument supplied: {path}", path)
         if value is None:
             continue  # null means unset, as in OpenAI's API
-        _set(_pick(fields, value, path), msg, value, path)
-
-
-def _join(param: str, key: str) -> str:
-    return f"{param}.{key}" if param else key
+        _set(fields[0] if len(fields) == 1 else _pick(fields, value, path), msg, value, path)
 
 
 def _pick(fields: tuple[Field, ...], value: JSON, param: str) -> Field:
     """Among fields sharing a JSON key, the one whose kind fits the value's JSON type."""
-    if len(fields) == 1:
-        return fields[0]
     for f in fields:
         if _accepts(f, value):
             return f
