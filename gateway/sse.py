@@ -5,7 +5,8 @@ a real HTTP error. If the first message is slow, the 200 goes out with a
 `: keepalive` comment once the response metadata is in (its headers ride on the
 status line) and more follow every interval. After the first byte an
 error is one `data: {"error": …}` event and the end. A client that leaves
-cancels the stream, which stops the provider.
+cancels the stream (noticed as for a whole answer: see `gateway.disconnect`),
+which stops the provider.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import orjson
 from google.protobuf.message import Message
 
+from gateway.disconnect import unless_disconnected
 from gateway.errors import SHUTTING_DOWN, GatewayError
-from gateway.http import RawHeaders, Receive, Send, send_json, wait_disconnect
+from gateway.http import RawHeaders, Receive, Send, send_json
 from gateway.invoker import RpcFailure
 
 DONE = b"data: [DONE]\n\n"
@@ -62,24 +64,22 @@ class SseResponse:
         self._sent_at = 0.0  # loop time of the last send
 
     async def __call__(self, send: Send, receive: Receive) -> None:
-        """Stream until the end, an error, or the client's disconnect."""
-        pump = asyncio.create_task(self._pump(send))
-        watch = asyncio.create_task(wait_disconnect(receive))
+        """Stream until the end, an error, or the client's disconnect.
+
+        The stream runs in the request's own task: a task of its own would cost a loop
+        turn before the first event. The client leaving is watched as for a whole answer
+        (`unless_disconnected`), and closing the stream then stops the provider.
+        """
         try:
-            await _either(pump, watch)
-        except asyncio.CancelledError as stop:
+            await unless_disconnected(self._pump(send), receive)
+        except OSError:
+            pass  # the client left (ConnectionAbortedError): the stream is closed
+        except asyncio.CancelledError:
             # Only the server cancels a response: its stop's grace period ran out. The
-            # client hears why the stream ends, rather than seeing it just stop; the call
-            # hears the server's reason too.
-            pump.cancel(*stop.args)
+            # call heard the server's reason (the cancellation's message); the client
+            # hears why the stream ends, rather than seeing it just stop.
             await self._cut_off(send)
             asyncio.current_task().uncancel()  # type: ignore[union-attr]  # answered: done
-        finally:
-            watch.cancel()
-            if not pump.done():
-                pump.cancel()  # the client left: closing the stream stops generation
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await pump
 
     async def _pump(self, send: Send) -> None:
         messages = self._messages
@@ -162,20 +162,3 @@ class SseResponse:
         if not self.started:
             raise error  # nothing sent yet: the app answers with a real HTTP error
         await self._send(send, event(error.body()))
-
-
-async def _either(a: asyncio.Task[None], b: asyncio.Task[None]) -> None:
-    """Until `a` or `b` is done: `asyncio.wait` does this at several times the cost."""
-    first = asyncio.get_running_loop().create_future()
-
-    def done(_: asyncio.Task[None]) -> None:
-        if not first.done():
-            first.set_result(None)
-
-    a.add_done_callback(done)
-    b.add_done_callback(done)
-    try:
-        await first
-    finally:
-        a.remove_done_callback(done)
-        b.remove_done_callback(done)
