@@ -1,7 +1,10 @@
 """An OpenAPI 3.1 document of the REST face, derived from the routes and descriptors.
 
-Schemas follow the same rendering rules as `gateway.transcode`, so the
-document describes exactly the JSON the gateway accepts and returns.
+Schemas follow the same rendering rules as `gateway.transcode` and carry the
+contract's annotations (`gateway.json_schema`), so the document describes
+exactly the JSON the gateway accepts and returns. Each operation's security
+is its service's `tokenwire.options.v1.access`; query parameters are the
+request's scalar fields not bound from the path or the body.
 """
 
 from __future__ import annotations
@@ -9,41 +12,73 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor
 
+from gateway.json_schema import Schema, field_schema, ref
 from gateway.routes import Route
-from gateway.transcode import Field, enum_names, message_type, plan
+from gateway.transcode import message_type, plan
+from tokenwire.options.v1 import schema_pb2
 
-Schema = dict[str, Any]
-
-_SCALARS: dict[int, Schema] = {
-    FieldDescriptor.TYPE_STRING: {"type": "string"},
-    FieldDescriptor.TYPE_BOOL: {"type": "boolean"},
-    FieldDescriptor.TYPE_DOUBLE: {"type": "number"},
-    FieldDescriptor.TYPE_FLOAT: {"type": "number"},
-    FieldDescriptor.TYPE_BYTES: {"type": "string", "contentEncoding": "base64"},
+_ACCESS: Any = schema_pb2.access  # its stubs type it as a plain descriptor
+_SCHEMES: dict[int, tuple[str, Schema]] = {
+    schema_pb2.CREDENTIAL_API_KEY: (
+        "apiKey",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key of an organization. Once any key exists, every call "
+            "but the admin API's needs one.",
+        },
+    ),
+    schema_pb2.CREDENTIAL_ORGANIZATION: (
+        "organization",
+        {
+            "type": "apiKey",
+            "in": "header",
+            "name": "organization_id",
+            "description": "The organization whose data the call reads and writes, on a "
+            "service without API keys (a key implies its organization).",
+        },
+    ),
+    schema_pb2.CREDENTIAL_ADMIN_TOKEN: (
+        "adminToken",
+        {"type": "http", "scheme": "bearer", "description": "The admin token."},
+    ),
 }
+_HTTP_BODY = "google.api.HttpBody"
 
 
 def document(routes: Iterable[Route]) -> dict[str, Any]:
     schemas: dict[str, Schema] = {}
     paths: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
     for route in routes:
         path = _openapi_path(route)
         paths.setdefault(path, {})
-        operation = _operation(route, schemas)
         existing = paths[path].get(route.verb.lower())
-        paths[path][route.verb.lower()] = _merge(existing, operation) if existing else operation
+        if existing:
+            operation = _merge(existing, _operation(route, schemas, existing["operationId"]))
+        else:
+            operation = _operation(route, schemas, _operation_id(route, used))
+        paths[path][route.verb.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "tokenwire", "version": "1"},
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {name: scheme for name, scheme in _SCHEMES.values()},
         },
-        "security": [{"bearer": []}],
     }
+
+
+def _operation_id(route: Route, used: set[str]) -> str:
+    """The RPC's name; an additional binding of it gets a number (ids must be unique)."""
+    name, n = route.method.name, 1
+    while (candidate := name if n == 1 else f"{name}{n}") in used:
+        n += 1
+    used.add(candidate)
+    return candidate
 
 
 def _openapi_path(route: Route) -> str:
@@ -54,25 +89,28 @@ def _openapi_path(route: Route) -> str:
     return path
 
 
-def _operation(route: Route, schemas: dict[str, Schema]) -> dict[str, Any]:
+def _operation(route: Route, schemas: dict[str, Schema], operation_id: str) -> dict[str, Any]:
     method = route.method
     output: Descriptor = method.output_type
     if route.response_body:
         output = message_type(output.fields_by_name[route.response_body])
-    media = "text/event-stream" if route.streaming else "application/json"
     op: dict[str, Any] = {
-        "operationId": method.name,
+        "operationId": operation_id,
         "responses": {
-            "200": {"description": "OK", "content": {media: {"schema": _ref(output, schemas)}}},
+            "200": {"description": "OK", "content": _content(output, route.streaming, schemas)},
             "default": {
                 "description": "Error",
                 "content": {"application/json": {"schema": _error()}},
             },
         },
         "parameters": [
-            {"name": v, "in": "path", "required": True, "schema": {"type": "string"}}
-            for v in route.variables
+            *(
+                {"name": v, "in": "path", "required": True, "schema": _path_schema(route, v)}
+                for v in route.variables
+            ),
+            *_query_parameters(route, schemas),
         ],
+        "security": _security(route),
     }
     if route.body:
         body_type: Descriptor = method.input_type
@@ -80,9 +118,54 @@ def _operation(route: Route, schemas: dict[str, Schema]) -> dict[str, Any]:
             body_type = message_type(body_type.fields_by_name[route.body])
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body_type, schemas)}},
+            "content": {"application/json": {"schema": ref(body_type, schemas)}},
         }
     return op
+
+
+def _content(output: Descriptor, streaming: bool, schemas: dict[str, Schema]) -> Schema:
+    if output.full_name == _HTTP_BODY:
+        # the gateway answers with the body's own bytes and content type
+        return {"text/csv": {"schema": {"type": "string"}}}
+    media = "text/event-stream" if streaming else "application/json"
+    return {media: {"schema": ref(output, schemas)}}
+
+
+def _security(route: Route) -> list[dict[str, list[str]]]:
+    """One requirement per accepted credential: any one of them is enough."""
+    access: schema_pb2.Access = route.method.containing_service.GetOptions().Extensions[_ACCESS]
+    out: list[dict[str, list[str]]] = []
+    for credential in access.credentials:
+        if credential == schema_pb2.CREDENTIAL_NONE:
+            out.append({})
+        else:
+            out.append({_SCHEMES[credential][0]: []})
+    return out
+
+
+def _path_schema(route: Route, variable: str) -> Schema:
+    desc: Descriptor = route.method.input_type
+    *parents, leaf = variable.split(".")
+    for name in parents:
+        desc = message_type(desc.fields_by_name[name])
+    return {"minLength": 1, **field_schema(plan(desc).by_name[leaf], {})}
+
+
+def _query_parameters(route: Route, schemas: dict[str, Schema]) -> list[dict[str, Any]]:
+    """The request's scalar fields, when the body is not the whole request."""
+    if route.body == "*":
+        return []
+    bound = {route.body, *(v.split(".")[0] for v in route.variables)}
+    out = []
+    for f in plan(route.method.input_type).by_name.values():
+        if f.name in bound or f.is_message or f.raw:
+            continue
+        schema = field_schema(f, schemas)
+        if f.repeated:
+            out.append({"name": f.key, "in": "query", "schema": schema, "explode": True})
+        else:
+            out.append({"name": f.key, "in": "query", "schema": schema})
+    return out
 
 
 def _merge(unary: dict[str, Any], streaming: dict[str, Any]) -> dict[str, Any]:
@@ -112,43 +195,3 @@ def _error() -> Schema:
             }
         },
     }
-
-
-def _ref(desc: Descriptor, schemas: dict[str, Schema]) -> Schema:
-    name = desc.full_name
-    if name not in schemas:
-        schemas[name] = {}  # placeholder first: messages may refer to themselves
-        schemas[name] = _message_schema(desc, schemas)
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _message_schema(desc: Descriptor, schemas: dict[str, Schema]) -> Schema:
-    p = plan(desc)
-    if p.unwrap is not None:
-        return _field_schema(p.unwrap, schemas)
-    props: dict[str, Schema] = {}
-    for key, fields in p.by_key.items():
-        # null means unset on input, as in OpenAI's API; fields sharing a key are alternatives
-        props[key] = {"anyOf": [*(_field_schema(f, schemas) for f in fields), {"type": "null"}]}
-    return {"type": "object", "properties": props, "additionalProperties": False}
-
-
-def _field_schema(f: Field, schemas: dict[str, Schema]) -> Schema:
-    if f.map_value is not None:
-        return {"type": "object", "additionalProperties": _single(f.map_value, schemas)}
-    one = _single(f, schemas)
-    if f.repeated:
-        many: Schema = {"type": "array", "items": one}
-        return {"oneOf": [one, many]} if f.scalar_or_list else many
-    return one
-
-
-def _single(f: Field, schemas: dict[str, Schema]) -> Schema:
-    t = f.fd.type
-    if f.raw:
-        return {}
-    if t == FieldDescriptor.TYPE_MESSAGE:
-        return _ref(message_type(f.fd), schemas)
-    if t == FieldDescriptor.TYPE_ENUM:
-        return {"type": "string", "enum": list(enum_names(f.fd.enum_type).by_name)}
-    return _SCALARS.get(t, {"type": "integer"})

@@ -327,3 +327,19 @@ async def test_openapi_document_is_served(service: app.Service) -> None:
     assert {"/v1/models", "/v1/templates", "/v1/memories", "/v1/admin/keys", "/v1/usage"} <= set(
         doc["paths"]
     )
+
+
+async def test_oxen_path_serves_the_same_call(service: app.Service) -> None:
+    """`POST /api/ai/chat/completions` (Oxen's path) is the same RPC, streamed or not."""
+    base = f"http://127.0.0.1:{service.http_port}/api/ai"
+    async with openai.AsyncOpenAI(base_url=base, api_key="unused", max_retries=0) as client:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="fake-echo", messages=USER
+        )
+        validate("CreateChatCompletionResponse", raw.http_response.json())
+        assert raw.parse().choices[0].message.content == "the quick brown fox "
+        stream = await client.chat.completions.create(
+            model="fake-echo", messages=USER, stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "the quick brown fox "

@@ -17,6 +17,8 @@ MAX_MODELS = 100
 MAX_WINDOW = 31 * 24 * 3600
 MAX_REQUESTS = 2**31 - 1
 MAX_TOKENS = 2**63 - 1
+# The end of year 9999 UTC: later expiry times, stored as floats, would not round-trip to int64.
+MAX_EXPIRE_TIME = 253_402_300_799
 
 
 def organization_id(value: str, param: str = "organization_id") -> str:
@@ -83,8 +85,11 @@ def spec(value: KeySpec, now: float) -> KeySpec:
         raise InvalidRequest(
             "'budget_usd' must be a number of USD, at least 0.", param="budget_usd"
         )
-    if value.expires_at is not None and value.expires_at <= now:
-        raise InvalidRequest("'expire_time' must be in the future.", param="expire_time")
+    if value.expires_at is not None and not now < value.expires_at <= MAX_EXPIRE_TIME:
+        raise InvalidRequest(
+            f"'expire_time' must be in the future, at most {MAX_EXPIRE_TIME}.",
+            param="expire_time",
+        )
     return value
 
 

@@ -32,7 +32,11 @@ from tests.gateway.test_transcode import (
     models,
 )
 from tests.openai_schema import FIXTURE
+from tokenwire.admin.v1 import admin_pb2
 from tokenwire.chat.v1 import chat_pb2, models_pb2
+from tokenwire.memory.v1 import memory_pb2
+from tokenwire.templates.v1 import templates_pb2
+from tokenwire.usage.v1 import usage_pb2
 
 JSON = Any
 DOC = document(
@@ -44,6 +48,19 @@ DOC = document(
     )
 )
 SCHEMAS: dict[str, JSON] = DOC["components"]["schemas"]
+# Every service the gateway serves, for what the chat and model services lack.
+FULL = document(
+    discover(
+        [
+            chat_pb2.DESCRIPTOR.services_by_name["ChatService"],
+            models_pb2.DESCRIPTOR.services_by_name["ModelService"],
+            templates_pb2.DESCRIPTOR.services_by_name["TemplateService"],
+            memory_pb2.DESCRIPTOR.services_by_name["MemoryService"],
+            admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+            usage_pb2.DESCRIPTOR.services_by_name["UsageService"],
+        ]
+    )
+)
 PREFIX = "tokenwire.chat.v1."
 OPERATIONS = [(path, verb, op) for path, item in DOC["paths"].items() for verb, op in item.items()]
 
@@ -96,13 +113,36 @@ def test_document_header() -> None:
     assert DOC["openapi"] == "3.1.0"
     assert DOC["info"]["title"] == "tokenwire"
     assert isinstance(DOC["info"]["version"], str) and DOC["info"]["version"]
-    assert DOC["security"] == [{"bearer": []}]
-    assert DOC["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer"}
+    schemes = DOC["components"]["securitySchemes"]
+    assert {k: (v["type"], v.get("scheme"), v.get("name")) for k, v in schemes.items()} == {
+        "apiKey": ("http", "bearer", None),
+        "organization": ("apiKey", None, "organization_id"),
+        "adminToken": ("http", "bearer", None),
+    }
+    assert "security" not in DOC  # each operation says its own
+
+
+@pytest.mark.parametrize(
+    ("path", "verb", "security"),
+    [
+        ("/v1/chat/completions", "post", [{"apiKey": []}, {"organization": []}, {}]),
+        ("/v1/models", "get", [{"apiKey": []}, {"organization": []}, {}]),
+        ("/v1/templates", "post", [{"apiKey": []}, {"organization": []}]),
+        ("/v1/memories/{memory}", "delete", [{"apiKey": []}, {"organization": []}]),
+        ("/v1/usage", "get", [{"apiKey": []}, {"organization": []}, {"adminToken": []}]),
+        ("/v1/admin/keys", "post", [{"adminToken": []}]),
+    ],
+)
+def test_security_per_route_from_the_service_access(
+    path: str, verb: str, security: list[JSON]
+) -> None:
+    assert FULL["paths"][path][verb]["security"] == security
 
 
 def test_paths_and_operations() -> None:
     assert [(path, verb, op["operationId"]) for path, verb, op in OPERATIONS] == [
         ("/v1/chat/completions", "post", "CreateChatCompletion"),
+        ("/api/ai/chat/completions", "post", "CreateChatCompletion2"),
         ("/v1/models", "get", "ListModels"),
         ("/v1/models/{model}", "get", "GetModel"),
     ]
@@ -157,9 +197,74 @@ def test_component_is_valid_json_schema(name: str) -> None:
 def test_request_schema_fields() -> None:
     properties = SCHEMAS[f"{PREFIX}CreateChatCompletionRequest"]["properties"]
     assert {"messages", "model", "stop", "tools", "tool_choice", "provider"} <= set(properties)
-    assert properties["messages"] == {
-        "anyOf": [{"type": "array", "items": ref("ChatMessage")}, {"type": "null"}]
-    }
+    assert properties["messages"] == {"type": "array", "items": ref("ChatMessage"), "minItems": 1}
+    assert SCHEMAS[f"{PREFIX}CreateChatCompletionRequest"]["required"] == ["messages"]
+
+
+def test_operation_ids_are_unique() -> None:
+    ids = [op["operationId"] for item in FULL["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert {"UpdateTemplate", "UpdateTemplate2", "RevokeKey", "RevokeKey2"} <= set(ids)
+
+
+@pytest.mark.parametrize(
+    ("change", "ok"),
+    [
+        ({"temperature": 2}, True),
+        ({"temperature": 2.01}, False),
+        ({"top_p": -0.1}, False),
+        ({"n": 0}, False),
+        ({"n": 128}, True),
+        ({"max_tokens": 0}, False),
+        ({"stop": ["a", "b", "c", "d", "e"]}, False),
+        ({"stop": "a"}, True),
+        ({"logit_bias": {"50256": -100}}, True),
+        ({"logit_bias": {"50256": -101}}, False),
+        ({"logit_bias": {"x": 1}}, False),
+        ({"metadata": {str(i): "v" for i in range(17)}}, False),
+        ({"user": "u" * 257}, False),
+        ({"seed": 2**63}, False),
+        ({"messages": []}, False),
+        ({"messages": None}, False),
+    ],
+)
+def test_request_schema_carries_the_bounds_the_server_enforces(
+    change: dict[str, JSON], ok: bool
+) -> None:
+    assert accepts("CreateChatCompletionRequest", {**body(), **change}) is ok
+
+
+def test_a_required_field_left_out_is_refused() -> None:
+    sent = body()
+    del sent["messages"]
+    assert errors("CreateChatCompletionRequest", sent) == ["$: 'messages' is a required property"]
+    message: dict[str, JSON] = {"content": "hi"}
+    assert not accepts("CreateChatCompletionRequest", body(messages=[message]))
+
+
+def test_deprecated_fields_say_so() -> None:
+    properties = SCHEMAS[f"{PREFIX}CreateChatCompletionRequest"]["properties"]
+    marked = sorted(k for k, v in properties.items() if v.get("deprecated"))
+    assert marked == ["function_call", "functions", "max_tokens"]
+
+
+def test_output_only_fields_are_read_only() -> None:
+    template = FULL["components"]["schemas"]["tokenwire.templates.v1.Template"]["properties"]
+    assert template["id"]["readOnly"] is True and template["version"]["readOnly"] is True
+    assert "readOnly" not in template["name"]
+    assert template["name"]["anyOf"][0]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+
+
+def test_query_parameters_are_the_unbound_scalar_fields() -> None:
+    usage = FULL["paths"]["/v1/usage"]["get"]["parameters"]
+    assert [p["name"] for p in usage] == [
+        "organization_id", "key_id", "session_id", "model", "user", "start_time", "end_time",
+        "group_by",
+    ]  # fmt: skip
+    group_by = usage[-1]["schema"]
+    assert group_by["type"] == "array" and "day" in group_by["items"]["enum"]
+    template = FULL["paths"]["/v1/templates/{template}"]["get"]["parameters"]
+    assert [(p["name"], p["in"]) for p in template] == [("template", "path"), ("version", "query")]
 
 
 @pytest.mark.parametrize(

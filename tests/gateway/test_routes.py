@@ -32,7 +32,9 @@ def summary(route: Route) -> tuple[str, str, str, bool, str, str]:
 def test_discovery_finds_every_binding() -> None:
     assert [summary(r) for r in ROUTES] == [
         ("POST", "/v1/chat/completions", "CreateChatCompletion", False, "*", ""),
+        ("POST", "/api/ai/chat/completions", "CreateChatCompletion", False, "*", ""),
         ("POST", "/v1/chat/completions", "StreamChatCompletion", True, "request", "chunk"),
+        ("POST", "/api/ai/chat/completions", "StreamChatCompletion", True, "request", "chunk"),
         ("GET", "/v1/models", "ListModels", False, "", ""),
         ("GET", "/v1/models/{model=**}", "GetModel", False, "", "model"),
     ]
@@ -41,6 +43,8 @@ def test_discovery_finds_every_binding() -> None:
 def test_grpc_paths() -> None:
     assert [r.grpc_path for r in ROUTES] == [
         "/tokenwire.chat.v1.ChatService/CreateChatCompletion",
+        "/tokenwire.chat.v1.ChatService/CreateChatCompletion",
+        "/tokenwire.chat.v1.ChatService/StreamChatCompletion",
         "/tokenwire.chat.v1.ChatService/StreamChatCompletion",
         "/tokenwire.chat.v1.ModelService/ListModels",
         "/tokenwire.chat.v1.ModelService/GetModel",
@@ -49,11 +53,12 @@ def test_grpc_paths() -> None:
 
 def test_a_service_without_http_options_gives_no_routes() -> None:
     assert discover([]) == ()
-    assert discover([SERVICES[1]]) == ROUTES[2:]
+    assert discover([SERVICES[1]]) == ROUTES[4:]
 
 
-def test_chat_path_matches_the_unary_and_streaming_pair() -> None:
-    match = ROUTER.match("POST", "/v1/chat/completions")
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/ai/chat/completions"])
+def test_chat_path_matches_the_unary_and_streaming_pair(path: str) -> None:
+    match = ROUTER.match("POST", path)
     assert match is not None
     assert [(r.method.name, r.streaming) for r in match.routes] == [
         ("CreateChatCompletion", False),
@@ -112,7 +117,7 @@ def test_allowed_lists_the_verbs_for_405(path: str, verbs: list[str]) -> None:
 
 
 def test_allowed_is_sorted_and_unique() -> None:
-    get_on_chat_path = _with_template(ROUTES[2], "/v1/chat/completions")
+    get_on_chat_path = _with_template(ROUTES[4], "/v1/chat/completions")
     router = Router([*ROUTES, *ROUTES, get_on_chat_path])
     assert router.allowed("/v1/chat/completions") == ["GET", "POST"]
 

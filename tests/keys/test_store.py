@@ -79,6 +79,7 @@ async def test_organizations_are_unique_and_listed(store: KeyStore) -> None:
         ({"budget_usd": -1.0}, "budget_usd"),
         ({"budget_usd": float("nan")}, "budget_usd"),
         ({"expires_at": 1.0}, "expire_time"),
+        ({"expires_at": float(2**63 - 1)}, "expire_time"),  # would not list back as int64
     ],
 )
 async def test_bad_settings_are_400_naming_the_field(

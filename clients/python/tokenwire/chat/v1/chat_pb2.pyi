@@ -19,6 +19,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _FinishReason:
@@ -37,8 +42,10 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     """The model called tools."""
     FINISH_REASON_CONTENT_FILTER: _FinishReason.ValueType  # 4
     """Content was withheld by a filter."""
-    FINISH_REASON_FUNCTION_CALL: _FinishReason.ValueType  # 5
-    """Deprecated: the model called a function."""
+    @_builtins.property
+    @_deprecated("""This enum value has been marked as deprecated using proto enum value options.""")
+    def FINISH_REASON_FUNCTION_CALL(self) -> _FinishReason.ValueType:   # 5
+        """Deprecated: the model called a function."""
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
     """Why generation stopped."""
@@ -177,8 +184,16 @@ class CreateChatCompletionRequest(_message.Message):
     """Optional. Sampling temperature in [0, 2]; unset means provider default."""
     top_p: _builtins.float
     """Optional. Nucleus sampling mass in (0, 1]; unset means provider default."""
-    max_tokens: _builtins.int
-    """Optional. Deprecated alias of `max_completion_tokens`."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_tokens(self) -> _builtins.int:
+        """Optional. Deprecated alias of `max_completion_tokens`."""
+
+    @max_tokens.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_tokens(self, value: _builtins.int) -> None:
+        """Optional. Deprecated alias of `max_completion_tokens`."""
+
     max_completion_tokens: _builtins.int
     """Optional. Upper bound on generated tokens; unset means the model's limit."""
     seed: _builtins.int
@@ -223,10 +238,26 @@ class CreateChatCompletionRequest(_message.Message):
     """Optional. Stable identifier of the end user for safety systems."""
     web_search_options: _builtins.str
     """Optional. Web search configuration, as raw JSON."""
-    functions: _builtins.str
-    """Optional. Deprecated function definitions, as raw JSON."""
-    function_call: _builtins.str
-    """Optional. Deprecated function-call control, as raw JSON."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def functions(self) -> _builtins.str:
+        """Optional. Deprecated function definitions, as raw JSON."""
+
+    @functions.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def functions(self, value: _builtins.str) -> None:
+        """Optional. Deprecated function definitions, as raw JSON."""
+
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def function_call(self) -> _builtins.str:
+        """Optional. Deprecated function-call control, as raw JSON."""
+
+    @function_call.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def function_call(self, value: _builtins.str) -> None:
+        """Optional. Deprecated function-call control, as raw JSON."""
+
     prompt_cache_retention: _builtins.str
     """Optional. Prompt cache retention policy: in_memory or 24h."""
     prompt_cache_options: _builtins.str

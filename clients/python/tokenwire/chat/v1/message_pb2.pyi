@@ -368,7 +368,7 @@ class ImageUrl(_message.Message):
     URL_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     url: _builtins.str
-    """Required. `https://…` or `data:image/…;base64,…`."""
+    """Optional here (OpenAI requires it; the provider checks). `https://…` or `data:image/…;base64,…`."""
     detail: _builtins.str
     """Optional. Detail level: auto, low or high."""
     def __init__(
@@ -396,9 +396,9 @@ class InputAudio(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     data: _builtins.str
-    """Required. Base64-encoded audio."""
+    """Optional here (OpenAI requires it; the provider checks). Base64-encoded audio."""
     format: _builtins.str
-    """Required. Encoding: wav or mp3."""
+    """Optional here (OpenAI requires it; the provider checks). Encoding: wav or mp3."""
     def __init__(
         self,
         *,
@@ -463,7 +463,7 @@ class Tool(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     type: Global___ToolType.ValueType
-    """Required. Always `function`."""
+    """Optional here (OpenAI requires it; the provider checks). Always `function`."""
     @_builtins.property
     def function(self) -> Global___FunctionDefinition:
         """Required. The function."""
@@ -533,12 +533,12 @@ class ToolCall(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The call id."""
+    """Optional here (OpenAI requires it; the provider checks). The call id."""
     type: Global___ToolType.ValueType
-    """Required. Always `function`."""
+    """Optional here (OpenAI requires it; the provider checks). Always `function`."""
     @_builtins.property
     def function(self) -> Global___FunctionCall:
-        """Required. The function called."""
+        """Optional here (OpenAI requires it; the provider checks). The function called."""
 
     def __init__(
         self,
@@ -564,9 +564,9 @@ class FunctionCall(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ARGUMENTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. The function name."""
+    """Optional here (OpenAI requires it; the provider checks). The function name."""
     arguments: _builtins.str
-    """Required. The arguments as JSON text."""
+    """Optional here (OpenAI requires it; the provider checks). The arguments as JSON text."""
     def __init__(
         self,
         *,
@@ -590,7 +590,7 @@ class NamedToolChoice(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     type: Global___ToolType.ValueType
-    """Required. Always `function`."""
+    """Optional here (OpenAI requires it; the provider checks). Always `function`."""
     @_builtins.property
     def function(self) -> Global___NamedFunction:
         """Required. The function to call."""
@@ -670,7 +670,7 @@ class JsonSchema(_message.Message):
     SCHEMA_FIELD_NUMBER: _builtins.int
     STRICT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Required. Name of the format."""
+    """Required for `json_schema` formats. Name of the format."""
     description: _builtins.str
     """Optional. What the format is for."""
     schema: _builtins.str
@@ -795,9 +795,9 @@ class AudioOutput(_message.Message):
     VOICE_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
     voice: _builtins.str
-    """Required. Voice name."""
+    """Optional here (OpenAI requires it; the provider checks). Voice name."""
     format: _builtins.str
-    """Required. Output format."""
+    """Optional here (OpenAI requires it; the provider checks). Output format."""
     def __init__(
         self,
         *,
@@ -821,9 +821,9 @@ class Prediction(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     type: _builtins.str
-    """Required. Always `content`."""
+    """Optional here (OpenAI requires it; the provider checks). Always `content`."""
     content: _builtins.str
-    """Required. The predicted text."""
+    """Optional here (OpenAI requires it; the provider checks). The predicted text."""
     def __init__(
         self,
         *,

@@ -23,37 +23,79 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from tokenwire.chat.v1 import routing_pb2 as tokenwire_dot_chat_dot_v1_dot_routing__pb2
 from tokenwire.options.v1 import json_pb2 as tokenwire_dot_options_dot_v1_dot_json__pb2
+from tokenwire.options.v1 import schema_pb2 as tokenwire_dot_options_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/chat/v1/models.proto\x12\x11tokenwire.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1ftokenwire/chat/v1/routing.proto\x1a\x1ftokenwire/options/v1/json.proto\"\x13\n\x11ListModelsRequest\"b\n\x12ListModelsResponse\x12\x16\n\x06object\x18\x01 \x01(\tR\x06object\x12\x34\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x18.tokenwire.chat.v1.ModelB\x06\x8a\xb5\x18\x02(\x01R\x04\x64\x61ta\"\'\n\x0fGetModelRequest\x12\x14\n\x05model\x18\x01 \x01(\tR\x05model\"B\n\x10GetModelResponse\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenwire.chat.v1.ModelR\x05model\"\x99\x02\n\x05Model\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n\x07\x63reated\x18\x03 \x01(\x03R\x07\x63reated\x12\x19\n\x08owned_by\x18\x04 \x01(\tR\x07ownedBy\x12\x1a\n\x08provider\x18\x05 \x01(\tR\x08provider\x12*\n\x0e\x63ontext_length\x18\x06 \x01(\x05H\x00R\rcontextLength\x88\x01\x01\x12\x18\n\x07\x61liases\x18\x07 \x03(\tR\x07\x61liases\x12>\n\tendpoints\x18\x08 \x03(\x0b\x32 .tokenwire.chat.v1.ModelEndpointR\tendpointsB\x11\n\x0f_context_length\"\xb8\x02\n\rModelEndpoint\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x12*\n\x0e\x63ontext_length\x18\x02 \x01(\x05H\x00R\rcontextLength\x88\x01\x01\x12\x34\n\x07pricing\x18\x03 \x01(\x0b\x32\x1a.tokenwire.chat.v1.PricingR\x07pricing\x12\'\n\x0cquantization\x18\x04 \x01(\tH\x01R\x0cquantization\x88\x01\x01\x12J\n\x0f\x64\x61ta_collection\x18\x05 \x01(\x0e\x32!.tokenwire.chat.v1.DataCollectionR\x0e\x64\x61taCollection\x12\x10\n\x03zdr\x18\x06 \x01(\x08R\x03zdrB\x11\n\x0f_context_lengthB\x0f\n\r_quantization\"A\n\x07Pricing\x12\x16\n\x06prompt\x18\x01 \x01(\x01R\x06prompt\x12\x1e\n\ncompletion\x18\x02 \x01(\x01R\ncompletion2\xf8\x01\n\x0cModelService\x12m\n\nListModels\x12$.tokenwire.chat.v1.ListModelsRequest\x1a%.tokenwire.chat.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12y\n\x08GetModel\x12\".tokenwire.chat.v1.GetModelRequest\x1a#.tokenwire.chat.v1.GetModelResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x15/v1/models/{model=**}b\x05modelb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/chat/v1/models.proto\x12\x11tokenwire.chat.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1ftokenwire/chat/v1/routing.proto\x1a\x1ftokenwire/options/v1/json.proto\x1a!tokenwire/options/v1/schema.proto\"\x13\n\x11ListModelsRequest\"l\n\x12ListModelsResponse\x12\x1c\n\x06object\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x38\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x18.tokenwire.chat.v1.ModelB\n\xe2\x41\x01\x03\x8a\xb5\x18\x02(\x01R\x04\x64\x61ta\"-\n\x0fGetModelRequest\x12\x1a\n\x05model\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05model\"H\n\x10GetModelResponse\x12\x34\n\x05model\x18\x01 \x01(\x0b\x32\x18.tokenwire.chat.v1.ModelB\x04\xe2\x41\x01\x03R\x05model\"\xc9\x02\n\x05Model\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1c\n\x06object\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x1e\n\x07\x63reated\x18\x03 \x01(\x03\x42\x04\xe2\x41\x01\x03R\x07\x63reated\x12\x1f\n\x08owned_by\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03R\x07ownedBy\x12 \n\x08provider\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03R\x08provider\x12\x30\n\x0e\x63ontext_length\x18\x06 \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00R\rcontextLength\x88\x01\x01\x12\x1e\n\x07\x61liases\x18\x07 \x03(\tB\x04\xe2\x41\x01\x03R\x07\x61liases\x12\x44\n\tendpoints\x18\x08 \x03(\x0b\x32 .tokenwire.chat.v1.ModelEndpointB\x04\xe2\x41\x01\x03R\tendpointsB\x11\n\x0f_context_length\"\xdc\x02\n\rModelEndpoint\x12 \n\x08provider\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x08provider\x12\x30\n\x0e\x63ontext_length\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03H\x00R\rcontextLength\x88\x01\x01\x12:\n\x07pricing\x18\x03 \x01(\x0b\x32\x1a.tokenwire.chat.v1.PricingB\x04\xe2\x41\x01\x03R\x07pricing\x12-\n\x0cquantization\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03H\x01R\x0cquantization\x88\x01\x01\x12P\n\x0f\x64\x61ta_collection\x18\x05 \x01(\x0e\x32!.tokenwire.chat.v1.DataCollectionB\x04\xe2\x41\x01\x03R\x0e\x64\x61taCollection\x12\x16\n\x03zdr\x18\x06 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x03zdrB\x11\n\x0f_context_lengthB\x0f\n\r_quantization\"M\n\x07Pricing\x12\x1c\n\x06prompt\x18\x01 \x01(\x01\x42\x04\xe2\x41\x01\x03R\x06prompt\x12$\n\ncompletion\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x03R\ncompletion2\x83\x02\n\x0cModelService\x12m\n\nListModels\x12$.tokenwire.chat.v1.ListModelsRequest\x1a%.tokenwire.chat.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12y\n\x08GetModel\x12\".tokenwire.chat.v1.GetModelRequest\x1a#.tokenwire.chat.v1.GetModelResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x15/v1/models/{model=**}b\x05model\x1a\t\xa2\xb5\x18\x05\n\x03\x01\x02\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenwire.chat.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_LISTMODELSRESPONSE'].fields_by_name['object']._loaded_options = None
+  _globals['_LISTMODELSRESPONSE'].fields_by_name['object']._serialized_options = b'\342A\001\003'
   _globals['_LISTMODELSRESPONSE'].fields_by_name['data']._loaded_options = None
-  _globals['_LISTMODELSRESPONSE'].fields_by_name['data']._serialized_options = b'\212\265\030\002(\001'
+  _globals['_LISTMODELSRESPONSE'].fields_by_name['data']._serialized_options = b'\342A\001\003\212\265\030\002(\001'
+  _globals['_GETMODELREQUEST'].fields_by_name['model']._loaded_options = None
+  _globals['_GETMODELREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\002'
+  _globals['_GETMODELRESPONSE'].fields_by_name['model']._loaded_options = None
+  _globals['_GETMODELRESPONSE'].fields_by_name['model']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['id']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['id']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['object']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['object']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['created']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['created']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['owned_by']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['owned_by']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['provider']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['provider']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['context_length']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['context_length']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['aliases']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['aliases']._serialized_options = b'\342A\001\003'
+  _globals['_MODEL'].fields_by_name['endpoints']._loaded_options = None
+  _globals['_MODEL'].fields_by_name['endpoints']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['provider']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['provider']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['context_length']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['context_length']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['pricing']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['pricing']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['quantization']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['quantization']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['data_collection']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['data_collection']._serialized_options = b'\342A\001\003'
+  _globals['_MODELENDPOINT'].fields_by_name['zdr']._loaded_options = None
+  _globals['_MODELENDPOINT'].fields_by_name['zdr']._serialized_options = b'\342A\001\003'
+  _globals['_PRICING'].fields_by_name['prompt']._loaded_options = None
+  _globals['_PRICING'].fields_by_name['prompt']._serialized_options = b'\342A\001\003'
+  _globals['_PRICING'].fields_by_name['completion']._loaded_options = None
+  _globals['_PRICING'].fields_by_name['completion']._serialized_options = b'\342A\001\003'
+  _globals['_MODELSERVICE']._loaded_options = None
+  _globals['_MODELSERVICE']._serialized_options = b'\242\265\030\005\n\003\001\002\004'
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\036\022\025/v1/models/{model=**}b\005model'
-  _globals['_LISTMODELSREQUEST']._serialized_start=149
-  _globals['_LISTMODELSREQUEST']._serialized_end=168
-  _globals['_LISTMODELSRESPONSE']._serialized_start=170
-  _globals['_LISTMODELSRESPONSE']._serialized_end=268
-  _globals['_GETMODELREQUEST']._serialized_start=270
-  _globals['_GETMODELREQUEST']._serialized_end=309
-  _globals['_GETMODELRESPONSE']._serialized_start=311
-  _globals['_GETMODELRESPONSE']._serialized_end=377
-  _globals['_MODEL']._serialized_start=380
-  _globals['_MODEL']._serialized_end=661
-  _globals['_MODELENDPOINT']._serialized_start=664
-  _globals['_MODELENDPOINT']._serialized_end=976
-  _globals['_PRICING']._serialized_start=978
-  _globals['_PRICING']._serialized_end=1043
-  _globals['_MODELSERVICE']._serialized_start=1046
-  _globals['_MODELSERVICE']._serialized_end=1294
+  _globals['_LISTMODELSREQUEST']._serialized_start=217
+  _globals['_LISTMODELSREQUEST']._serialized_end=236
+  _globals['_LISTMODELSRESPONSE']._serialized_start=238
+  _globals['_LISTMODELSRESPONSE']._serialized_end=346
+  _globals['_GETMODELREQUEST']._serialized_start=348
+  _globals['_GETMODELREQUEST']._serialized_end=393
+  _globals['_GETMODELRESPONSE']._serialized_start=395
+  _globals['_GETMODELRESPONSE']._serialized_end=467
+  _globals['_MODEL']._serialized_start=470
+  _globals['_MODEL']._serialized_end=799
+  _globals['_MODELENDPOINT']._serialized_start=802
+  _globals['_MODELENDPOINT']._serialized_end=1150
+  _globals['_PRICING']._serialized_start=1152
+  _globals['_PRICING']._serialized_end=1229
+  _globals['_MODELSERVICE']._serialized_start=1232
+  _globals['_MODELSERVICE']._serialized_end=1491
 # @@protoc_insertion_point(module_scope)

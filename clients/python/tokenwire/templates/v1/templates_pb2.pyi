@@ -18,6 +18,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
@@ -192,8 +197,16 @@ class TemplateParameters(_message.Message):
     """Optional. Sampling temperature in [0, 2]."""
     top_p: _builtins.float
     """Optional. Nucleus sampling mass in (0, 1]."""
-    max_tokens: _builtins.int
-    """Optional. Deprecated alias of `max_completion_tokens`."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_tokens(self) -> _builtins.int:
+        """Optional. Deprecated alias of `max_completion_tokens`."""
+
+    @max_tokens.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def max_tokens(self, value: _builtins.int) -> None:
+        """Optional. Deprecated alias of `max_completion_tokens`."""
+
     max_completion_tokens: _builtins.int
     """Optional. Upper bound on generated tokens."""
     seed: _builtins.int

@@ -4,6 +4,7 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import { file_tokenwire_options_v1_json } from "../../options/v1/json_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -11,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/chat/v1/message.proto.
  */
 export const file_tokenwire_chat_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSLwAgoLQ2hhdE1lc3NhZ2USJQoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGUSJQoMY29udGVudF90ZXh0GAIgASgJQg2KtRgJCgdjb250ZW50SAASRwoNY29udGVudF9wYXJ0cxgDIAEoCzIfLnRva2Vud2lyZS5jaGF0LnYxLkNvbnRlbnRQYXJ0c0INirUYCQoHY29udGVudEgAEhEKBG5hbWUYBCABKAlIAYgBARIvCgp0b29sX2NhbGxzGAUgAygLMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbENhbGwSGQoMdG9vbF9jYWxsX2lkGAYgASgJSAKIAQESFAoHcmVmdXNhbBgHIAEoCUgDiAEBEhYKCXJlYXNvbmluZxgIIAEoCUgEiAEBQgkKB2NvbnRlbnRCBwoFX25hbWVCDwoNX3Rvb2xfY2FsbF9pZEIKCghfcmVmdXNhbEIMCgpfcmVhc29uaW5nIkMKDENvbnRlbnRQYXJ0cxItCgVwYXJ0cxgBIAMoCzIeLnRva2Vud2lyZS5jaGF0LnYxLkNvbnRlbnRQYXJ0OgSQtRgBIo0CCgtDb250ZW50UGFydBIwCgR0eXBlGAEgASgOMiIudG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRUeXBlEhEKBHRleHQYAiABKAlIAIgBARIuCglpbWFnZV91cmwYAyABKAsyGy50b2tlbndpcmUuY2hhdC52MS5JbWFnZVVybBIyCgtpbnB1dF9hdWRpbxgEIAEoCzIdLnRva2Vud2lyZS5jaGF0LnYxLklucHV0QXVkaW8SKgoEZmlsZRgFIAEoCzIcLnRva2Vud2lyZS5jaGF0LnYxLkZpbGVJbnB1dBIUCgdyZWZ1c2FsGAYgASgJSAGIAQFCBwoFX3RleHRCCgoIX3JlZnVzYWwiNwoISW1hZ2VVcmwSCwoDdXJsGAEgASgJEhMKBmRldGFpbBgCIAEoCUgAiAEBQgkKB19kZXRhaWwiKgoKSW5wdXRBdWRpbxIMCgRkYXRhGAEgASgJEg4KBmZvcm1hdBgCIAEoCSJ3CglGaWxlSW5wdXQSFgoJZmlsZV9kYXRhGAEgASgJSACIAQESFAoHZmlsZV9pZBgCIAEoCUgBiAEBEhUKCGZpbGVuYW1lGAMgASgJSAKIAQFCDAoKX2ZpbGVfZGF0YUIKCghfZmlsZV9pZEILCglfZmlsZW5hbWUiagoEVG9vbBIpCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGUSNwoIZnVuY3Rpb24YAiABKAsyJS50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkRlZmluaXRpb24iiAEKEkZ1bmN0aW9uRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEhgKC2Rlc2NyaXB0aW9uGAIgASgJSACIAQESGgoKcGFyYW1ldGVycxgDIAEoCUIGirUYAhABEhMKBnN0cmljdBgEIAEoCEgBiAEBQg4KDF9kZXNjcmlwdGlvbkIJCgdfc3RyaWN0InQKCFRvb2xDYWxsEgoKAmlkGAEgASgJEikKBHR5cGUYAiABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZRIxCghmdW5jdGlvbhgDIAEoCzIfLnRva2Vud2lyZS5jaGF0LnYxLkZ1bmN0aW9uQ2FsbCIvCgxGdW5jdGlvbkNhbGwSDAoEbmFtZRgBIAEoCRIRCglhcmd1bWVudHMYAiABKAkicAoPTmFtZWRUb29sQ2hvaWNlEikKBHR5cGUYASABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZRIyCghmdW5jdGlvbhgCIAEoCzIgLnRva2Vud2lyZS5jaGF0LnYxLk5hbWVkRnVuY3Rpb24iHQoNTmFtZWRGdW5jdGlvbhIMCgRuYW1lGAEgASgJInkKDlJlc3BvbnNlRm9ybWF0EjMKBHR5cGUYASABKA4yJS50b2tlbndpcmUuY2hhdC52MS5SZXNwb25zZUZvcm1hdFR5cGUSMgoLanNvbl9zY2hlbWEYAiABKAsyHS50b2tlbndpcmUuY2hhdC52MS5Kc29uU2NoZW1hInwKCkpzb25TY2hlbWESDAoEbmFtZRgBIAEoCRIYCgtkZXNjcmlwdGlvbhgCIAEoCUgAiAEBEhYKBnNjaGVtYRgDIAEoCUIGirUYAhABEhMKBnN0cmljdBgEIAEoCEgBiAEBQg4KDF9kZXNjcmlwdGlvbkIJCgdfc3RyaWN0IncKDVN0cmVhbU9wdGlvbnMSGgoNaW5jbHVkZV91c2FnZRgBIAEoCEgAiAEBEiAKE2luY2x1ZGVfb2JmdXNjYXRpb24YAiABKAhIAYgBAUIQCg5faW5jbHVkZV91c2FnZUIWChRfaW5jbHVkZV9vYmZ1c2NhdGlvbiLNAQoJUmVhc29uaW5nEjIKBmVmZm9ydBgBIAEoDjIiLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0VmZm9ydBIXCgptYXhfdG9rZW5zGAIgASgFSACIAQESFAoHZXhjbHVkZRgDIAEoCEgBiAEBEhQKB2VuYWJsZWQYBCABKAhIAogBARIUCgdzdW1tYXJ5GAUgASgJSAOIAQFCDQoLX21heF90b2tlbnNCCgoIX2V4Y2x1ZGVCCgoIX2VuYWJsZWRCCgoIX3N1bW1hcnkiLAoLQXVkaW9PdXRwdXQSDQoFdm9pY2UYASABKAkSDgoGZm9ybWF0GAIgASgJIisKClByZWRpY3Rpb24SDAoEdHlwZRgBIAEoCRIPCgdjb250ZW50GAIgASgJKnMKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESEgoOUk9MRV9ERVZFTE9QRVIQAhINCglST0xFX1VTRVIQAxISCg5ST0xFX0FTU0lTVEFOVBAEEg0KCVJPTEVfVE9PTBAFKs8BCg9Db250ZW50UGFydFR5cGUSIQodQ09OVEVOVF9QQVJUX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDT05URU5UX1BBUlRfVFlQRV9URVhUEAESHwobQ09OVEVOVF9QQVJUX1RZUEVfSU1BR0VfVVJMEAISIQodQ09OVEVOVF9QQVJUX1RZUEVfSU5QVVRfQVVESU8QAxIaChZDT05URU5UX1BBUlRfVFlQRV9GSUxFEAQSHQoZQ09OVEVOVF9QQVJUX1RZUEVfUkVGVVNBTBAFKj0KCFRvb2xUeXBlEhkKFVRPT0xfVFlQRV9VTlNQRUNJRklFRBAAEhYKElRPT0xfVFlQRV9GVU5DVElPThABKocBCg5Ub29sQ2hvaWNlTW9kZRIgChxUT09MX0NIT0lDRV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVVE9PTF9DSE9JQ0VfTU9ERV9OT05FEAESGQoVVE9PTF9DSE9JQ0VfTU9ERV9BVVRPEAISHQoZVE9PTF9DSE9JQ0VfTU9ERV9SRVFVSVJFRBADKqUBChJSZXNwb25zZUZvcm1hdFR5cGUSJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNQT05TRV9GT1JNQVRfVFlQRV9URVhUEAESJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfSlNPTl9PQkpFQ1QQAhIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX1NDSEVNQRADKtoBCg9SZWFzb25pbmdFZmZvcnQSIAocUkVBU09OSU5HX0VGRk9SVF9VTlNQRUNJRklFRBAAEhkKFVJFQVNPTklOR19FRkZPUlRfTk9ORRABEhwKGFJFQVNPTklOR19FRkZPUlRfTUlOSU1BTBACEhgKFFJFQVNPTklOR19FRkZPUlRfTE9XEAMSGwoXUkVBU09OSU5HX0VGRk9SVF9NRURJVU0QBBIZChVSRUFTT05JTkdfRUZGT1JUX0hJR0gQBRIaChZSRUFTT05JTkdfRUZGT1JUX1hISUdIEAZiBnByb3RvMw", [file_tokenwire_options_v1_json]);
+  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKcAwoLQ2hhdE1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQISKQoMY29udGVudF90ZXh0GAIgASgJQhHiQQEBirUYCQoHY29udGVudEgAEksKDWNvbnRlbnRfcGFydHMYAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydHNCEeJBAQGKtRgJCgdjb250ZW50SAASFwoEbmFtZRgEIAEoCUIE4kEBAUgBiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBARIfCgx0b29sX2NhbGxfaWQYBiABKAlCBOJBAQFIAogBARIaCgdyZWZ1c2FsGAcgASgJQgTiQQEBSAOIAQESHAoJcmVhc29uaW5nGAggASgJQgTiQQEBSASIAQFCCQoHY29udGVudEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgoKCF9yZWZ1c2FsQgwKCl9yZWFzb25pbmciSQoMQ29udGVudFBhcnRzEjMKBXBhcnRzGAEgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRCBOJBAQI6BJC1GAEisQIKC0NvbnRlbnRQYXJ0EjYKBHR5cGUYASABKA4yIi50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydFR5cGVCBOJBAQISFwoEdGV4dBgCIAEoCUIE4kEBAUgAiAEBEjQKCWltYWdlX3VybBgDIAEoCzIbLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlVXJsQgTiQQEBEjgKC2lucHV0X2F1ZGlvGAQgASgLMh0udG9rZW53aXJlLmNoYXQudjEuSW5wdXRBdWRpb0IE4kEBARIwCgRmaWxlGAUgASgLMhwudG9rZW53aXJlLmNoYXQudjEuRmlsZUlucHV0QgTiQQEBEhoKB3JlZnVzYWwYBiABKAlCBOJBAQFIAYgBAUIHCgVfdGV4dEIKCghfcmVmdXNhbCJDCghJbWFnZVVybBIRCgN1cmwYASABKAlCBOJBAQESGQoGZGV0YWlsGAIgASgJQgTiQQEBSACIAQFCCQoHX2RldGFpbCI2CgpJbnB1dEF1ZGlvEhIKBGRhdGEYASABKAlCBOJBAQESFAoGZm9ybWF0GAIgASgJQgTiQQEBIokBCglGaWxlSW5wdXQSHAoJZmlsZV9kYXRhGAEgASgJQgTiQQEBSACIAQESGgoHZmlsZV9pZBgCIAEoCUIE4kEBAUgBiAEBEhsKCGZpbGVuYW1lGAMgASgJQgTiQQEBSAKIAQFCDAoKX2ZpbGVfZGF0YUIKCghfZmlsZV9pZEILCglfZmlsZW5hbWUidgoEVG9vbBIvCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESPQoIZnVuY3Rpb24YAiABKAsyJS50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkRlZmluaXRpb25CBOJBAQIingEKEkZ1bmN0aW9uRGVmaW5pdGlvbhISCgRuYW1lGAEgASgJQgTiQQECEh4KC2Rlc2NyaXB0aW9uGAIgASgJQgTiQQEBSACIAQESHgoKcGFyYW1ldGVycxgDIAEoCUIK4kEBAYq1GAIQARIZCgZzdHJpY3QYBCABKAhCBOJBAQFIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCKGAQoIVG9vbENhbGwSEAoCaWQYASABKAlCBOJBAQESLwoEdHlwZRgCIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjcKCGZ1bmN0aW9uGAMgASgLMh8udG9rZW53aXJlLmNoYXQudjEuRnVuY3Rpb25DYWxsQgTiQQEBIjsKDEZ1bmN0aW9uQ2FsbBISCgRuYW1lGAEgASgJQgTiQQEBEhcKCWFyZ3VtZW50cxgCIAEoCUIE4kEBASJ8Cg9OYW1lZFRvb2xDaG9pY2USLwoEdHlwZRgBIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjgKCGZ1bmN0aW9uGAIgASgLMiAudG9rZW53aXJlLmNoYXQudjEuTmFtZWRGdW5jdGlvbkIE4kEBAiIjCg1OYW1lZEZ1bmN0aW9uEhIKBG5hbWUYASABKAlCBOJBAQIihQEKDlJlc3BvbnNlRm9ybWF0EjkKBHR5cGUYASABKA4yJS50b2tlbndpcmUuY2hhdC52MS5SZXNwb25zZUZvcm1hdFR5cGVCBOJBAQISOAoLanNvbl9zY2hlbWEYAiABKAsyHS50b2tlbndpcmUuY2hhdC52MS5Kc29uU2NoZW1hQgTiQQEBIpIBCgpKc29uU2NoZW1hEhIKBG5hbWUYASABKAlCBOJBAQESHgoLZGVzY3JpcHRpb24YAiABKAlCBOJBAQFIAIgBARIaCgZzY2hlbWEYAyABKAlCCuJBAQGKtRgCEAESGQoGc3RyaWN0GAQgASgIQgTiQQEBSAGIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zdHJpY3QigwEKDVN0cmVhbU9wdGlvbnMSIAoNaW5jbHVkZV91c2FnZRgBIAEoCEIE4kEBAUgAiAEBEiYKE2luY2x1ZGVfb2JmdXNjYXRpb24YAiABKAhCBOJBAQFIAYgBAUIQCg5faW5jbHVkZV91c2FnZUIWChRfaW5jbHVkZV9vYmZ1c2NhdGlvbiLrAQoJUmVhc29uaW5nEjgKBmVmZm9ydBgBIAEoDjIiLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0VmZm9ydEIE4kEBARIdCgptYXhfdG9rZW5zGAIgASgFQgTiQQEBSACIAQESGgoHZXhjbHVkZRgDIAEoCEIE4kEBAUgBiAEBEhoKB2VuYWJsZWQYBCABKAhCBOJBAQFIAogBARIaCgdzdW1tYXJ5GAUgASgJQgTiQQEBSAOIAQFCDQoLX21heF90b2tlbnNCCgoIX2V4Y2x1ZGVCCgoIX2VuYWJsZWRCCgoIX3N1bW1hcnkiOAoLQXVkaW9PdXRwdXQSEwoFdm9pY2UYASABKAlCBOJBAQESFAoGZm9ybWF0GAIgASgJQgTiQQEBIjcKClByZWRpY3Rpb24SEgoEdHlwZRgBIAEoCUIE4kEBARIVCgdjb250ZW50GAIgASgJQgTiQQEBKnMKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESEgoOUk9MRV9ERVZFTE9QRVIQAhINCglST0xFX1VTRVIQAxISCg5ST0xFX0FTU0lTVEFOVBAEEg0KCVJPTEVfVE9PTBAFKs8BCg9Db250ZW50UGFydFR5cGUSIQodQ09OVEVOVF9QQVJUX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDT05URU5UX1BBUlRfVFlQRV9URVhUEAESHwobQ09OVEVOVF9QQVJUX1RZUEVfSU1BR0VfVVJMEAISIQodQ09OVEVOVF9QQVJUX1RZUEVfSU5QVVRfQVVESU8QAxIaChZDT05URU5UX1BBUlRfVFlQRV9GSUxFEAQSHQoZQ09OVEVOVF9QQVJUX1RZUEVfUkVGVVNBTBAFKj0KCFRvb2xUeXBlEhkKFVRPT0xfVFlQRV9VTlNQRUNJRklFRBAAEhYKElRPT0xfVFlQRV9GVU5DVElPThABKocBCg5Ub29sQ2hvaWNlTW9kZRIgChxUT09MX0NIT0lDRV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVVE9PTF9DSE9JQ0VfTU9ERV9OT05FEAESGQoVVE9PTF9DSE9JQ0VfTU9ERV9BVVRPEAISHQoZVE9PTF9DSE9JQ0VfTU9ERV9SRVFVSVJFRBADKqUBChJSZXNwb25zZUZvcm1hdFR5cGUSJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNQT05TRV9GT1JNQVRfVFlQRV9URVhUEAESJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfSlNPTl9PQkpFQ1QQAhIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX1NDSEVNQRADKtoBCg9SZWFzb25pbmdFZmZvcnQSIAocUkVBU09OSU5HX0VGRk9SVF9VTlNQRUNJRklFRBAAEhkKFVJFQVNPTklOR19FRkZPUlRfTk9ORRABEhwKGFJFQVNPTklOR19FRkZPUlRfTUlOSU1BTBACEhgKFFJFQVNPTklOR19FRkZPUlRfTE9XEAMSGwoXUkVBU09OSU5HX0VGRk9SVF9NRURJVU0QBBIZChVSRUFTT05JTkdfRUZGT1JUX0hJR0gQBRIaChZSRUFTT05JTkdfRUZGT1JUX1hISUdIEAZiBnByb3RvMw", [file_google_api_field_behavior, file_tokenwire_options_v1_json]);
 
 /**
  * One message of the conversation.
@@ -176,7 +177,7 @@ export const ContentPartSchema: GenMessage<ContentPart> = /*@__PURE__*/
  */
 export type ImageUrl = Message<"tokenwire.chat.v1.ImageUrl"> & {
   /**
-   * Required. `https://…` or `data:image/…;base64,…`.
+   * Optional here (OpenAI requires it; the provider checks). `https://…` or `data:image/…;base64,…`.
    *
    * @generated from field: string url = 1;
    */
@@ -204,14 +205,14 @@ export const ImageUrlSchema: GenMessage<ImageUrl> = /*@__PURE__*/
  */
 export type InputAudio = Message<"tokenwire.chat.v1.InputAudio"> & {
   /**
-   * Required. Base64-encoded audio.
+   * Optional here (OpenAI requires it; the provider checks). Base64-encoded audio.
    *
    * @generated from field: string data = 1;
    */
   data: string;
 
   /**
-   * Required. Encoding: wav or mp3.
+   * Optional here (OpenAI requires it; the provider checks). Encoding: wav or mp3.
    *
    * @generated from field: string format = 2;
    */
@@ -267,7 +268,7 @@ export const FileInputSchema: GenMessage<FileInput> = /*@__PURE__*/
  */
 export type Tool = Message<"tokenwire.chat.v1.Tool"> & {
   /**
-   * Required. Always `function`.
+   * Optional here (OpenAI requires it; the provider checks). Always `function`.
    *
    * @generated from field: tokenwire.chat.v1.ToolType type = 1;
    */
@@ -337,21 +338,21 @@ export const FunctionDefinitionSchema: GenMessage<FunctionDefinition> = /*@__PUR
  */
 export type ToolCall = Message<"tokenwire.chat.v1.ToolCall"> & {
   /**
-   * Required. The call id.
+   * Optional here (OpenAI requires it; the provider checks). The call id.
    *
    * @generated from field: string id = 1;
    */
   id: string;
 
   /**
-   * Required. Always `function`.
+   * Optional here (OpenAI requires it; the provider checks). Always `function`.
    *
    * @generated from field: tokenwire.chat.v1.ToolType type = 2;
    */
   type: ToolType;
 
   /**
-   * Required. The function called.
+   * Optional here (OpenAI requires it; the provider checks). The function called.
    *
    * @generated from field: tokenwire.chat.v1.FunctionCall function = 3;
    */
@@ -372,14 +373,14 @@ export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
  */
 export type FunctionCall = Message<"tokenwire.chat.v1.FunctionCall"> & {
   /**
-   * Required. The function name.
+   * Optional here (OpenAI requires it; the provider checks). The function name.
    *
    * @generated from field: string name = 1;
    */
   name: string;
 
   /**
-   * Required. The arguments as JSON text.
+   * Optional here (OpenAI requires it; the provider checks). The arguments as JSON text.
    *
    * @generated from field: string arguments = 2;
    */
@@ -400,7 +401,7 @@ export const FunctionCallSchema: GenMessage<FunctionCall> = /*@__PURE__*/
  */
 export type NamedToolChoice = Message<"tokenwire.chat.v1.NamedToolChoice"> & {
   /**
-   * Required. Always `function`.
+   * Optional here (OpenAI requires it; the provider checks). Always `function`.
    *
    * @generated from field: tokenwire.chat.v1.ToolType type = 1;
    */
@@ -477,7 +478,7 @@ export const ResponseFormatSchema: GenMessage<ResponseFormat> = /*@__PURE__*/
  */
 export type JsonSchema = Message<"tokenwire.chat.v1.JsonSchema"> & {
   /**
-   * Required. Name of the format.
+   * Required for `json_schema` formats. Name of the format.
    *
    * @generated from field: string name = 1;
    */
@@ -596,14 +597,14 @@ export const ReasoningSchema: GenMessage<Reasoning> = /*@__PURE__*/
  */
 export type AudioOutput = Message<"tokenwire.chat.v1.AudioOutput"> & {
   /**
-   * Required. Voice name.
+   * Optional here (OpenAI requires it; the provider checks). Voice name.
    *
    * @generated from field: string voice = 1;
    */
   voice: string;
 
   /**
-   * Required. Output format.
+   * Optional here (OpenAI requires it; the provider checks). Output format.
    *
    * @generated from field: string format = 2;
    */
@@ -624,14 +625,14 @@ export const AudioOutputSchema: GenMessage<AudioOutput> = /*@__PURE__*/
  */
 export type Prediction = Message<"tokenwire.chat.v1.Prediction"> & {
   /**
-   * Required. Always `content`.
+   * Optional here (OpenAI requires it; the provider checks). Always `content`.
    *
    * @generated from field: string type = 1;
    */
   type: string;
 
   /**
-   * Required. The predicted text.
+   * Optional here (OpenAI requires it; the provider checks). The predicted text.
    *
    * @generated from field: string content = 2;
    */
