@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+from google.api import httpbody_pb2
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import Message
 
@@ -26,6 +27,7 @@ from gateway.http import (
     encode_headers,
     header_map,
     read_body,
+    send_bytes,
     send_json,
 )
 from gateway.invoker import Invoker, Metadata, Reply, RpcFailure
@@ -112,7 +114,13 @@ class Gateway:
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]  # answered: done
                 return
             extra = encode_headers(self._forwarded(reply.metadata))
-            await send_json(send, 200, _render(route, message), out + extra)
+            payload = _payload(route, message)
+            if isinstance(payload, httpbody_pb2.HttpBody):
+                # the body's own bytes and media type, as `google.api.HttpBody` means
+                content_type = (b"content-type", payload.content_type.encode("latin-1"))
+                await send_bytes(send, 200, payload.data, [content_type, *out, *extra])
+            else:
+                await send_json(send, 200, to_json(payload), out + extra)
 
     def _forwarded(self, metadata: Any) -> dict[str, str]:
         """Response metadata that clients see as HTTP headers."""
@@ -201,10 +209,14 @@ def _nest(params: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _payload(route: Route, message: Message) -> Message:
+    """What the response carries: the whole message or its `response_body` field."""
+    payload: Message = getattr(message, route.response_body) if route.response_body else message
+    return payload
+
+
 def _render(route: Route, message: Message) -> Any:
-    if route.response_body:
-        message = getattr(message, route.response_body)
-    return to_json(message)
+    return to_json(_payload(route, message))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

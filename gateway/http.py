@@ -94,14 +94,13 @@ def _too_large(limit: int) -> GatewayError:
 
 
 async def send_json(send: Send, status: int, value: Any, headers: RawHeaders) -> None:
-    body = orjson.dumps(value)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers],
-        }
-    )
+    await send_bytes(send, status, orjson.dumps(value), [JSON_TYPE, *headers])
+
+
+async def send_bytes(send: Send, status: int, body: bytes, headers: RawHeaders) -> None:
+    """A whole response; `headers` name its content type."""
+    length = (b"content-length", str(len(body)).encode())
+    await send({"type": "http.response.start", "status": status, "headers": [length, *headers]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from gateway.transcode import Field, enum_names, message_type, plan
+from gateway.transcode import FIELD_MASK, Field, enum_names, message_type, plan
 from tokenwire.options.v1 import schema_pb2
 
 Schema = dict[str, Any]
@@ -104,6 +104,8 @@ def _single(f: Field, components: dict[str, Schema]) -> Schema:
     if f.raw:
         return {}
     if t == FieldDescriptor.TYPE_MESSAGE:
+        if message_type(f.fd).full_name == FIELD_MASK:
+            return {"type": "string", "description": "Field paths separated by commas."}
         return ref(message_type(f.fd), components)
     if t == FieldDescriptor.TYPE_ENUM:
         return {"type": "string", "enum": list(enum_names(f.fd.enum_type).by_name)}

@@ -16,7 +16,7 @@ from google.protobuf.descriptor import Descriptor
 
 from gateway.json_schema import Schema, field_schema, ref
 from gateway.routes import Route
-from gateway.transcode import message_type, plan
+from gateway.transcode import FIELD_MASK, Field, message_type, plan
 from tokenwire.options.v1 import schema_pb2
 
 _ACCESS: Any = schema_pb2.access  # its stubs type it as a plain descriptor
@@ -125,8 +125,8 @@ def _operation(route: Route, schemas: dict[str, Schema], operation_id: str) -> d
 
 def _content(output: Descriptor, streaming: bool, schemas: dict[str, Schema]) -> Schema:
     if output.full_name == _HTTP_BODY:
-        # the gateway answers with the body's own bytes and content type
-        return {"text/csv": {"schema": {"type": "string"}}}
+        # the gateway answers with the body's own bytes and media type (CSV for the usage export)
+        return {"*/*": {"schema": {"type": "string"}}}
     media = "text/event-stream" if streaming else "application/json"
     return {media: {"schema": ref(output, schemas)}}
 
@@ -158,7 +158,7 @@ def _query_parameters(route: Route, schemas: dict[str, Schema]) -> list[dict[str
     bound = {route.body, *(v.split(".")[0] for v in route.variables)}
     out = []
     for f in plan(route.method.input_type).by_name.values():
-        if f.name in bound or f.is_message or f.raw:
+        if f.name in bound or f.raw or (f.is_message and not _is_mask(f)):
             continue
         schema = field_schema(f, schemas)
         if f.repeated:
@@ -166,6 +166,10 @@ def _query_parameters(route: Route, schemas: dict[str, Schema]) -> list[dict[str
         else:
             out.append({"name": f.key, "in": "query", "schema": schema})
     return out
+
+
+def _is_mask(f: Field) -> bool:
+    return message_type(f.fd).full_name == FIELD_MASK
 
 
 def _merge(unary: dict[str, Any], streaming: dict[str, Any]) -> dict[str, Any]:

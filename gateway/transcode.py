@@ -42,6 +42,8 @@ _INTS = frozenset(
     }
 )
 _FLOATS = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
+# A field mask is JSON text as in proto3 JSON: its paths joined by commas (`a,b.c`).
+FIELD_MASK = "google.protobuf.FieldMask"
 
 
 class TranscodeError(ValueError):
@@ -139,6 +141,7 @@ class Plan:
     template: dict[str, JSON]  # scalar keys printed even when the message leaves them unset
     fresh: tuple[tuple[str, type], ...]  # keys printed as a new empty list/object when unset
     unwrap: Field | None
+    mask: bool  # a google.protobuf.FieldMask: a string of paths
 
 
 @cache
@@ -152,7 +155,9 @@ def plan(desc: Descriptor) -> Plan:
         (f.key, list if f.repeated else dict) for f in fields if f.always and not f.is_map
     )
     by_fd = {f.fd: f for f in fields}
-    return Plan({f.fd.name: f for f in fields}, by_key, by_fd, _template(fields), fresh, unwrap)
+    by_name = {f.fd.name: f for f in fields}
+    mask = desc.full_name == FIELD_MASK
+    return Plan(by_name, by_key, by_fd, _template(fields), fresh, unwrap, mask)
 
 
 def _template(fields: list[Field]) -> dict[str, JSON]:
@@ -314,6 +319,8 @@ def _renderer(fd: FieldDescriptor, raw: bool, map_value: Field | None) -> Render
 
 def _one_renderer(fd: FieldDescriptor, raw: bool) -> Render:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
+        if message_type(fd).full_name == FIELD_MASK:
+            return lambda value: ",".join(value.paths)
         return to_json
     if fd.type == FieldDescriptor.TYPE_ENUM:
         by_number = enum_names(fd.enum_type).by_number
@@ -346,6 +353,9 @@ def merge_json(data: JSON, msg: Message, param: str = "") -> None:
     p = plan(msg.DESCRIPTOR)
     if p.unwrap is not None:
         _set(p.unwrap, msg, data, param)
+        return
+    if p.mask:
+        msg.paths.extend(p for p in _parse_str(data, param).split(",") if p)  # type: ignore[attr-defined]
         return
     if not isinstance(data, dict):
         raise _type_error(param or "body", "an object", data)
@@ -390,6 +400,8 @@ def _kind(fd: FieldDescriptor, raw: bool, is_map: bool) -> str:
     if fd.is_repeated and not is_map:
         return "an array"
     if t == FieldDescriptor.TYPE_MESSAGE:
+        if message_type(fd).full_name == FIELD_MASK:
+            return "a string"
         unwrapped = message_type(fd).GetOptions().Extensions[json_pb2.unwrap]
         return "an array" if unwrapped else "an object"
     if t in (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_ENUM):

@@ -54,7 +54,8 @@ class TemplateServicer(templates_pb2_grpc.TemplateServiceServicer):
         context: ServicerContext[pb.UpdateTemplateRequest, pb.UpdateTemplateResponse],
     ) -> pb.UpdateTemplateResponse:
         org = await self._access.organization(CALL.get())
-        template = await self._store.update(org, request.template, request.changes)
+        mask = tuple(request.update_mask.paths)
+        template = await self._store.update(org, request.template, request.changes, mask)
         return pb.UpdateTemplateResponse(template=template)
 
     async def DeleteTemplate(

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, InvalidRequest, NotFound
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration
 from server.templates import validate
@@ -117,8 +117,10 @@ class TemplateStore:
         )
         return [_template(r) for r in rows[:limit]], len(rows) > limit
 
-    async def update(self, organization_id: str, ref: str, changes: Template) -> Template:
-        """Write the next version: the latest with `changes` applied."""
+    async def update(
+        self, organization_id: str, ref: str, changes: Template, mask: Sequence[str] = ()
+    ) -> Template:
+        """Write the next version: the latest with `changes` applied (only `mask`'s, if any)."""
         clause, value = ref_clause(ref, "templates")
         async with self.db.transaction() as tx:
             row = await tx.fetchrow(
@@ -131,7 +133,7 @@ class TemplateStore:
                 raise not_found(ref)
             template_id, version = row["id"], row["version"]
             current = await _load(tx, organization_id, template_id, version - 1)
-            merged = merge(current, changes)
+            merged = masked(current, changes, mask) if mask else merge(current, changes)
             validate.template(merged)
             if merged.name != current.name:
                 await _rename(tx, organization_id, template_id, merged.name)
@@ -176,6 +178,34 @@ def merge(current: Template, changes: Template) -> Template:
         out.variables.extend(changes.variables)
     if changes.HasField("parameters"):
         out.parameters.CopyFrom(changes.parameters)
+    return out
+
+
+# The fields an update mask may name: what a template's author writes.
+MASKABLE = ("name", "description", "messages", "variables", "model", "parameters")
+
+
+def masked(current: Template, changes: Template, mask: Sequence[str]) -> Template:
+    """`current` with each field `mask` names taken from `changes`, unset or empty included."""
+    out = Template()
+    out.CopyFrom(current)
+    target: Message = out  # by name: the generated stubs type field names as literals
+    source: Message = changes
+    for path in mask:
+        if path not in MASKABLE:
+            raise InvalidRequest(
+                f"'update_mask' names '{path}'; it takes {', '.join(MASKABLE)}.",
+                param="update_mask",
+            )
+        target.ClearField(path)
+        field = Template.DESCRIPTOR.fields_by_name[path]
+        if field.is_repeated:
+            getattr(target, path).extend(getattr(source, path))
+        elif field.message_type is not None:
+            if source.HasField(path):
+                getattr(target, path).CopyFrom(getattr(source, path))
+        elif not field.has_presence or source.HasField(path):
+            setattr(target, path, getattr(source, path))
     return out
 
 

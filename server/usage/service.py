@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from google.api import httpbody_pb2
 from grpc.aio import ServicerContext
 
 from server.errors import InvalidRequest, PermissionDenied
@@ -27,6 +28,7 @@ from tokenwire.usage.v1 import usage_pb2_grpc
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["UsageService"]
 DEFAULT_EXPORT = 10_000
 MAX_EXPORT = 100_000
+CSV_TYPE = "text/csv; charset=utf-8"
 
 
 class Organizations(Protocol):
@@ -60,13 +62,19 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
         request: pb.ExportUsageRequest,
         context: ServicerContext[pb.ExportUsageRequest, pb.ExportUsageResponse],
     ) -> pb.ExportUsageResponse:
-        usage_filter = await self._scoped(CALL.get(), filter_from(request))
+        call = CALL.get()
+        usage_filter = await self._scoped(call, filter_from(request))
         limit = _limit(request)
         records = await self._store.records(usage_filter, limit + 1)
+        count, truncated = min(len(records), limit), len(records) > limit
+        # REST clients get the CSV as the body, so the counts travel as headers too
+        call.headers["x-tokenwire-records"] = str(count)
+        call.headers["x-tokenwire-truncated"] = "true" if truncated else "false"
+        csv = to_csv(records[:limit]).encode()
         return pb.ExportUsageResponse(
-            csv=to_csv(records[:limit]),
-            records=min(len(records), limit),
-            truncated=len(records) > limit,
+            body=httpbody_pb2.HttpBody(content_type=CSV_TYPE, data=csv),
+            records=count,
+            truncated=truncated,
         )
 
     async def _scoped(self, call: CallInfo, usage_filter: UsageFilter) -> UsageFilter:

@@ -362,3 +362,8 @@ def test_fixture_is_fresh() -> None:
     spec.loader.exec_module(module)
     fresh = module.render(module.extract(json.loads(SPEC.read_text(encoding="utf-8"))))
     assert fresh == FIXTURE.read_text(encoding="utf-8"), "run scripts/extract_openai_schemas.py"
+
+
+def test_an_http_body_response_is_its_own_media_type() -> None:
+    export = FULL["paths"]["/v1/usage/export"]["get"]["responses"]["200"]["content"]
+    assert export == {"*/*": {"schema": {"type": "string"}}}

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 from jsonschema import ValidationError
 
-from gateway.transcode import TranscodeError, from_json, merge_json, to_json
+from gateway.transcode import TranscodeError, from_json, merge_json, query_json, to_json
 from tests import openai_schema
 from tests.openai_schema import validate
 from tokenwire.chat.v1 import chat_pb2, message_pb2, models_pb2, routing_pb2
+from tokenwire.templates.v1 import templates_pb2
 
 Request = chat_pb2.CreateChatCompletionRequest
 JSON = Any
@@ -1010,3 +1011,18 @@ def test_outputs_do_not_share_lists() -> None:
         assert to_json(models_pb2.ListModelsResponse(object="list"))["data"] == []
     finally:
         first["data"].clear()  # while the bug lasts, this repairs the shared template
+
+
+# ---------------------------------------------------------------- field masks
+
+
+def test_a_field_mask_is_a_string_of_paths_both_ways() -> None:
+    request = templates_pb2.UpdateTemplateRequest
+    parsed = from_json({"update_mask": "model,parameters"}, request)
+    assert list(parsed.update_mask.paths) == ["model", "parameters"]
+    assert to_json(parsed) == {"template": "", "update_mask": "model,parameters"}
+    query = query_json(request.DESCRIPTOR, [("update_mask", "variables")])
+    assert list(from_json(query, request).update_mask.paths) == ["variables"]
+    with pytest.raises(TranscodeError) as caught:
+        from_json({"update_mask": ["model"]}, request)
+    assert caught.value.param == "update_mask"

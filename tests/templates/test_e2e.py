@@ -76,6 +76,24 @@ async def test_rest_crud_is_openai_shaped(rest: httpx.AsyncClient) -> None:
     assert gone.status_code == 404 and gone.json()["error"]["code"] == "template_not_found"
 
 
+async def test_rest_patch_with_an_update_mask(rest: httpx.AsyncClient) -> None:
+    await create(rest, SUPPORT)
+    patched = await rest.patch(
+        "/v1/templates/support",
+        params={"update_mask": "description,parameters"},
+        json={"description": "v2", "model": "not-in-the-mask"},
+        headers=acme(),
+    )
+    assert patched.status_code == 200, patched.text
+    body = patched.json()
+    assert (body["version"], body["description"], body["model"]) == (2, "v2", "fake-echo")
+    assert "parameters" not in body  # named, left out of the body: cleared
+    bad = await rest.patch(
+        "/v1/templates/support", params={"update_mask": "version"}, json={}, headers=acme()
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "update_mask"
+
+
 async def test_rest_errors(rest: httpx.AsyncClient) -> None:
     no_org = await rest.get("/v1/templates")
     assert no_org.status_code == 400

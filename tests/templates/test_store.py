@@ -117,6 +117,21 @@ async def test_update_clears_defaults_and_renames(store: TemplateStore) -> None:
     assert (await store.get("acme", "renamed")).version == 2  # the refused update left no trace
 
 
+async def test_update_mask_writes_exactly_the_fields_it_names(store: TemplateStore) -> None:
+    first = await store.create("acme", greeting())
+    changes = templates_pb2.Template(
+        messages=[user_message("Hello there")], description="ignored: not in the mask"
+    )
+    second = await store.update("acme", "greet", changes, ("messages", "variables", "model"))
+    assert [m.content_text for m in second.messages] == ["Hello there"]
+    assert len(second.variables) == 0  # named and empty: emptied, which no unmasked update can
+    assert not second.HasField("model")  # named and unset: cleared
+    assert second.description == first.description and second.parameters == first.parameters
+    with pytest.raises(InvalidRequest) as caught:
+        await store.update("acme", "greet", changes, ("id",))
+    assert caught.value.param == "update_mask"
+
+
 async def test_invalid_update_leaves_the_template_alone(store: TemplateStore) -> None:
     await store.create("acme", greeting())
     bad = templates_pb2.Template(messages=[user_message("{{undeclared}}")])

@@ -79,10 +79,12 @@ async def test_grpc_export_holds_only_the_callers_records(served: Served, tenant
     export = await served.usage_stub().ExportUsage(
         usage_pb2.ExportUsageRequest(), metadata=bearer(tenants.globex_secret)
     )
-    rows = list(csv.DictReader(io.StringIO(export.csv)))
+    text = export.body.data.decode()
+    assert export.body.content_type == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert [(r["organization_id"], r["session_id"]) for r in rows] == [("globex", "globex-session")]
     assert export.records == 1 and not export.truncated
-    assert "acme" not in export.csv
+    assert "acme" not in text
 
 
 async def test_grpc_keys_cannot_reach_the_admin_api(served: Served, tenants: Tenants) -> None:
@@ -132,7 +134,11 @@ async def test_rest_a_key_sees_only_its_organization(
             refused = await http.get(f"{path}?organization_id={org}", headers=acme)
             assert refused.status_code == 403
     export = await http.get("/v1/usage/export", headers=acme)
-    assert "globex" not in export.json()["csv"] and export.json()["records"] == 1
+    assert "globex" not in export.text and export.headers["x-tokenwire-records"] == "1"
+    assert export.headers["content-type"] == "text/csv; charset=utf-8"
+    assert export.headers["x-tokenwire-truncated"] == "false"
+    rows = list(csv.DictReader(io.StringIO(export.text)))
+    assert [r["organization_id"] for r in rows] == ["acme"]
     for path in ("/v1/admin/keys", f"/v1/admin/keys/{tenants.globex_key}"):
         assert (await http.get(path, headers=acme)).status_code == 401
     assert (

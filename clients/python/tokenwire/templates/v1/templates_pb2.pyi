@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from tokenwire.chat.v1 import message_pb2 as _message_pb2
@@ -510,14 +511,23 @@ class UpdateTemplateRequest(_message.Message):
 
     TEMPLATE_FIELD_NUMBER: _builtins.int
     CHANGES_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     template: _builtins.str
     """Required. The template's name or UUID."""
     @_builtins.property
     def changes(self) -> Global___Template:
-        """Required. What changes: each field set replaces the previous version's (an
-        empty `model` or `description` clears it, an empty `parameters` object
-        clears the defaults); unset fields and empty lists carry over. A new
-        `name` renames the template.
+        """Required. What changes. Without `update_mask`, each field set replaces the
+        previous version's (an empty `model` or `description` clears it, an empty
+        `parameters` object clears the defaults); unset fields and empty lists
+        carry over. A new `name` renames the template.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Optional. The fields of `changes` to write, e.g. `update_mask=variables,model`
+        over REST: each one named replaces the previous version's, unset or empty
+        included (so a list can be emptied), and the others carry over. Paths:
+        name, description, messages, variables, model, parameters.
         """
 
     def __init__(
@@ -525,10 +535,11 @@ class UpdateTemplateRequest(_message.Message):
         *,
         template: _builtins.str = ...,
         changes: Global___Template | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "template", b"template"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "template", b"template", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

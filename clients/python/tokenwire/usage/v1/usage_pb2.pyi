@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -392,25 +393,29 @@ class ExportUsageResponse(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CSV_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
     RECORDS_FIELD_NUMBER: _builtins.int
     TRUNCATED_FIELD_NUMBER: _builtins.int
-    csv: _builtins.str
-    """Output only. RFC 4180 CSV with a header row: one row per request, every usage field."""
     records: _builtins.int
     """Output only. Number of records (rows after the header)."""
     truncated: _builtins.bool
     """Output only. Whether more records matched than `limit` allowed."""
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """Output only. RFC 4180 CSV with a header row, one row per request and every
+        usage field, as `text/csv; charset=utf-8`.
+        """
+
     def __init__(
         self,
         *,
-        csv: _builtins.str = ...,
+        body: _httpbody_pb2.HttpBody | None = ...,
         records: _builtins.int = ...,
         truncated: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["csv", b"csv", "records", b"records", "truncated", b"truncated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "records", b"records", "truncated", b"truncated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,7 +61,9 @@ class UsageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportUsage(self, request, context):
-        """Exports the matching usage records, one per request, as CSV text.
+        """Exports the matching usage records, one per request, as CSV. Over REST the
+        response is the CSV itself (`text/csv`), with `x-tokenwire-records` and
+        `x-tokenwire-truncated` headers for the other two fields.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -38,7 +38,10 @@ class UsageServiceStub:
     GetUsage: _grpc.UnaryUnaryMultiCallable[_usage_pb2.GetUsageRequest, _usage_pb2.GetUsageResponse]
     """Aggregates usage over a time range, grouped by the dimensions asked for."""
     ExportUsage: _grpc.UnaryUnaryMultiCallable[_usage_pb2.ExportUsageRequest, _usage_pb2.ExportUsageResponse]
-    """Exports the matching usage records, one per request, as CSV text."""
+    """Exports the matching usage records, one per request, as CSV. Over REST the
+    response is the CSV itself (`text/csv`), with `x-tokenwire-records` and
+    `x-tokenwire-truncated` headers for the other two fields.
+    """
 
 @_typing.type_check_only
 class UsageServiceAsyncStub(UsageServiceStub):
@@ -50,7 +53,10 @@ class UsageServiceAsyncStub(UsageServiceStub):
     GetUsage: _aio.UnaryUnaryMultiCallable[_usage_pb2.GetUsageRequest, _usage_pb2.GetUsageResponse]  # type: ignore[assignment]
     """Aggregates usage over a time range, grouped by the dimensions asked for."""
     ExportUsage: _aio.UnaryUnaryMultiCallable[_usage_pb2.ExportUsageRequest, _usage_pb2.ExportUsageResponse]  # type: ignore[assignment]
-    """Exports the matching usage records, one per request, as CSV text."""
+    """Exports the matching usage records, one per request, as CSV. Over REST the
+    response is the CSV itself (`text/csv`), with `x-tokenwire-records` and
+    `x-tokenwire-truncated` headers for the other two fields.
+    """
 
 class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
     """Usage records, aggregated or exported. An API key sees only its own
@@ -71,6 +77,9 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _usage_pb2.ExportUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_usage_pb2.ExportUsageResponse, _abc.Awaitable[_usage_pb2.ExportUsageResponse]]:
-        """Exports the matching usage records, one per request, as CSV text."""
+        """Exports the matching usage records, one per request, as CSV. Over REST the
+        response is the CSV itself (`text/csv`), with `x-tokenwire-records` and
+        `x-tokenwire-truncated` headers for the other two fields.
+        """
 
 def add_UsageServiceServicer_to_server(servicer: UsageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
