@@ -25,6 +25,8 @@ _PART_TYPES = enum_names(message_pb2.ContentPartType.DESCRIPTOR).by_number
 _TOOL_CHOICE = enum_names(message_pb2.ToolChoiceMode.DESCRIPTOR).by_number
 _FORMATS = enum_names(message_pb2.ResponseFormatType.DESCRIPTOR).by_number
 _EFFORTS = enum_names(message_pb2.ReasoningEffort.DESCRIPTOR).by_number
+_DETAILS = enum_names(message_pb2.ImageDetail.DESCRIPTOR).by_number
+_AUDIO_FORMATS = enum_names(message_pb2.InputAudioFormat.DESCRIPTOR).by_number
 
 
 # A request past either bound converts in a thread: conversion costs ~4 µs a message (~0.5 s
@@ -198,9 +200,9 @@ def _part(p: message_pb2.ContentPart, param: str) -> base.ContentPart:
         type=kind,
         text=p.text if kind == "text" else (p.refusal if kind == "refusal" else None),
         url=p.image_url.url or None,
-        detail=p.image_url.detail if p.image_url.HasField("detail") else None,
+        detail=_DETAILS.get(p.image_url.detail),
         data=p.input_audio.data or (p.file.file_data if p.file.HasField("file_data") else None),
-        format=p.input_audio.format or None,
+        format=_AUDIO_FORMATS.get(p.input_audio.format),
         file_id=p.file.file_id if p.file.HasField("file_id") else None,
         filename=p.file.filename if p.file.HasField("filename") else None,
     )

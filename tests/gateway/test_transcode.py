@@ -359,8 +359,9 @@ def test_list_content_sets_content_parts() -> None:
         message_pb2.CONTENT_PART_TYPE_FILE,
     ]
     assert parts[0].text == "What is in these?"
-    assert (parts[1].image_url.url, parts[1].image_url.detail) == ("https://x.test/a.png", "high")
-    assert (parts[2].input_audio.data, parts[2].input_audio.format) == ("UklGRg==", "wav")
+    image, audio = parts[1].image_url, parts[2].input_audio
+    assert (image.url, image.detail) == ("https://x.test/a.png", message_pb2.IMAGE_DETAIL_HIGH)
+    assert (audio.data, audio.format) == ("UklGRg==", message_pb2.INPUT_AUDIO_FORMAT_WAV)
     assert (parts[3].file.file_data, parts[3].file.filename) == ("JVBERi0=", "a.pdf")
     assert parts[4].file.file_id == "file-abc"
     assert not parts[4].file.HasField("file_data")
@@ -449,13 +450,22 @@ def test_sampling_parameters() -> None:
     assert dict(r.logit_bias) == {"50256": -100.0, "15496": 5.0}
     assert dict(r.metadata) == {"team": "search", "env": "prod"}
     assert r.reasoning_effort == message_pb2.REASONING_EFFORT_LOW
-    assert (r.prediction.type, r.prediction.content) == ("content", "71°F")
+    assert (r.prediction.type, r.prediction.content) == (
+        message_pb2.PREDICTION_TYPE_CONTENT,
+        "71°F",
+    )
+    assert (r.service_tier, r.verbosity) == (chat_pb2.SERVICE_TIER_AUTO, message_pb2.VERBOSITY_LOW)
+    assert list(r.modalities) == [chat_pb2.MODALITY_TEXT]
 
 
 def test_seed_extensions() -> None:
     r = from_json(EXTENSIONS, Request)
     assert list(r.models) == ["openai/gpt-4o", "anthropic/claude-3.5-sonnet"]
-    assert (r.route, r.session_id, r.template) == ("fallback", "sess-42", "support-triage")
+    assert (r.route, r.session_id, r.template) == (
+        routing_pb2.ROUTE_FALLBACK,
+        "sess-42",
+        "support-triage",
+    )
     assert dict(r.variables) == {"customer": "Ada", "tier": "gold"}
     assert list(r.transforms) == ["middle-out"]
     assert [(p.id, p.max_results) for p in r.plugins] == [("web", 3), ("file-parser", 0)]
@@ -605,7 +615,7 @@ BAD_ENUMS = [
         body(reasoning_effort="extreme"),
         "reasoning_effort",
         "extreme",
-        "'none', 'minimal', 'low', 'medium', 'high', 'xhigh'",
+        "'none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max'",
     ),
 ]
 

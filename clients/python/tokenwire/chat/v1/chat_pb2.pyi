@@ -26,6 +26,66 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _Modality:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ModalityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Modality.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MODALITY_UNSPECIFIED: _Modality.ValueType  # 0
+    """Unset."""
+    MODALITY_TEXT: _Modality.ValueType  # 1
+    """Text."""
+    MODALITY_AUDIO: _Modality.ValueType  # 2
+    """Audio."""
+
+class Modality(_Modality, metaclass=_ModalityEnumTypeWrapper):
+    """An output modality."""
+
+MODALITY_UNSPECIFIED: Modality.ValueType  # 0
+"""Unset."""
+MODALITY_TEXT: Modality.ValueType  # 1
+"""Text."""
+MODALITY_AUDIO: Modality.ValueType  # 2
+"""Audio."""
+Global___Modality: _TypeAlias = Modality  # noqa: Y015
+
+class _ServiceTier:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ServiceTierEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ServiceTier.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SERVICE_TIER_UNSPECIFIED: _ServiceTier.ValueType  # 0
+    """Unset."""
+    SERVICE_TIER_AUTO: _ServiceTier.ValueType  # 1
+    """The project's setting."""
+    SERVICE_TIER_DEFAULT: _ServiceTier.ValueType  # 2
+    """Standard."""
+    SERVICE_TIER_FLEX: _ServiceTier.ValueType  # 3
+    """Cheaper, slower."""
+    SERVICE_TIER_SCALE: _ServiceTier.ValueType  # 4
+    """Reserved capacity."""
+    SERVICE_TIER_PRIORITY: _ServiceTier.ValueType  # 5
+    """Faster, dearer."""
+
+class ServiceTier(_ServiceTier, metaclass=_ServiceTierEnumTypeWrapper):
+    """Processing tier."""
+
+SERVICE_TIER_UNSPECIFIED: ServiceTier.ValueType  # 0
+"""Unset."""
+SERVICE_TIER_AUTO: ServiceTier.ValueType  # 1
+"""The project's setting."""
+SERVICE_TIER_DEFAULT: ServiceTier.ValueType  # 2
+"""Standard."""
+SERVICE_TIER_FLEX: ServiceTier.ValueType  # 3
+"""Cheaper, slower."""
+SERVICE_TIER_SCALE: ServiceTier.ValueType  # 4
+"""Reserved capacity."""
+SERVICE_TIER_PRIORITY: ServiceTier.ValueType  # 5
+"""Faster, dearer."""
+Global___ServiceTier: _TypeAlias = ServiceTier  # noqa: Y015
+
 class _FinishReason:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -224,14 +284,14 @@ class CreateChatCompletionRequest(_message.Message):
     """Optional. Stored prompt template to expand, by name or UUID."""
     reasoning_effort: _message_pb2.ReasoningEffort.ValueType
     """Optional. OpenAI's reasoning effort: none, minimal, low, medium, high, xhigh."""
-    route: _builtins.str
-    """Optional. Routing strategy across `models`: `fallback` or `sort`."""
-    service_tier: _builtins.str
-    """Optional. Processing tier: auto, default, flex, scale or priority."""
+    route: _routing_pb2.Route.ValueType
+    """Optional. Routing strategy across `models`."""
+    service_tier: Global___ServiceTier.ValueType
+    """Optional. Processing tier."""
     store: _builtins.bool
     """Optional. Whether the upstream may store the completion."""
-    verbosity: _builtins.str
-    """Optional. Verbosity of the answer: low, medium or high."""
+    verbosity: _message_pb2.Verbosity.ValueType
+    """Optional. Verbosity of the answer."""
     prompt_cache_key: _builtins.str
     """Optional. Key for upstream prompt caching."""
     safety_identifier: _builtins.str
@@ -325,8 +385,8 @@ class CreateChatCompletionRequest(_message.Message):
         """Optional. Observability metadata passed to tracing."""
 
     @_builtins.property
-    def modalities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Output modalities such as `text` or `audio`."""
+    def modalities(self) -> _containers.RepeatedScalarFieldContainer[Global___Modality.ValueType]:
+        """Optional. Output modalities."""
 
     @_builtins.property
     def audio(self) -> _message_pb2.AudioOutput:
@@ -372,13 +432,13 @@ class CreateChatCompletionRequest(_message.Message):
         reasoning: _message_pb2.Reasoning | None = ...,
         reasoning_effort: _message_pb2.ReasoningEffort.ValueType = ...,
         trace: _routing_pb2.Trace | None = ...,
-        route: _builtins.str | None = ...,
-        modalities: _abc.Iterable[_builtins.str] | None = ...,
+        route: _routing_pb2.Route.ValueType = ...,
+        modalities: _abc.Iterable[Global___Modality.ValueType] | None = ...,
         audio: _message_pb2.AudioOutput | None = ...,
         prediction: _message_pb2.Prediction | None = ...,
-        service_tier: _builtins.str | None = ...,
+        service_tier: Global___ServiceTier.ValueType = ...,
         store: _builtins.bool | None = ...,
-        verbosity: _builtins.str | None = ...,
+        verbosity: _message_pb2.Verbosity.ValueType = ...,
         prompt_cache_key: _builtins.str | None = ...,
         safety_identifier: _builtins.str | None = ...,
         web_search_options: _builtins.str = ...,
@@ -388,9 +448,9 @@ class CreateChatCompletionRequest(_message.Message):
         prompt_cache_options: _builtins.str = ...,
         moderation: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_route", b"_route", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_service_tier", b"_service_tier", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "_verbosity", b"_verbosity", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "user", b"user", "verbosity", b"verbosity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "seed", b"seed", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_route", b"_route", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_service_tier", b"_service_tier", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "_verbosity", b"_verbosity", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "function_call", b"function_call", "functions", b"functions", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "models", b"models", "moderation", b"moderation", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "plugins", b"plugins", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "stop", b"stop", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "transforms", b"transforms", "user", b"user", "variables", b"variables", "verbosity", b"verbosity", "web_search_options", b"web_search_options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "function_call", b"function_call", "functions", b"functions", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "models", b"models", "moderation", b"moderation", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "plugins", b"plugins", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "stop", b"stop", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "transforms", b"transforms", "user", b"user", "variables", b"variables", "verbosity", b"verbosity", "web_search_options", b"web_search_options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
@@ -410,14 +470,10 @@ class CreateChatCompletionRequest(_message.Message):
     _WhichOneofArgType__prompt_cache_key: _TypeAlias = _typing.Literal["_prompt_cache_key", b"_prompt_cache_key"]  # noqa: Y015
     _WhichOneofReturnType__prompt_cache_retention: _TypeAlias = _typing.Literal["prompt_cache_retention"]  # noqa: Y015
     _WhichOneofArgType__prompt_cache_retention: _TypeAlias = _typing.Literal["_prompt_cache_retention", b"_prompt_cache_retention"]  # noqa: Y015
-    _WhichOneofReturnType__route: _TypeAlias = _typing.Literal["route"]  # noqa: Y015
-    _WhichOneofArgType__route: _TypeAlias = _typing.Literal["_route", b"_route"]  # noqa: Y015
     _WhichOneofReturnType__safety_identifier: _TypeAlias = _typing.Literal["safety_identifier"]  # noqa: Y015
     _WhichOneofArgType__safety_identifier: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
-    _WhichOneofReturnType__service_tier: _TypeAlias = _typing.Literal["service_tier"]  # noqa: Y015
-    _WhichOneofArgType__service_tier: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier"]  # noqa: Y015
     _WhichOneofReturnType__session_id: _TypeAlias = _typing.Literal["session_id"]  # noqa: Y015
     _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
     _WhichOneofReturnType__store: _TypeAlias = _typing.Literal["store"]  # noqa: Y015
@@ -434,8 +490,6 @@ class CreateChatCompletionRequest(_message.Message):
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
     _WhichOneofReturnType__user: _TypeAlias = _typing.Literal["user"]  # noqa: Y015
     _WhichOneofArgType__user: _TypeAlias = _typing.Literal["_user", b"_user"]  # noqa: Y015
-    _WhichOneofReturnType__verbosity: _TypeAlias = _typing.Literal["verbosity"]  # noqa: Y015
-    _WhichOneofArgType__verbosity: _TypeAlias = _typing.Literal["_verbosity", b"_verbosity"]  # noqa: Y015
     _WhichOneofReturnType_tool_choice: _TypeAlias = _typing.Literal["tool_choice_mode", "tool_choice_named"]  # noqa: Y015
     _WhichOneofArgType_tool_choice: _TypeAlias = _typing.Literal["tool_choice", b"tool_choice"]  # noqa: Y015
     @_typing.overload
@@ -457,13 +511,9 @@ class CreateChatCompletionRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_cache_retention) -> _WhichOneofReturnType__prompt_cache_retention | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__route) -> _WhichOneofReturnType__route | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__safety_identifier) -> _WhichOneofReturnType__safety_identifier | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__service_tier) -> _WhichOneofReturnType__service_tier | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
     @_typing.overload
@@ -480,8 +530,6 @@ class CreateChatCompletionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__verbosity) -> _WhichOneofReturnType__verbosity | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_tool_choice) -> _WhichOneofReturnType_tool_choice | None: ...
 
@@ -539,7 +587,7 @@ class CreateChatCompletionResponse(_message.Message):
     """Output only. The provider that served the request."""
     system_fingerprint: _builtins.str
     """Output only. Fingerprint of the backend configuration."""
-    service_tier: _builtins.str
+    service_tier: Global___ServiceTier.ValueType
     """Output only. The processing tier used."""
     @_builtins.property
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___Choice]:
@@ -565,19 +613,14 @@ class CreateChatCompletionResponse(_message.Message):
         choices: _abc.Iterable[Global___Choice] | None = ...,
         usage: Global___Usage | None = ...,
         dropped_parameters: _abc.Iterable[_builtins.str] | None = ...,
-        service_tier: _builtins.str | None = ...,
+        service_tier: Global___ServiceTier.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier", "_system_fingerprint", b"_system_fingerprint", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier", "_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__service_tier: _TypeAlias = _typing.Literal["service_tier"]  # noqa: Y015
-    _WhichOneofArgType__service_tier: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier"]  # noqa: Y015
     _WhichOneofReturnType__system_fingerprint: _TypeAlias = _typing.Literal["system_fingerprint"]  # noqa: Y015
     _WhichOneofArgType__system_fingerprint: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__service_tier) -> _WhichOneofReturnType__service_tier | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__system_fingerprint) -> _WhichOneofReturnType__system_fingerprint | None: ...
 
 Global___CreateChatCompletionResponse: _TypeAlias = CreateChatCompletionResponse  # noqa: Y015
@@ -723,7 +766,7 @@ class ChatCompletionChunk(_message.Message):
     """Output only. The provider that serves the request."""
     system_fingerprint: _builtins.str
     """Output only. Fingerprint of the backend configuration."""
-    service_tier: _builtins.str
+    service_tier: Global___ServiceTier.ValueType
     """Output only. The processing tier used."""
     @_builtins.property
     def choices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkChoice]:
@@ -749,19 +792,14 @@ class ChatCompletionChunk(_message.Message):
         choices: _abc.Iterable[Global___ChunkChoice] | None = ...,
         usage: Global___Usage | None = ...,
         dropped_parameters: _abc.Iterable[_builtins.str] | None = ...,
-        service_tier: _builtins.str | None = ...,
+        service_tier: Global___ServiceTier.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier", "_system_fingerprint", b"_system_fingerprint", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier", "_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__service_tier: _TypeAlias = _typing.Literal["service_tier"]  # noqa: Y015
-    _WhichOneofArgType__service_tier: _TypeAlias = _typing.Literal["_service_tier", b"_service_tier"]  # noqa: Y015
     _WhichOneofReturnType__system_fingerprint: _TypeAlias = _typing.Literal["system_fingerprint"]  # noqa: Y015
     _WhichOneofArgType__system_fingerprint: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__service_tier) -> _WhichOneofReturnType__service_tier | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__system_fingerprint) -> _WhichOneofReturnType__system_fingerprint | None: ...
 
 Global___ChatCompletionChunk: _TypeAlias = ChatCompletionChunk  # noqa: Y015

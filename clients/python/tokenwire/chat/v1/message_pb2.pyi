@@ -91,6 +91,58 @@ CONTENT_PART_TYPE_REFUSAL: ContentPartType.ValueType  # 5
 """A refusal in `refusal`."""
 Global___ContentPartType: _TypeAlias = ContentPartType  # noqa: Y015
 
+class _ImageDetail:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ImageDetailEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ImageDetail.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    IMAGE_DETAIL_UNSPECIFIED: _ImageDetail.ValueType  # 0
+    """Unset."""
+    IMAGE_DETAIL_AUTO: _ImageDetail.ValueType  # 1
+    """The model decides."""
+    IMAGE_DETAIL_LOW: _ImageDetail.ValueType  # 2
+    """Low fidelity, fewer tokens."""
+    IMAGE_DETAIL_HIGH: _ImageDetail.ValueType  # 3
+    """High fidelity."""
+
+class ImageDetail(_ImageDetail, metaclass=_ImageDetailEnumTypeWrapper):
+    """How closely a model looks at an image."""
+
+IMAGE_DETAIL_UNSPECIFIED: ImageDetail.ValueType  # 0
+"""Unset."""
+IMAGE_DETAIL_AUTO: ImageDetail.ValueType  # 1
+"""The model decides."""
+IMAGE_DETAIL_LOW: ImageDetail.ValueType  # 2
+"""Low fidelity, fewer tokens."""
+IMAGE_DETAIL_HIGH: ImageDetail.ValueType  # 3
+"""High fidelity."""
+Global___ImageDetail: _TypeAlias = ImageDetail  # noqa: Y015
+
+class _InputAudioFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _InputAudioFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_InputAudioFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    INPUT_AUDIO_FORMAT_UNSPECIFIED: _InputAudioFormat.ValueType  # 0
+    """Unset."""
+    INPUT_AUDIO_FORMAT_WAV: _InputAudioFormat.ValueType  # 1
+    """WAV."""
+    INPUT_AUDIO_FORMAT_MP3: _InputAudioFormat.ValueType  # 2
+    """MP3."""
+
+class InputAudioFormat(_InputAudioFormat, metaclass=_InputAudioFormatEnumTypeWrapper):
+    """Encoding of input audio."""
+
+INPUT_AUDIO_FORMAT_UNSPECIFIED: InputAudioFormat.ValueType  # 0
+"""Unset."""
+INPUT_AUDIO_FORMAT_WAV: InputAudioFormat.ValueType  # 1
+"""WAV."""
+INPUT_AUDIO_FORMAT_MP3: InputAudioFormat.ValueType  # 2
+"""MP3."""
+Global___InputAudioFormat: _TypeAlias = InputAudioFormat  # noqa: Y015
+
 class _ToolType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -187,6 +239,8 @@ class _ReasoningEffortEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Reaso
     """High effort."""
     REASONING_EFFORT_XHIGH: _ReasoningEffort.ValueType  # 6
     """Extra high effort."""
+    REASONING_EFFORT_MAX: _ReasoningEffort.ValueType  # 7
+    """The most effort."""
 
 class ReasoningEffort(_ReasoningEffort, metaclass=_ReasoningEffortEnumTypeWrapper):
     """Reasoning effort."""
@@ -205,7 +259,125 @@ REASONING_EFFORT_HIGH: ReasoningEffort.ValueType  # 5
 """High effort."""
 REASONING_EFFORT_XHIGH: ReasoningEffort.ValueType  # 6
 """Extra high effort."""
+REASONING_EFFORT_MAX: ReasoningEffort.ValueType  # 7
+"""The most effort."""
 Global___ReasoningEffort: _TypeAlias = ReasoningEffort  # noqa: Y015
+
+class _ReasoningSummary:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReasoningSummaryEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReasoningSummary.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REASONING_SUMMARY_UNSPECIFIED: _ReasoningSummary.ValueType  # 0
+    """Unset."""
+    REASONING_SUMMARY_AUTO: _ReasoningSummary.ValueType  # 1
+    """The model decides."""
+    REASONING_SUMMARY_CONCISE: _ReasoningSummary.ValueType  # 2
+    """Brief."""
+    REASONING_SUMMARY_DETAILED: _ReasoningSummary.ValueType  # 3
+    """Thorough."""
+
+class ReasoningSummary(_ReasoningSummary, metaclass=_ReasoningSummaryEnumTypeWrapper):
+    """How much of the reasoning a summary gives."""
+
+REASONING_SUMMARY_UNSPECIFIED: ReasoningSummary.ValueType  # 0
+"""Unset."""
+REASONING_SUMMARY_AUTO: ReasoningSummary.ValueType  # 1
+"""The model decides."""
+REASONING_SUMMARY_CONCISE: ReasoningSummary.ValueType  # 2
+"""Brief."""
+REASONING_SUMMARY_DETAILED: ReasoningSummary.ValueType  # 3
+"""Thorough."""
+Global___ReasoningSummary: _TypeAlias = ReasoningSummary  # noqa: Y015
+
+class _AudioOutputFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AudioOutputFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AudioOutputFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    AUDIO_OUTPUT_FORMAT_UNSPECIFIED: _AudioOutputFormat.ValueType  # 0
+    """Unset."""
+    AUDIO_OUTPUT_FORMAT_WAV: _AudioOutputFormat.ValueType  # 1
+    """WAV."""
+    AUDIO_OUTPUT_FORMAT_AAC: _AudioOutputFormat.ValueType  # 2
+    """AAC."""
+    AUDIO_OUTPUT_FORMAT_MP3: _AudioOutputFormat.ValueType  # 3
+    """MP3."""
+    AUDIO_OUTPUT_FORMAT_FLAC: _AudioOutputFormat.ValueType  # 4
+    """FLAC."""
+    AUDIO_OUTPUT_FORMAT_OPUS: _AudioOutputFormat.ValueType  # 5
+    """Opus."""
+    AUDIO_OUTPUT_FORMAT_PCM16: _AudioOutputFormat.ValueType  # 6
+    """Raw 16-bit PCM."""
+
+class AudioOutputFormat(_AudioOutputFormat, metaclass=_AudioOutputFormatEnumTypeWrapper):
+    """Encoding of output audio."""
+
+AUDIO_OUTPUT_FORMAT_UNSPECIFIED: AudioOutputFormat.ValueType  # 0
+"""Unset."""
+AUDIO_OUTPUT_FORMAT_WAV: AudioOutputFormat.ValueType  # 1
+"""WAV."""
+AUDIO_OUTPUT_FORMAT_AAC: AudioOutputFormat.ValueType  # 2
+"""AAC."""
+AUDIO_OUTPUT_FORMAT_MP3: AudioOutputFormat.ValueType  # 3
+"""MP3."""
+AUDIO_OUTPUT_FORMAT_FLAC: AudioOutputFormat.ValueType  # 4
+"""FLAC."""
+AUDIO_OUTPUT_FORMAT_OPUS: AudioOutputFormat.ValueType  # 5
+"""Opus."""
+AUDIO_OUTPUT_FORMAT_PCM16: AudioOutputFormat.ValueType  # 6
+"""Raw 16-bit PCM."""
+Global___AudioOutputFormat: _TypeAlias = AudioOutputFormat  # noqa: Y015
+
+class _PredictionType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PredictionTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PredictionType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PREDICTION_TYPE_UNSPECIFIED: _PredictionType.ValueType  # 0
+    """Unset."""
+    PREDICTION_TYPE_CONTENT: _PredictionType.ValueType  # 1
+    """Static text."""
+
+class PredictionType(_PredictionType, metaclass=_PredictionTypeEnumTypeWrapper):
+    """Kind of predicted output."""
+
+PREDICTION_TYPE_UNSPECIFIED: PredictionType.ValueType  # 0
+"""Unset."""
+PREDICTION_TYPE_CONTENT: PredictionType.ValueType  # 1
+"""Static text."""
+Global___PredictionType: _TypeAlias = PredictionType  # noqa: Y015
+
+class _Verbosity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VerbosityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Verbosity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VERBOSITY_UNSPECIFIED: _Verbosity.ValueType  # 0
+    """Unset."""
+    VERBOSITY_LOW: _Verbosity.ValueType  # 1
+    """Concise."""
+    VERBOSITY_MEDIUM: _Verbosity.ValueType  # 2
+    """Balanced."""
+    VERBOSITY_HIGH: _Verbosity.ValueType  # 3
+    """Thorough."""
+
+class Verbosity(_Verbosity, metaclass=_VerbosityEnumTypeWrapper):
+    """How long answers are."""
+
+VERBOSITY_UNSPECIFIED: Verbosity.ValueType  # 0
+"""Unset."""
+VERBOSITY_LOW: Verbosity.ValueType  # 1
+"""Concise."""
+VERBOSITY_MEDIUM: Verbosity.ValueType  # 2
+"""Balanced."""
+VERBOSITY_HIGH: Verbosity.ValueType  # 3
+"""Thorough."""
+Global___Verbosity: _TypeAlias = Verbosity  # noqa: Y015
 
 @_typing.final
 class ChatMessage(_message.Message):
@@ -369,21 +541,19 @@ class ImageUrl(_message.Message):
     DETAIL_FIELD_NUMBER: _builtins.int
     url: _builtins.str
     """Optional here (OpenAI requires it; the provider checks). `https://…` or `data:image/…;base64,…`."""
-    detail: _builtins.str
+    detail: Global___ImageDetail.ValueType
     """Optional. Detail level: auto, low or high."""
     def __init__(
         self,
         *,
         url: _builtins.str = ...,
-        detail: _builtins.str | None = ...,
+        detail: Global___ImageDetail.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_detail", b"_detail", "detail", b"detail"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_detail", b"_detail", "detail", b"detail", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__detail: _TypeAlias = _typing.Literal["detail"]  # noqa: Y015
-    _WhichOneofArgType__detail: _TypeAlias = _typing.Literal["_detail", b"_detail"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__detail) -> _WhichOneofReturnType__detail | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImageUrl: _TypeAlias = ImageUrl  # noqa: Y015
 
@@ -397,13 +567,13 @@ class InputAudio(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     data: _builtins.str
     """Optional here (OpenAI requires it; the provider checks). Base64-encoded audio."""
-    format: _builtins.str
-    """Optional here (OpenAI requires it; the provider checks). Encoding: wav or mp3."""
+    format: Global___InputAudioFormat.ValueType
+    """Optional here (OpenAI requires it; the provider checks). Encoding."""
     def __init__(
         self,
         *,
         data: _builtins.str = ...,
-        format: _builtins.str = ...,
+        format: Global___InputAudioFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -752,8 +922,8 @@ class Reasoning(_message.Message):
     """Optional. Reason but leave the reasoning out of the response."""
     enabled: _builtins.bool
     """Optional. Turn reasoning on with default settings."""
-    summary: _builtins.str
-    """Optional. Summary verbosity: auto, concise or detailed."""
+    summary: Global___ReasoningSummary.ValueType
+    """Optional. Summary verbosity."""
     def __init__(
         self,
         *,
@@ -761,11 +931,11 @@ class Reasoning(_message.Message):
         max_tokens: _builtins.int | None = ...,
         exclude: _builtins.bool | None = ...,
         enabled: _builtins.bool | None = ...,
-        summary: _builtins.str | None = ...,
+        summary: Global___ReasoningSummary.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_exclude", b"_exclude", "_max_tokens", b"_max_tokens", "_summary", b"_summary", "enabled", b"enabled", "exclude", b"exclude", "max_tokens", b"max_tokens", "summary", b"summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_exclude", b"_exclude", "_max_tokens", b"_max_tokens", "enabled", b"enabled", "exclude", b"exclude", "max_tokens", b"max_tokens"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_exclude", b"_exclude", "_max_tokens", b"_max_tokens", "_summary", b"_summary", "effort", b"effort", "enabled", b"enabled", "exclude", b"exclude", "max_tokens", b"max_tokens", "summary", b"summary"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_enabled", b"_enabled", "_exclude", b"_exclude", "_max_tokens", b"_max_tokens", "effort", b"effort", "enabled", b"enabled", "exclude", b"exclude", "max_tokens", b"max_tokens", "summary", b"summary"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
     _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
@@ -773,16 +943,12 @@ class Reasoning(_message.Message):
     _WhichOneofArgType__exclude: _TypeAlias = _typing.Literal["_exclude", b"_exclude"]  # noqa: Y015
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
-    _WhichOneofReturnType__summary: _TypeAlias = _typing.Literal["summary"]  # noqa: Y015
-    _WhichOneofArgType__summary: _TypeAlias = _typing.Literal["_summary", b"_summary"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__exclude) -> _WhichOneofReturnType__exclude | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__summary) -> _WhichOneofReturnType__summary | None: ...
 
 Global___Reasoning: _TypeAlias = Reasoning  # noqa: Y015
 
@@ -796,13 +962,13 @@ class AudioOutput(_message.Message):
     FORMAT_FIELD_NUMBER: _builtins.int
     voice: _builtins.str
     """Optional here (OpenAI requires it; the provider checks). Voice name."""
-    format: _builtins.str
+    format: Global___AudioOutputFormat.ValueType
     """Optional here (OpenAI requires it; the provider checks). Output format."""
     def __init__(
         self,
         *,
         voice: _builtins.str = ...,
-        format: _builtins.str = ...,
+        format: Global___AudioOutputFormat.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -820,14 +986,14 @@ class Prediction(_message.Message):
 
     TYPE_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
-    type: _builtins.str
+    type: Global___PredictionType.ValueType
     """Optional here (OpenAI requires it; the provider checks). Always `content`."""
     content: _builtins.str
     """Optional here (OpenAI requires it; the provider checks). The predicted text."""
     def __init__(
         self,
         *,
-        type: _builtins.str = ...,
+        type: Global___PredictionType.ValueType = ...,
         content: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015

@@ -71,6 +71,30 @@ DATA_COLLECTION_DENY: DataCollection.ValueType  # 2
 """Only providers that keep no data."""
 Global___DataCollection: _TypeAlias = DataCollection  # noqa: Y015
 
+class _Route:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RouteEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Route.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ROUTE_UNSPECIFIED: _Route.ValueType  # 0
+    """Unset."""
+    ROUTE_FALLBACK: _Route.ValueType  # 1
+    """In order, each after the one before fails."""
+    ROUTE_SORT: _Route.ValueType  # 2
+    """By the provider sort."""
+
+class Route(_Route, metaclass=_RouteEnumTypeWrapper):
+    """How `models` are tried."""
+
+ROUTE_UNSPECIFIED: Route.ValueType  # 0
+"""Unset."""
+ROUTE_FALLBACK: Route.ValueType  # 1
+"""In order, each after the one before fails."""
+ROUTE_SORT: Route.ValueType  # 2
+"""By the provider sort."""
+Global___Route: _TypeAlias = Route  # noqa: Y015
+
 @_typing.final
 class ProviderPreferences(_message.Message):
     """How to choose among the providers that serve a model (OpenRouter's shape)."""

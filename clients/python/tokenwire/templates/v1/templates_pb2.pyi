@@ -222,10 +222,10 @@ class TemplateParameters(_message.Message):
     """Optional. Whether the model may call several tools at once."""
     reasoning_effort: _message_pb2.ReasoningEffort.ValueType
     """Optional. OpenAI's reasoning effort."""
-    route: _builtins.str
-    """Optional. Routing strategy across `models`: `fallback` or `sort`."""
-    verbosity: _builtins.str
-    """Optional. Verbosity of the answer: low, medium or high."""
+    route: _routing_pb2.Route.ValueType
+    """Optional. Routing strategy across `models`."""
+    verbosity: _message_pb2.Verbosity.ValueType
+    """Optional. Verbosity of the answer."""
     @_builtins.property
     def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Optional. Ordered fallback models tried after the request's model."""
@@ -284,12 +284,12 @@ class TemplateParameters(_message.Message):
         transforms: _abc.Iterable[_builtins.str] | None = ...,
         reasoning: _message_pb2.Reasoning | None = ...,
         reasoning_effort: _message_pb2.ReasoningEffort.ValueType = ...,
-        route: _builtins.str | None = ...,
-        verbosity: _builtins.str | None = ...,
+        route: _routing_pb2.Route.ValueType = ...,
+        verbosity: _message_pb2.Verbosity.ValueType = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_route", b"_route", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "_verbosity", b"_verbosity", "frequency_penalty", b"frequency_penalty", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "route", b"route", "seed", b"seed", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_p", b"top_p", "verbosity", b"verbosity"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_p", b"top_p"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_route", b"_route", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "_verbosity", b"_verbosity", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "models", b"models", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_p", b"top_p", "transforms", b"transforms", "verbosity", b"verbosity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "models", b"models", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_p", b"top_p", "transforms", b"transforms", "verbosity", b"verbosity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
@@ -301,16 +301,12 @@ class TemplateParameters(_message.Message):
     _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
     _WhichOneofReturnType__presence_penalty: _TypeAlias = _typing.Literal["presence_penalty"]  # noqa: Y015
     _WhichOneofArgType__presence_penalty: _TypeAlias = _typing.Literal["_presence_penalty", b"_presence_penalty"]  # noqa: Y015
-    _WhichOneofReturnType__route: _TypeAlias = _typing.Literal["route"]  # noqa: Y015
-    _WhichOneofArgType__route: _TypeAlias = _typing.Literal["_route", b"_route"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
     _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
     _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
-    _WhichOneofReturnType__verbosity: _TypeAlias = _typing.Literal["verbosity"]  # noqa: Y015
-    _WhichOneofArgType__verbosity: _TypeAlias = _typing.Literal["_verbosity", b"_verbosity"]  # noqa: Y015
     _WhichOneofReturnType_tool_choice: _TypeAlias = _typing.Literal["tool_choice_mode", "tool_choice_named"]  # noqa: Y015
     _WhichOneofArgType_tool_choice: _TypeAlias = _typing.Literal["tool_choice", b"tool_choice"]  # noqa: Y015
     @_typing.overload
@@ -324,15 +320,11 @@ class TemplateParameters(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_penalty) -> _WhichOneofReturnType__presence_penalty | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__route) -> _WhichOneofReturnType__route | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__verbosity) -> _WhichOneofReturnType__verbosity | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_tool_choice) -> _WhichOneofReturnType_tool_choice | None: ...
 

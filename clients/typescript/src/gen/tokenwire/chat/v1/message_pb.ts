@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/chat/v1/message.proto.
  */
 export const file_tokenwire_chat_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKcAwoLQ2hhdE1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQISKQoMY29udGVudF90ZXh0GAIgASgJQhHiQQEBirUYCQoHY29udGVudEgAEksKDWNvbnRlbnRfcGFydHMYAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydHNCEeJBAQGKtRgJCgdjb250ZW50SAASFwoEbmFtZRgEIAEoCUIE4kEBAUgBiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBARIfCgx0b29sX2NhbGxfaWQYBiABKAlCBOJBAQFIAogBARIaCgdyZWZ1c2FsGAcgASgJQgTiQQEBSAOIAQESHAoJcmVhc29uaW5nGAggASgJQgTiQQEBSASIAQFCCQoHY29udGVudEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgoKCF9yZWZ1c2FsQgwKCl9yZWFzb25pbmciSQoMQ29udGVudFBhcnRzEjMKBXBhcnRzGAEgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRCBOJBAQI6BJC1GAEisQIKC0NvbnRlbnRQYXJ0EjYKBHR5cGUYASABKA4yIi50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydFR5cGVCBOJBAQISFwoEdGV4dBgCIAEoCUIE4kEBAUgAiAEBEjQKCWltYWdlX3VybBgDIAEoCzIbLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlVXJsQgTiQQEBEjgKC2lucHV0X2F1ZGlvGAQgASgLMh0udG9rZW53aXJlLmNoYXQudjEuSW5wdXRBdWRpb0IE4kEBARIwCgRmaWxlGAUgASgLMhwudG9rZW53aXJlLmNoYXQudjEuRmlsZUlucHV0QgTiQQEBEhoKB3JlZnVzYWwYBiABKAlCBOJBAQFIAYgBAUIHCgVfdGV4dEIKCghfcmVmdXNhbCJDCghJbWFnZVVybBIRCgN1cmwYASABKAlCBOJBAQESGQoGZGV0YWlsGAIgASgJQgTiQQEBSACIAQFCCQoHX2RldGFpbCI2CgpJbnB1dEF1ZGlvEhIKBGRhdGEYASABKAlCBOJBAQESFAoGZm9ybWF0GAIgASgJQgTiQQEBIokBCglGaWxlSW5wdXQSHAoJZmlsZV9kYXRhGAEgASgJQgTiQQEBSACIAQESGgoHZmlsZV9pZBgCIAEoCUIE4kEBAUgBiAEBEhsKCGZpbGVuYW1lGAMgASgJQgTiQQEBSAKIAQFCDAoKX2ZpbGVfZGF0YUIKCghfZmlsZV9pZEILCglfZmlsZW5hbWUidgoEVG9vbBIvCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESPQoIZnVuY3Rpb24YAiABKAsyJS50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkRlZmluaXRpb25CBOJBAQIingEKEkZ1bmN0aW9uRGVmaW5pdGlvbhISCgRuYW1lGAEgASgJQgTiQQECEh4KC2Rlc2NyaXB0aW9uGAIgASgJQgTiQQEBSACIAQESHgoKcGFyYW1ldGVycxgDIAEoCUIK4kEBAYq1GAIQARIZCgZzdHJpY3QYBCABKAhCBOJBAQFIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCKGAQoIVG9vbENhbGwSEAoCaWQYASABKAlCBOJBAQESLwoEdHlwZRgCIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjcKCGZ1bmN0aW9uGAMgASgLMh8udG9rZW53aXJlLmNoYXQudjEuRnVuY3Rpb25DYWxsQgTiQQEBIjsKDEZ1bmN0aW9uQ2FsbBISCgRuYW1lGAEgASgJQgTiQQEBEhcKCWFyZ3VtZW50cxgCIAEoCUIE4kEBASJ8Cg9OYW1lZFRvb2xDaG9pY2USLwoEdHlwZRgBIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjgKCGZ1bmN0aW9uGAIgASgLMiAudG9rZW53aXJlLmNoYXQudjEuTmFtZWRGdW5jdGlvbkIE4kEBAiIjCg1OYW1lZEZ1bmN0aW9uEhIKBG5hbWUYASABKAlCBOJBAQIihQEKDlJlc3BvbnNlRm9ybWF0EjkKBHR5cGUYASABKA4yJS50b2tlbndpcmUuY2hhdC52MS5SZXNwb25zZUZvcm1hdFR5cGVCBOJBAQISOAoLanNvbl9zY2hlbWEYAiABKAsyHS50b2tlbndpcmUuY2hhdC52MS5Kc29uU2NoZW1hQgTiQQEBIpIBCgpKc29uU2NoZW1hEhIKBG5hbWUYASABKAlCBOJBAQESHgoLZGVzY3JpcHRpb24YAiABKAlCBOJBAQFIAIgBARIaCgZzY2hlbWEYAyABKAlCCuJBAQGKtRgCEAESGQoGc3RyaWN0GAQgASgIQgTiQQEBSAGIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zdHJpY3QigwEKDVN0cmVhbU9wdGlvbnMSIAoNaW5jbHVkZV91c2FnZRgBIAEoCEIE4kEBAUgAiAEBEiYKE2luY2x1ZGVfb2JmdXNjYXRpb24YAiABKAhCBOJBAQFIAYgBAUIQCg5faW5jbHVkZV91c2FnZUIWChRfaW5jbHVkZV9vYmZ1c2NhdGlvbiLrAQoJUmVhc29uaW5nEjgKBmVmZm9ydBgBIAEoDjIiLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0VmZm9ydEIE4kEBARIdCgptYXhfdG9rZW5zGAIgASgFQgTiQQEBSACIAQESGgoHZXhjbHVkZRgDIAEoCEIE4kEBAUgBiAEBEhoKB2VuYWJsZWQYBCABKAhCBOJBAQFIAogBARIaCgdzdW1tYXJ5GAUgASgJQgTiQQEBSAOIAQFCDQoLX21heF90b2tlbnNCCgoIX2V4Y2x1ZGVCCgoIX2VuYWJsZWRCCgoIX3N1bW1hcnkiOAoLQXVkaW9PdXRwdXQSEwoFdm9pY2UYASABKAlCBOJBAQESFAoGZm9ybWF0GAIgASgJQgTiQQEBIjcKClByZWRpY3Rpb24SEgoEdHlwZRgBIAEoCUIE4kEBARIVCgdjb250ZW50GAIgASgJQgTiQQEBKnMKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESEgoOUk9MRV9ERVZFTE9QRVIQAhINCglST0xFX1VTRVIQAxISCg5ST0xFX0FTU0lTVEFOVBAEEg0KCVJPTEVfVE9PTBAFKs8BCg9Db250ZW50UGFydFR5cGUSIQodQ09OVEVOVF9QQVJUX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDT05URU5UX1BBUlRfVFlQRV9URVhUEAESHwobQ09OVEVOVF9QQVJUX1RZUEVfSU1BR0VfVVJMEAISIQodQ09OVEVOVF9QQVJUX1RZUEVfSU5QVVRfQVVESU8QAxIaChZDT05URU5UX1BBUlRfVFlQRV9GSUxFEAQSHQoZQ09OVEVOVF9QQVJUX1RZUEVfUkVGVVNBTBAFKj0KCFRvb2xUeXBlEhkKFVRPT0xfVFlQRV9VTlNQRUNJRklFRBAAEhYKElRPT0xfVFlQRV9GVU5DVElPThABKocBCg5Ub29sQ2hvaWNlTW9kZRIgChxUT09MX0NIT0lDRV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVVE9PTF9DSE9JQ0VfTU9ERV9OT05FEAESGQoVVE9PTF9DSE9JQ0VfTU9ERV9BVVRPEAISHQoZVE9PTF9DSE9JQ0VfTU9ERV9SRVFVSVJFRBADKqUBChJSZXNwb25zZUZvcm1hdFR5cGUSJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNQT05TRV9GT1JNQVRfVFlQRV9URVhUEAESJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfSlNPTl9PQkpFQ1QQAhIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX1NDSEVNQRADKtoBCg9SZWFzb25pbmdFZmZvcnQSIAocUkVBU09OSU5HX0VGRk9SVF9VTlNQRUNJRklFRBAAEhkKFVJFQVNPTklOR19FRkZPUlRfTk9ORRABEhwKGFJFQVNPTklOR19FRkZPUlRfTUlOSU1BTBACEhgKFFJFQVNPTklOR19FRkZPUlRfTE9XEAMSGwoXUkVBU09OSU5HX0VGRk9SVF9NRURJVU0QBBIZChVSRUFTT05JTkdfRUZGT1JUX0hJR0gQBRIaChZSRUFTT05JTkdfRUZGT1JUX1hISUdIEAZiBnByb3RvMw", [file_google_api_field_behavior, file_tokenwire_options_v1_json]);
+  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKcAwoLQ2hhdE1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQISKQoMY29udGVudF90ZXh0GAIgASgJQhHiQQEBirUYCQoHY29udGVudEgAEksKDWNvbnRlbnRfcGFydHMYAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydHNCEeJBAQGKtRgJCgdjb250ZW50SAASFwoEbmFtZRgEIAEoCUIE4kEBAUgBiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBARIfCgx0b29sX2NhbGxfaWQYBiABKAlCBOJBAQFIAogBARIaCgdyZWZ1c2FsGAcgASgJQgTiQQEBSAOIAQESHAoJcmVhc29uaW5nGAggASgJQgTiQQEBSASIAQFCCQoHY29udGVudEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgoKCF9yZWZ1c2FsQgwKCl9yZWFzb25pbmciSQoMQ29udGVudFBhcnRzEjMKBXBhcnRzGAEgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRCBOJBAQI6BJC1GAEisQIKC0NvbnRlbnRQYXJ0EjYKBHR5cGUYASABKA4yIi50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydFR5cGVCBOJBAQISFwoEdGV4dBgCIAEoCUIE4kEBAUgAiAEBEjQKCWltYWdlX3VybBgDIAEoCzIbLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlVXJsQgTiQQEBEjgKC2lucHV0X2F1ZGlvGAQgASgLMh0udG9rZW53aXJlLmNoYXQudjEuSW5wdXRBdWRpb0IE4kEBARIwCgRmaWxlGAUgASgLMhwudG9rZW53aXJlLmNoYXQudjEuRmlsZUlucHV0QgTiQQEBEhoKB3JlZnVzYWwYBiABKAlCBOJBAQFIAYgBAUIHCgVfdGV4dEIKCghfcmVmdXNhbCJTCghJbWFnZVVybBIRCgN1cmwYASABKAlCBOJBAQESNAoGZGV0YWlsGAIgASgOMh4udG9rZW53aXJlLmNoYXQudjEuSW1hZ2VEZXRhaWxCBOJBAQEiWwoKSW5wdXRBdWRpbxISCgRkYXRhGAEgASgJQgTiQQEBEjkKBmZvcm1hdBgCIAEoDjIjLnRva2Vud2lyZS5jaGF0LnYxLklucHV0QXVkaW9Gb3JtYXRCBOJBAQEiiQEKCUZpbGVJbnB1dBIcCglmaWxlX2RhdGEYASABKAlCBOJBAQFIAIgBARIaCgdmaWxlX2lkGAIgASgJQgTiQQEBSAGIAQESGwoIZmlsZW5hbWUYAyABKAlCBOJBAQFIAogBAUIMCgpfZmlsZV9kYXRhQgoKCF9maWxlX2lkQgsKCV9maWxlbmFtZSJ2CgRUb29sEi8KBHR5cGUYASABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZUIE4kEBARI9CghmdW5jdGlvbhgCIAEoCzIlLnRva2Vud2lyZS5jaGF0LnYxLkZ1bmN0aW9uRGVmaW5pdGlvbkIE4kEBAiKeAQoSRnVuY3Rpb25EZWZpbml0aW9uEhIKBG5hbWUYASABKAlCBOJBAQISHgoLZGVzY3JpcHRpb24YAiABKAlCBOJBAQFIAIgBARIeCgpwYXJhbWV0ZXJzGAMgASgJQgriQQEBirUYAhABEhkKBnN0cmljdBgEIAEoCEIE4kEBAUgBiAEBQg4KDF9kZXNjcmlwdGlvbkIJCgdfc3RyaWN0IoYBCghUb29sQ2FsbBIQCgJpZBgBIAEoCUIE4kEBARIvCgR0eXBlGAIgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESNwoIZnVuY3Rpb24YAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkNhbGxCBOJBAQEiOwoMRnVuY3Rpb25DYWxsEhIKBG5hbWUYASABKAlCBOJBAQESFwoJYXJndW1lbnRzGAIgASgJQgTiQQEBInwKD05hbWVkVG9vbENob2ljZRIvCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESOAoIZnVuY3Rpb24YAiABKAsyIC50b2tlbndpcmUuY2hhdC52MS5OYW1lZEZ1bmN0aW9uQgTiQQECIiMKDU5hbWVkRnVuY3Rpb24SEgoEbmFtZRgBIAEoCUIE4kEBAiKFAQoOUmVzcG9uc2VGb3JtYXQSOQoEdHlwZRgBIAEoDjIlLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlRm9ybWF0VHlwZUIE4kEBAhI4Cgtqc29uX3NjaGVtYRgCIAEoCzIdLnRva2Vud2lyZS5jaGF0LnYxLkpzb25TY2hlbWFCBOJBAQEikgEKCkpzb25TY2hlbWESEgoEbmFtZRgBIAEoCUIE4kEBARIeCgtkZXNjcmlwdGlvbhgCIAEoCUIE4kEBAUgAiAEBEhoKBnNjaGVtYRgDIAEoCUIK4kEBAYq1GAIQARIZCgZzdHJpY3QYBCABKAhCBOJBAQFIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCKDAQoNU3RyZWFtT3B0aW9ucxIgCg1pbmNsdWRlX3VzYWdlGAEgASgIQgTiQQEBSACIAQESJgoTaW5jbHVkZV9vYmZ1c2NhdGlvbhgCIAEoCEIE4kEBAUgBiAEBQhAKDl9pbmNsdWRlX3VzYWdlQhYKFF9pbmNsdWRlX29iZnVzY2F0aW9uIv8BCglSZWFzb25pbmcSOAoGZWZmb3J0GAEgASgOMiIudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nRWZmb3J0QgTiQQEBEh0KCm1heF90b2tlbnMYAiABKAVCBOJBAQFIAIgBARIaCgdleGNsdWRlGAMgASgIQgTiQQEBSAGIAQESGgoHZW5hYmxlZBgEIAEoCEIE4kEBAUgCiAEBEjoKB3N1bW1hcnkYBSABKA4yIy50b2tlbndpcmUuY2hhdC52MS5SZWFzb25pbmdTdW1tYXJ5QgTiQQEBQg0KC19tYXhfdG9rZW5zQgoKCF9leGNsdWRlQgoKCF9lbmFibGVkIl4KC0F1ZGlvT3V0cHV0EhMKBXZvaWNlGAEgASgJQgTiQQEBEjoKBmZvcm1hdBgCIAEoDjIkLnRva2Vud2lyZS5jaGF0LnYxLkF1ZGlvT3V0cHV0Rm9ybWF0QgTiQQEBIloKClByZWRpY3Rpb24SNQoEdHlwZRgBIAEoDjIhLnRva2Vud2lyZS5jaGF0LnYxLlByZWRpY3Rpb25UeXBlQgTiQQEBEhUKB2NvbnRlbnQYAiABKAlCBOJBAQEqcwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9TWVNURU0QARISCg5ST0xFX0RFVkVMT1BFUhACEg0KCVJPTEVfVVNFUhADEhIKDlJPTEVfQVNTSVNUQU5UEAQSDQoJUk9MRV9UT09MEAUqzwEKD0NvbnRlbnRQYXJ0VHlwZRIhCh1DT05URU5UX1BBUlRfVFlQRV9VTlNQRUNJRklFRBAAEhoKFkNPTlRFTlRfUEFSVF9UWVBFX1RFWFQQARIfChtDT05URU5UX1BBUlRfVFlQRV9JTUFHRV9VUkwQAhIhCh1DT05URU5UX1BBUlRfVFlQRV9JTlBVVF9BVURJTxADEhoKFkNPTlRFTlRfUEFSVF9UWVBFX0ZJTEUQBBIdChlDT05URU5UX1BBUlRfVFlQRV9SRUZVU0FMEAUqbwoLSW1hZ2VEZXRhaWwSHAoYSU1BR0VfREVUQUlMX1VOU1BFQ0lGSUVEEAASFQoRSU1BR0VfREVUQUlMX0FVVE8QARIUChBJTUFHRV9ERVRBSUxfTE9XEAISFQoRSU1BR0VfREVUQUlMX0hJR0gQAypuChBJbnB1dEF1ZGlvRm9ybWF0EiIKHklOUFVUX0FVRElPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhoKFklOUFVUX0FVRElPX0ZPUk1BVF9XQVYQARIaChZJTlBVVF9BVURJT19GT1JNQVRfTVAzEAIqPQoIVG9vbFR5cGUSGQoVVE9PTF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVE9PTF9UWVBFX0ZVTkNUSU9OEAEqhwEKDlRvb2xDaG9pY2VNb2RlEiAKHFRPT0xfQ0hPSUNFX01PREVfVU5TUEVDSUZJRUQQABIZChVUT09MX0NIT0lDRV9NT0RFX05PTkUQARIZChVUT09MX0NIT0lDRV9NT0RFX0FVVE8QAhIdChlUT09MX0NIT0lDRV9NT0RFX1JFUVVJUkVEEAMqpQEKElJlc3BvbnNlRm9ybWF0VHlwZRIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVJFU1BPTlNFX0ZPUk1BVF9UWVBFX1RFWFQQARIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX09CSkVDVBACEiQKIFJFU1BPTlNFX0ZPUk1BVF9UWVBFX0pTT05fU0NIRU1BEAMq9AEKD1JlYXNvbmluZ0VmZm9ydBIgChxSRUFTT05JTkdfRUZGT1JUX1VOU1BFQ0lGSUVEEAASGQoVUkVBU09OSU5HX0VGRk9SVF9OT05FEAESHAoYUkVBU09OSU5HX0VGRk9SVF9NSU5JTUFMEAISGAoUUkVBU09OSU5HX0VGRk9SVF9MT1cQAxIbChdSRUFTT05JTkdfRUZGT1JUX01FRElVTRAEEhkKFVJFQVNPTklOR19FRkZPUlRfSElHSBAFEhoKFlJFQVNPTklOR19FRkZPUlRfWEhJR0gQBhIYChRSRUFTT05JTkdfRUZGT1JUX01BWBAHKpABChBSZWFzb25pbmdTdW1tYXJ5EiEKHVJFQVNPTklOR19TVU1NQVJZX1VOU1BFQ0lGSUVEEAASGgoWUkVBU09OSU5HX1NVTU1BUllfQVVUTxABEh0KGVJFQVNPTklOR19TVU1NQVJZX0NPTkNJU0UQAhIeChpSRUFTT05JTkdfU1VNTUFSWV9ERVRBSUxFRBADKuoBChFBdWRpb091dHB1dEZvcm1hdBIjCh9BVURJT19PVVRQVVRfRk9STUFUX1VOU1BFQ0lGSUVEEAASGwoXQVVESU9fT1VUUFVUX0ZPUk1BVF9XQVYQARIbChdBVURJT19PVVRQVVRfRk9STUFUX0FBQxACEhsKF0FVRElPX09VVFBVVF9GT1JNQVRfTVAzEAMSHAoYQVVESU9fT1VUUFVUX0ZPUk1BVF9GTEFDEAQSHAoYQVVESU9fT1VUUFVUX0ZPUk1BVF9PUFVTEAUSHQoZQVVESU9fT1VUUFVUX0ZPUk1BVF9QQ00xNhAGKk4KDlByZWRpY3Rpb25UeXBlEh8KG1BSRURJQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEhsKF1BSRURJQ1RJT05fVFlQRV9DT05URU5UEAEqYwoJVmVyYm9zaXR5EhkKFVZFUkJPU0lUWV9VTlNQRUNJRklFRBAAEhEKDVZFUkJPU0lUWV9MT1cQARIUChBWRVJCT1NJVFlfTUVESVVNEAISEgoOVkVSQk9TSVRZX0hJR0gQA2IGcHJvdG8z", [file_google_api_field_behavior, file_tokenwire_options_v1_json]);
 
 /**
  * One message of the conversation.
@@ -186,9 +186,9 @@ export type ImageUrl = Message<"tokenwire.chat.v1.ImageUrl"> & {
   /**
    * Optional. Detail level: auto, low or high.
    *
-   * @generated from field: optional string detail = 2;
+   * @generated from field: tokenwire.chat.v1.ImageDetail detail = 2;
    */
-  detail?: string | undefined;
+  detail: ImageDetail;
 };
 
 /**
@@ -212,11 +212,11 @@ export type InputAudio = Message<"tokenwire.chat.v1.InputAudio"> & {
   data: string;
 
   /**
-   * Optional here (OpenAI requires it; the provider checks). Encoding: wav or mp3.
+   * Optional here (OpenAI requires it; the provider checks). Encoding.
    *
-   * @generated from field: string format = 2;
+   * @generated from field: tokenwire.chat.v1.InputAudioFormat format = 2;
    */
-  format: string;
+  format: InputAudioFormat;
 };
 
 /**
@@ -576,11 +576,11 @@ export type Reasoning = Message<"tokenwire.chat.v1.Reasoning"> & {
   enabled?: boolean | undefined;
 
   /**
-   * Optional. Summary verbosity: auto, concise or detailed.
+   * Optional. Summary verbosity.
    *
-   * @generated from field: optional string summary = 5;
+   * @generated from field: tokenwire.chat.v1.ReasoningSummary summary = 5;
    */
-  summary?: string | undefined;
+  summary: ReasoningSummary;
 };
 
 /**
@@ -606,9 +606,9 @@ export type AudioOutput = Message<"tokenwire.chat.v1.AudioOutput"> & {
   /**
    * Optional here (OpenAI requires it; the provider checks). Output format.
    *
-   * @generated from field: string format = 2;
+   * @generated from field: tokenwire.chat.v1.AudioOutputFormat format = 2;
    */
-  format: string;
+  format: AudioOutputFormat;
 };
 
 /**
@@ -627,9 +627,9 @@ export type Prediction = Message<"tokenwire.chat.v1.Prediction"> & {
   /**
    * Optional here (OpenAI requires it; the provider checks). Always `content`.
    *
-   * @generated from field: string type = 1;
+   * @generated from field: tokenwire.chat.v1.PredictionType type = 1;
    */
-  type: string;
+  type: PredictionType;
 
   /**
    * Optional here (OpenAI requires it; the provider checks). The predicted text.
@@ -757,6 +757,81 @@ export const ContentPartTypeSchema: GenEnum<ContentPartType> = /*@__PURE__*/
   enumDesc(file_tokenwire_chat_v1_message, 1);
 
 /**
+ * How closely a model looks at an image.
+ *
+ * @generated from enum tokenwire.chat.v1.ImageDetail
+ */
+export enum ImageDetail {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: IMAGE_DETAIL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model decides.
+   *
+   * @generated from enum value: IMAGE_DETAIL_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * Low fidelity, fewer tokens.
+   *
+   * @generated from enum value: IMAGE_DETAIL_LOW = 2;
+   */
+  LOW = 2,
+
+  /**
+   * High fidelity.
+   *
+   * @generated from enum value: IMAGE_DETAIL_HIGH = 3;
+   */
+  HIGH = 3,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.ImageDetail.
+ */
+export const ImageDetailSchema: GenEnum<ImageDetail> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 2);
+
+/**
+ * Encoding of input audio.
+ *
+ * @generated from enum tokenwire.chat.v1.InputAudioFormat
+ */
+export enum InputAudioFormat {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: INPUT_AUDIO_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * WAV.
+   *
+   * @generated from enum value: INPUT_AUDIO_FORMAT_WAV = 1;
+   */
+  WAV = 1,
+
+  /**
+   * MP3.
+   *
+   * @generated from enum value: INPUT_AUDIO_FORMAT_MP3 = 2;
+   */
+  MP3 = 2,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.InputAudioFormat.
+ */
+export const InputAudioFormatSchema: GenEnum<InputAudioFormat> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 3);
+
+/**
  * Kind of a tool.
  *
  * @generated from enum tokenwire.chat.v1.ToolType
@@ -781,7 +856,7 @@ export enum ToolType {
  * Describes the enum tokenwire.chat.v1.ToolType.
  */
 export const ToolTypeSchema: GenEnum<ToolType> = /*@__PURE__*/
-  enumDesc(file_tokenwire_chat_v1_message, 2);
+  enumDesc(file_tokenwire_chat_v1_message, 4);
 
 /**
  * Tool choice as a keyword.
@@ -822,7 +897,7 @@ export enum ToolChoiceMode {
  * Describes the enum tokenwire.chat.v1.ToolChoiceMode.
  */
 export const ToolChoiceModeSchema: GenEnum<ToolChoiceMode> = /*@__PURE__*/
-  enumDesc(file_tokenwire_chat_v1_message, 3);
+  enumDesc(file_tokenwire_chat_v1_message, 5);
 
 /**
  * Kind of output format.
@@ -863,7 +938,7 @@ export enum ResponseFormatType {
  * Describes the enum tokenwire.chat.v1.ResponseFormatType.
  */
 export const ResponseFormatTypeSchema: GenEnum<ResponseFormatType> = /*@__PURE__*/
-  enumDesc(file_tokenwire_chat_v1_message, 4);
+  enumDesc(file_tokenwire_chat_v1_message, 6);
 
 /**
  * Reasoning effort.
@@ -919,11 +994,189 @@ export enum ReasoningEffort {
    * @generated from enum value: REASONING_EFFORT_XHIGH = 6;
    */
   XHIGH = 6,
+
+  /**
+   * The most effort.
+   *
+   * @generated from enum value: REASONING_EFFORT_MAX = 7;
+   */
+  MAX = 7,
 }
 
 /**
  * Describes the enum tokenwire.chat.v1.ReasoningEffort.
  */
 export const ReasoningEffortSchema: GenEnum<ReasoningEffort> = /*@__PURE__*/
-  enumDesc(file_tokenwire_chat_v1_message, 5);
+  enumDesc(file_tokenwire_chat_v1_message, 7);
+
+/**
+ * How much of the reasoning a summary gives.
+ *
+ * @generated from enum tokenwire.chat.v1.ReasoningSummary
+ */
+export enum ReasoningSummary {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: REASONING_SUMMARY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The model decides.
+   *
+   * @generated from enum value: REASONING_SUMMARY_AUTO = 1;
+   */
+  AUTO = 1,
+
+  /**
+   * Brief.
+   *
+   * @generated from enum value: REASONING_SUMMARY_CONCISE = 2;
+   */
+  CONCISE = 2,
+
+  /**
+   * Thorough.
+   *
+   * @generated from enum value: REASONING_SUMMARY_DETAILED = 3;
+   */
+  DETAILED = 3,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.ReasoningSummary.
+ */
+export const ReasoningSummarySchema: GenEnum<ReasoningSummary> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 8);
+
+/**
+ * Encoding of output audio.
+ *
+ * @generated from enum tokenwire.chat.v1.AudioOutputFormat
+ */
+export enum AudioOutputFormat {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * WAV.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_WAV = 1;
+   */
+  WAV = 1,
+
+  /**
+   * AAC.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_AAC = 2;
+   */
+  AAC = 2,
+
+  /**
+   * MP3.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_MP3 = 3;
+   */
+  MP3 = 3,
+
+  /**
+   * FLAC.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_FLAC = 4;
+   */
+  FLAC = 4,
+
+  /**
+   * Opus.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_OPUS = 5;
+   */
+  OPUS = 5,
+
+  /**
+   * Raw 16-bit PCM.
+   *
+   * @generated from enum value: AUDIO_OUTPUT_FORMAT_PCM16 = 6;
+   */
+  PCM16 = 6,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.AudioOutputFormat.
+ */
+export const AudioOutputFormatSchema: GenEnum<AudioOutputFormat> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 9);
+
+/**
+ * Kind of predicted output.
+ *
+ * @generated from enum tokenwire.chat.v1.PredictionType
+ */
+export enum PredictionType {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: PREDICTION_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Static text.
+   *
+   * @generated from enum value: PREDICTION_TYPE_CONTENT = 1;
+   */
+  CONTENT = 1,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.PredictionType.
+ */
+export const PredictionTypeSchema: GenEnum<PredictionType> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 10);
+
+/**
+ * How long answers are.
+ *
+ * @generated from enum tokenwire.chat.v1.Verbosity
+ */
+export enum Verbosity {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: VERBOSITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Concise.
+   *
+   * @generated from enum value: VERBOSITY_LOW = 1;
+   */
+  LOW = 1,
+
+  /**
+   * Balanced.
+   *
+   * @generated from enum value: VERBOSITY_MEDIUM = 2;
+   */
+  MEDIUM = 2,
+
+  /**
+   * Thorough.
+   *
+   * @generated from enum value: VERBOSITY_HIGH = 3;
+   */
+  HIGH = 3,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.Verbosity.
+ */
+export const VerbositySchema: GenEnum<Verbosity> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_message, 11);
 
