@@ -156,15 +156,22 @@ def _query_parameters(route: Route, schemas: dict[str, Schema]) -> list[dict[str
     if route.body == "*":
         return []
     bound = {route.body, *(v.split(".")[0] for v in route.variables)}
-    out = []
-    for f in plan(route.method.input_type).by_name.values():
-        if f.name in bound or f.raw or (f.is_message and not _is_mask(f)):
+    return _query_fields(route.method.input_type, "", bound, schemas)
+
+
+def _query_fields(
+    desc: Descriptor, prefix: str, bound: set[str], schemas: dict[str, Schema]
+) -> list[dict[str, Any]]:
+    """Scalar fields as query parameters; a singular message field's as `field.name`."""
+    out: list[dict[str, Any]] = []
+    for f in plan(desc).by_name.values():
+        if f.name in bound or f.raw or f.is_map:
             continue
-        schema = field_schema(f, schemas)
-        if f.repeated:
-            out.append({"name": f.key, "in": "query", "schema": schema, "explode": True})
-        else:
-            out.append({"name": f.key, "in": "query", "schema": schema})
+        name = prefix + f.key
+        if f.is_message and not f.repeated and not _is_mask(f):
+            out.extend(_query_fields(message_type(f.fd), f"{name}.", set(), schemas))
+        elif not f.is_message or _is_mask(f):
+            out.append({"name": name, "in": "query", "schema": field_schema(f, schemas)})
     return out
 
 

@@ -54,7 +54,7 @@ DOCUMENTED: dict[tuple[str, str], str] = {
     (r"POST /v1/templates", r"name"): "a template name must not be a UUID",
     (r"POST /v1/templates", r"parameters\..+"): "the chat request rules above",
     (r"POST /v1/templates", r"variables.*"): "declared once, and every {{slot}} declared",
-    (r"GET /v1/usage(/export)?", r"end_time"): "must be after `start_time`",
+    (r"GET /v1/usage(/export)?", r"filter\.end_time"): "must be after `filter.start_time`",
     (r"GET /v1/memories", r"after"): "a cursor must name an existing memory",
     (r"POST /v1/admin/(keys|organizations)", r"name"): "printable characters only",
     (r"POST /v1/admin/keys", r"expire_time"): "must be in the future",

@@ -104,7 +104,7 @@ async def test_usage_is_recorded_per_session_and_isolated(tenancy: Tenancy) -> N
     async with httpx.AsyncClient(base_url=tenancy.base) as http:
         peek = await http.get(
             "/v1/usage",
-            params={"organization_id": "acme"},
+            params={"filter.organization_id": "acme"},
             headers={"authorization": f"Bearer {globex}"},
         )
     assert peek.status_code == 403

@@ -31,18 +31,22 @@ Request = usage_pb2.GetUsageRequest | usage_pb2.ExportUsageRequest
 
 
 def filter_from(request: Request) -> UsageFilter:
+    """The request's `filter` checked; errors name its fields as REST spells them."""
+    given = request.filter
     values: dict[str, str | None] = {}
     for name in ("organization_id", "key_id", "session_id", "model", "user"):
-        value = getattr(request, name) if request.HasField(name) else None
+        value = getattr(given, name) if given.HasField(name) else None
         if value is not None and len(value) > _MAX_LENGTH.get(name, 64):
-            raise InvalidRequest(f"'{name}' is too long.", param=name)
+            raise InvalidRequest(f"'filter.{name}' is too long.", param=f"filter.{name}")
         values[name] = value
     if values["organization_id"] is not None:
-        validate.organization_id(values["organization_id"])
-    start = float(request.start_time) if request.HasField("start_time") else None
-    end = float(request.end_time) if request.HasField("end_time") else None
+        validate.organization_id(values["organization_id"], "filter.organization_id")
+    start = float(given.start_time) if given.HasField("start_time") else None
+    end = float(given.end_time) if given.HasField("end_time") else None
     if start is not None and end is not None and end <= start:
-        raise InvalidRequest("'end_time' must be after 'start_time'.", param="end_time")
+        raise InvalidRequest(
+            "'filter.end_time' must be after 'filter.start_time'.", param="filter.end_time"
+        )
     return UsageFilter(start=start, end=end, **values)
 
 

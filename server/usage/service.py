@@ -89,7 +89,8 @@ class UsageServicer(usage_pb2_grpc.UsageServiceServicer):
             raise PermissionDenied("Name your organization in the 'organization_id' header.")
         if asked is not None and asked != own:
             raise PermissionDenied(
-                "An API key may read only its own organization's usage.", param="organization_id"
+                "An API key may read only its own organization's usage.",
+                param="filter.organization_id",
             )
         return replace(usage_filter, organization_id=own)
 

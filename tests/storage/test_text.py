@@ -57,7 +57,7 @@ GRPC_CASES: dict[str, Call] = {
         chat(template=EVIL), metadata=ACME
     ),
     "usage filter": lambda ch: usage_pb2_grpc.UsageServiceStub(ch).GetUsage(
-        usage_pb2.GetUsageRequest(session_id=EVIL),
+        usage_pb2.GetUsageRequest(filter=usage_pb2.UsageFilter(session_id=EVIL)),
         metadata=(("authorization", f"Bearer {ADMIN}"),),
     ),
     "chat user": lambda ch: chat_pb2_grpc.ChatServiceStub(ch).CreateChatCompletion(chat(user=EVIL)),
@@ -82,7 +82,7 @@ async def test_nul_over_grpc_is_invalid_argument(service: app.Service, case: str
         ("POST", "/v1/memories", {"content": EVIL}),
         ("GET", "/v1/memories?user=ev%00il", None),
         ("GET", "/v1/templates/ev%00il", None),
-        ("GET", "/v1/usage?user=ev%00il", None),
+        ("GET", "/v1/usage?filter.user=ev%00il", None),
     ],
 )
 async def test_nul_over_rest_is_400(

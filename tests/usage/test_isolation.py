@@ -42,7 +42,8 @@ async def tenants(served: Served) -> Tenants:
 
 def grouped(**fields: object) -> usage_pb2.GetUsageRequest:
     dims = [usage_pb2.USAGE_DIMENSION_ORGANIZATION, usage_pb2.USAGE_DIMENSION_KEY]
-    return usage_pb2.GetUsageRequest(group_by=dims, **fields)  # type: ignore[arg-type]
+    usage_filter = usage_pb2.UsageFilter(**fields)  # type: ignore[arg-type]
+    return usage_pb2.GetUsageRequest(group_by=dims, filter=usage_filter)
 
 
 async def test_grpc_a_key_sees_only_its_organization(served: Served, tenants: Tenants) -> None:
@@ -60,7 +61,7 @@ async def test_grpc_a_key_sees_only_its_organization(served: Served, tenants: Te
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.ExportUsage(
-                usage_pb2.ExportUsageRequest(organization_id=org),
+                usage_pb2.ExportUsageRequest(filter=usage_pb2.UsageFilter(organization_id=org)),
                 metadata=bearer(tenants.acme_secret),
             )
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -127,11 +128,11 @@ async def test_rest_a_key_sees_only_its_organization(
     data = mine.json()["data"]
     assert [(b["organization_id"], b["key_id"]) for b in data] == [("acme", tenants.acme_key)]
     assert mine.json()["total"]["requests"] == 1
-    other = await http.get(f"/v1/usage?key_id={tenants.globex_key}", headers=acme)
+    other = await http.get(f"/v1/usage?filter.key_id={tenants.globex_key}", headers=acme)
     assert other.json()["total"]["requests"] == 0
     for org in ("globex", "nobody"):
         for path in ("/v1/usage", "/v1/usage/export"):
-            refused = await http.get(f"{path}?organization_id={org}", headers=acme)
+            refused = await http.get(f"{path}?filter.organization_id={org}", headers=acme)
             assert refused.status_code == 403
     export = await http.get("/v1/usage/export", headers=acme)
     assert "globex" not in export.text and export.headers["x-tokenwire-records"] == "1"
@@ -159,10 +160,10 @@ async def test_rest_the_admin_sees_everyone(http: httpx.AsyncClient, tenants: Te
     [
         ("", 401),
         ("group_by=nonsense", 400),
-        ("start_time=200&end_time=100", 400),
-        ("start_time=soon", 400),
-        ("organization_id=bad%20org", 400),
-        (f"session_id={'s' * 129}", 400),
+        ("filter.start_time=200&filter.end_time=100", 400),
+        ("filter.start_time=soon", 400),
+        ("filter.organization_id=bad%20org", 400),
+        (f"filter.session_id={'s' * 129}", 400),
         ("unknown=1", 400),
     ],
 )

@@ -28,27 +28,29 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from tokenwire.options.v1 import schema_pb2 as tokenwire_dot_options_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/usage/v1/usage.proto\x12\x12tokenwire.usage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a!tokenwire/options/v1/schema.proto\"\xbd\x04\n\x0fGetUsageRequest\x12Y\n\x0forganization_id\x18\x01 \x01(\tB+\xe2\x41\x01\x01\x9a\xb5\x18#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$H\x00R\x0eorganizationId\x88\x01\x01\x12\x34\n\x06key_id\x18\x02 \x01(\tB\x18\xe2\x41\x01\x01\x9a\xb5\x18\x10(@B\x0c^[^\\u0000]*$H\x01R\x05keyId\x88\x01\x01\x12=\n\nsession_id\x18\x03 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x01\x42\x0c^[^\\u0000]*$H\x02R\tsessionId\x88\x01\x01\x12\x34\n\x05model\x18\x04 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x03R\x05model\x88\x01\x01\x12\x32\n\x04user\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x04R\x04user\x88\x01\x01\x12(\n\nstart_time\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x05R\tstartTime\x88\x01\x01\x12$\n\x08\x65nd_time\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x06R\x07\x65ndTime\x88\x01\x01\x12\x43\n\x08group_by\x18\x08 \x03(\x0e\x32\".tokenwire.usage.v1.UsageDimensionB\x04\xe2\x41\x01\x01R\x07groupByB\x12\n\x10_organization_idB\t\n\x07_key_idB\r\n\x0b_session_idB\x08\n\x06_modelB\x07\n\x05_userB\r\n\x0b_start_timeB\x0b\n\t_end_time\"\xa8\x01\n\x10GetUsageResponse\x12\x1c\n\x06object\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x39\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1f.tokenwire.usage.v1.UsageBucketB\x04\xe2\x41\x01\x03R\x04\x64\x61ta\x12;\n\x05total\x18\x03 \x01(\x0b\x32\x1f.tokenwire.usage.v1.UsageBucketB\x04\xe2\x41\x01\x03R\x05total\"\xa9\x06\n\x0bUsageBucket\x12\x32\n\x0forganization_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03H\x00R\x0eorganizationId\x88\x01\x01\x12 \n\x06key_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03H\x01R\x05keyId\x88\x01\x01\x12(\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03H\x02R\tsessionId\x88\x01\x01\x12\x1f\n\x05model\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03H\x03R\x05model\x88\x01\x01\x12\x1d\n\x04user\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03H\x04R\x04user\x88\x01\x01\x12%\n\x08provider\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03H\x05R\x08provider\x88\x01\x01\x12!\n\x06status\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03H\x06R\x06status\x88\x01\x01\x12,\n\x0cperiod_start\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03H\x07R\x0bperiodStart\x88\x01\x01\x12 \n\x08requests\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03R\x08requests\x12\x1c\n\x06\x65rrors\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03R\x06\x65rrors\x12\"\n\tcancelled\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\tcancelled\x12)\n\rprompt_tokens\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0cpromptTokens\x12\x31\n\x11\x63ompletion_tokens\x18\r \x01(\x03\x42\x04\xe2\x41\x01\x03R\x10\x63ompletionTokens\x12)\n\rcached_tokens\x18\x0e \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0c\x63\x61\x63hedTokens\x12\x1f\n\x08\x63ost_usd\x18\x0f \x01(\x01\x42\x04\xe2\x41\x01\x03R\x07\x63ostUsd\x12,\n\x0fmean_latency_ms\x18\x10 \x01(\x01\x42\x04\xe2\x41\x01\x03R\rmeanLatencyMs\x12+\n\x0cmean_ttft_ms\x18\x11 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x08R\nmeanTtftMs\x88\x01\x01\x42\x12\n\x10_organization_idB\t\n\x07_key_idB\r\n\x0b_session_idB\x08\n\x06_modelB\x07\n\x05_userB\x0b\n\t_providerB\t\n\x07_statusB\x0f\n\r_period_startB\x0f\n\r_mean_ttft_ms\"\xbc\x04\n\x12\x45xportUsageRequest\x12Y\n\x0forganization_id\x18\x01 \x01(\tB+\xe2\x41\x01\x01\x9a\xb5\x18#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$H\x00R\x0eorganizationId\x88\x01\x01\x12\x34\n\x06key_id\x18\x02 \x01(\tB\x18\xe2\x41\x01\x01\x9a\xb5\x18\x10(@B\x0c^[^\\u0000]*$H\x01R\x05keyId\x88\x01\x01\x12=\n\nsession_id\x18\x03 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x01\x42\x0c^[^\\u0000]*$H\x02R\tsessionId\x88\x01\x01\x12\x34\n\x05model\x18\x04 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x03R\x05model\x88\x01\x01\x12\x32\n\x04user\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x04R\x04user\x88\x01\x01\x12(\n\nstart_time\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x05R\tstartTime\x88\x01\x01\x12$\n\x08\x65nd_time\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x06R\x07\x65ndTime\x88\x01\x01\x12\x35\n\x05limit\x18\x08 \x01(\x05\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00j\xf8@H\x07R\x05limit\x88\x01\x01\x42\x12\n\x10_organization_idB\t\n\x07_key_idB\r\n\x0b_session_idB\x08\n\x06_modelB\x07\n\x05_userB\r\n\x0b_start_timeB\x0b\n\t_end_timeB\x08\n\x06_limit\"\x94\x01\n\x13\x45xportUsageResponse\x12.\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x03R\x04\x62ody\x12\x1e\n\x07records\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x07records\x12\"\n\ttruncated\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\ttruncatedJ\x04\x08\x01\x10\x02R\x03\x63sv*\xab\x02\n\x0eUsageDimension\x12\x1f\n\x1bUSAGE_DIMENSION_UNSPECIFIED\x10\x00\x12\x1b\n\x17USAGE_DIMENSION_SESSION\x10\x01\x12\x17\n\x13USAGE_DIMENSION_KEY\x10\x02\x12 \n\x1cUSAGE_DIMENSION_ORGANIZATION\x10\x03\x12\x19\n\x15USAGE_DIMENSION_MODEL\x10\x04\x12\x18\n\x14USAGE_DIMENSION_USER\x10\x05\x12\x1c\n\x18USAGE_DIMENSION_PROVIDER\x10\x06\x12\x1a\n\x16USAGE_DIMENSION_STATUS\x10\x07\x12\x18\n\x14USAGE_DIMENSION_HOUR\x10\x08\x12\x17\n\x13USAGE_DIMENSION_DAY\x10\t2\x83\x02\n\x0cUsageService\x12h\n\x08GetUsage\x12#.tokenwire.usage.v1.GetUsageRequest\x1a$.tokenwire.usage.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12~\n\x0b\x45xportUsage\x12&.tokenwire.usage.v1.ExportUsageRequest\x1a\'.tokenwire.usage.v1.ExportUsageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x10/v1/usage/exportb\x04\x62ody\x1a\t\xa2\xb5\x18\x05\n\x03\x01\x02\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etokenwire/usage/v1/usage.proto\x12\x12tokenwire.usage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a!tokenwire/options/v1/schema.proto\"\xf4\x03\n\x0bUsageFilter\x12Y\n\x0forganization_id\x18\x01 \x01(\tB+\xe2\x41\x01\x01\x9a\xb5\x18#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$H\x00R\x0eorganizationId\x88\x01\x01\x12\x34\n\x06key_id\x18\x02 \x01(\tB\x18\xe2\x41\x01\x01\x9a\xb5\x18\x10(@B\x0c^[^\\u0000]*$H\x01R\x05keyId\x88\x01\x01\x12=\n\nsession_id\x18\x03 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x01\x42\x0c^[^\\u0000]*$H\x02R\tsessionId\x88\x01\x01\x12\x34\n\x05model\x18\x04 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x03R\x05model\x88\x01\x01\x12\x32\n\x04user\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x04R\x04user\x88\x01\x01\x12(\n\nstart_time\x18\x06 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x05R\tstartTime\x88\x01\x01\x12$\n\x08\x65nd_time\x18\x07 \x01(\x03\x42\x04\xe2\x41\x01\x01H\x06R\x07\x65ndTime\x88\x01\x01\x42\x12\n\x10_organization_idB\t\n\x07_key_idB\r\n\x0b_session_idB\x08\n\x06_modelB\x07\n\x05_userB\r\n\x0b_start_timeB\x0b\n\t_end_time\"\xe3\x01\n\x0fGetUsageRequest\x12=\n\x06\x66ilter\x18\t \x01(\x0b\x32\x1f.tokenwire.usage.v1.UsageFilterB\x04\xe2\x41\x01\x01R\x06\x66ilter\x12\x43\n\x08group_by\x18\x08 \x03(\x0e\x32\".tokenwire.usage.v1.UsageDimensionB\x04\xe2\x41\x01\x01R\x07groupByJ\x04\x08\x01\x10\x08R\x0forganization_idR\x06key_idR\nsession_idR\x05modelR\x04userR\nstart_timeR\x08\x65nd_time\"\xa8\x01\n\x10GetUsageResponse\x12\x1c\n\x06object\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x39\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x1f.tokenwire.usage.v1.UsageBucketB\x04\xe2\x41\x01\x03R\x04\x64\x61ta\x12;\n\x05total\x18\x03 \x01(\x0b\x32\x1f.tokenwire.usage.v1.UsageBucketB\x04\xe2\x41\x01\x03R\x05total\"\xa9\x06\n\x0bUsageBucket\x12\x32\n\x0forganization_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03H\x00R\x0eorganizationId\x88\x01\x01\x12 \n\x06key_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03H\x01R\x05keyId\x88\x01\x01\x12(\n\nsession_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03H\x02R\tsessionId\x88\x01\x01\x12\x1f\n\x05model\x18\x04 \x01(\tB\x04\xe2\x41\x01\x03H\x03R\x05model\x88\x01\x01\x12\x1d\n\x04user\x18\x05 \x01(\tB\x04\xe2\x41\x01\x03H\x04R\x04user\x88\x01\x01\x12%\n\x08provider\x18\x06 \x01(\tB\x04\xe2\x41\x01\x03H\x05R\x08provider\x88\x01\x01\x12!\n\x06status\x18\x07 \x01(\tB\x04\xe2\x41\x01\x03H\x06R\x06status\x88\x01\x01\x12,\n\x0cperiod_start\x18\x08 \x01(\x03\x42\x04\xe2\x41\x01\x03H\x07R\x0bperiodStart\x88\x01\x01\x12 \n\x08requests\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x03R\x08requests\x12\x1c\n\x06\x65rrors\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03R\x06\x65rrors\x12\"\n\tcancelled\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\tcancelled\x12)\n\rprompt_tokens\x18\x0c \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0cpromptTokens\x12\x31\n\x11\x63ompletion_tokens\x18\r \x01(\x03\x42\x04\xe2\x41\x01\x03R\x10\x63ompletionTokens\x12)\n\rcached_tokens\x18\x0e \x01(\x03\x42\x04\xe2\x41\x01\x03R\x0c\x63\x61\x63hedTokens\x12\x1f\n\x08\x63ost_usd\x18\x0f \x01(\x01\x42\x04\xe2\x41\x01\x03R\x07\x63ostUsd\x12,\n\x0fmean_latency_ms\x18\x10 \x01(\x01\x42\x04\xe2\x41\x01\x03R\rmeanLatencyMs\x12+\n\x0cmean_ttft_ms\x18\x11 \x01(\x01\x42\x04\xe2\x41\x01\x03H\x08R\nmeanTtftMs\x88\x01\x01\x42\x12\n\x10_organization_idB\t\n\x07_key_idB\r\n\x0b_session_idB\x08\n\x06_modelB\x07\n\x05_userB\x0b\n\t_providerB\t\n\x07_statusB\x0f\n\r_period_startB\x0f\n\r_mean_ttft_ms\"\xe2\x01\n\x12\x45xportUsageRequest\x12=\n\x06\x66ilter\x18\t \x01(\x0b\x32\x1f.tokenwire.usage.v1.UsageFilterB\x04\xe2\x41\x01\x01R\x06\x66ilter\x12\x35\n\x05limit\x18\x08 \x01(\x05\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00j\xf8@H\x00R\x05limit\x88\x01\x01\x42\x08\n\x06_limitJ\x04\x08\x01\x10\x08R\x0forganization_idR\x06key_idR\nsession_idR\x05modelR\x04userR\nstart_timeR\x08\x65nd_time\"\x94\x01\n\x13\x45xportUsageResponse\x12.\n\x04\x62ody\x18\x04 \x01(\x0b\x32\x14.google.api.HttpBodyB\x04\xe2\x41\x01\x03R\x04\x62ody\x12\x1e\n\x07records\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x07records\x12\"\n\ttruncated\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\ttruncatedJ\x04\x08\x01\x10\x02R\x03\x63sv*\xab\x02\n\x0eUsageDimension\x12\x1f\n\x1bUSAGE_DIMENSION_UNSPECIFIED\x10\x00\x12\x1b\n\x17USAGE_DIMENSION_SESSION\x10\x01\x12\x17\n\x13USAGE_DIMENSION_KEY\x10\x02\x12 \n\x1cUSAGE_DIMENSION_ORGANIZATION\x10\x03\x12\x19\n\x15USAGE_DIMENSION_MODEL\x10\x04\x12\x18\n\x14USAGE_DIMENSION_USER\x10\x05\x12\x1c\n\x18USAGE_DIMENSION_PROVIDER\x10\x06\x12\x1a\n\x16USAGE_DIMENSION_STATUS\x10\x07\x12\x18\n\x14USAGE_DIMENSION_HOUR\x10\x08\x12\x17\n\x13USAGE_DIMENSION_DAY\x10\t2\x83\x02\n\x0cUsageService\x12h\n\x08GetUsage\x12#.tokenwire.usage.v1.GetUsageRequest\x1a$.tokenwire.usage.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12~\n\x0b\x45xportUsage\x12&.tokenwire.usage.v1.ExportUsageRequest\x1a\'.tokenwire.usage.v1.ExportUsageResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x10/v1/usage/exportb\x04\x62ody\x1a\t\xa2\xb5\x18\x05\n\x03\x01\x02\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenwire.usage.v1.usage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['organization_id']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['organization_id']._serialized_options = b'\342A\001\001\232\265\030#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['key_id']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['key_id']._serialized_options = b'\342A\001\001\232\265\030\020(@B\014^[^\\u0000]*$'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\001\232\265\030\021(\200\001B\014^[^\\u0000]*$'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['model']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['user']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['start_time']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
-  _globals['_GETUSAGEREQUEST'].fields_by_name['end_time']._loaded_options = None
-  _globals['_GETUSAGEREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEFILTER'].fields_by_name['organization_id']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['organization_id']._serialized_options = b'\342A\001\001\232\265\030#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+  _globals['_USAGEFILTER'].fields_by_name['key_id']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['key_id']._serialized_options = b'\342A\001\001\232\265\030\020(@B\014^[^\\u0000]*$'
+  _globals['_USAGEFILTER'].fields_by_name['session_id']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['session_id']._serialized_options = b'\342A\001\001\232\265\030\021(\200\001B\014^[^\\u0000]*$'
+  _globals['_USAGEFILTER'].fields_by_name['model']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['model']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
+  _globals['_USAGEFILTER'].fields_by_name['user']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['user']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
+  _globals['_USAGEFILTER'].fields_by_name['start_time']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
+  _globals['_USAGEFILTER'].fields_by_name['end_time']._loaded_options = None
+  _globals['_USAGEFILTER'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_GETUSAGEREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_GETUSAGEREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
   _globals['_GETUSAGEREQUEST'].fields_by_name['group_by']._loaded_options = None
   _globals['_GETUSAGEREQUEST'].fields_by_name['group_by']._serialized_options = b'\342A\001\001'
   _globals['_GETUSAGERESPONSE'].fields_by_name['object']._loaded_options = None
@@ -91,20 +93,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGEBUCKET'].fields_by_name['mean_latency_ms']._serialized_options = b'\342A\001\003'
   _globals['_USAGEBUCKET'].fields_by_name['mean_ttft_ms']._loaded_options = None
   _globals['_USAGEBUCKET'].fields_by_name['mean_ttft_ms']._serialized_options = b'\342A\001\003'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['organization_id']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['organization_id']._serialized_options = b'\342A\001\001\232\265\030#B!^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['key_id']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['key_id']._serialized_options = b'\342A\001\001\232\265\030\020(@B\014^[^\\u0000]*$'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['session_id']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\001\232\265\030\021(\200\001B\014^[^\\u0000]*$'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['model']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['model']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['user']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['user']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['start_time']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['start_time']._serialized_options = b'\342A\001\001'
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['end_time']._loaded_options = None
-  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['end_time']._serialized_options = b'\342A\001\001'
+  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['filter']._loaded_options = None
+  _globals['_EXPORTUSAGEREQUEST'].fields_by_name['filter']._serialized_options = b'\342A\001\001'
   _globals['_EXPORTUSAGEREQUEST'].fields_by_name['limit']._loaded_options = None
   _globals['_EXPORTUSAGEREQUEST'].fields_by_name['limit']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\360?\021\000\000\000\000\000j\370@'
   _globals['_EXPORTUSAGERESPONSE'].fields_by_name['body']._loaded_options = None
@@ -119,18 +109,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USAGESERVICE'].methods_by_name['GetUsage']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/usage'
   _globals['_USAGESERVICE'].methods_by_name['ExportUsage']._loaded_options = None
   _globals['_USAGESERVICE'].methods_by_name['ExportUsage']._serialized_options = b'\202\323\344\223\002\030\022\020/v1/usage/exportb\004body'
-  _globals['_USAGEDIMENSION']._serialized_start=2465
-  _globals['_USAGEDIMENSION']._serialized_end=2764
-  _globals['_GETUSAGEREQUEST']._serialized_start=180
-  _globals['_GETUSAGEREQUEST']._serialized_end=753
-  _globals['_GETUSAGERESPONSE']._serialized_start=756
-  _globals['_GETUSAGERESPONSE']._serialized_end=924
-  _globals['_USAGEBUCKET']._serialized_start=927
-  _globals['_USAGEBUCKET']._serialized_end=1736
-  _globals['_EXPORTUSAGEREQUEST']._serialized_start=1739
-  _globals['_EXPORTUSAGEREQUEST']._serialized_end=2311
-  _globals['_EXPORTUSAGERESPONSE']._serialized_start=2314
-  _globals['_EXPORTUSAGERESPONSE']._serialized_end=2462
-  _globals['_USAGESERVICE']._serialized_start=2767
-  _globals['_USAGESERVICE']._serialized_end=3026
+  _globals['_USAGEDIMENSION']._serialized_start=2276
+  _globals['_USAGEDIMENSION']._serialized_end=2575
+  _globals['_USAGEFILTER']._serialized_start=180
+  _globals['_USAGEFILTER']._serialized_end=680
+  _globals['_GETUSAGEREQUEST']._serialized_start=683
+  _globals['_GETUSAGEREQUEST']._serialized_end=910
+  _globals['_GETUSAGERESPONSE']._serialized_start=913
+  _globals['_GETUSAGERESPONSE']._serialized_end=1081
+  _globals['_USAGEBUCKET']._serialized_start=1084
+  _globals['_USAGEBUCKET']._serialized_end=1893
+  _globals['_EXPORTUSAGEREQUEST']._serialized_start=1896
+  _globals['_EXPORTUSAGEREQUEST']._serialized_end=2122
+  _globals['_EXPORTUSAGERESPONSE']._serialized_start=2125
+  _globals['_EXPORTUSAGERESPONSE']._serialized_end=2273
+  _globals['_USAGESERVICE']._serialized_start=2578
+  _globals['_USAGESERVICE']._serialized_end=2837
 # @@protoc_insertion_point(module_scope)

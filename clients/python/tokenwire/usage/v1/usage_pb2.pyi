@@ -73,8 +73,8 @@ USAGE_DIMENSION_DAY: UsageDimension.ValueType  # 9
 Global___UsageDimension: _TypeAlias = UsageDimension  # noqa: Y015
 
 @_typing.final
-class GetUsageRequest(_message.Message):
-    """Aggregates usage."""
+class UsageFilter(_message.Message):
+    """Which usage records count: each condition set narrows them."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -85,7 +85,6 @@ class GetUsageRequest(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
-    GROUP_BY_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     """Optional. Only this organization; an API key may name only its own."""
     key_id: _builtins.str
@@ -100,10 +99,6 @@ class GetUsageRequest(_message.Message):
     """Optional. Unix time in seconds, inclusive; unset means the beginning."""
     end_time: _builtins.int
     """Optional. Unix time in seconds, exclusive; unset means now and later."""
-    @_builtins.property
-    def group_by(self) -> _containers.RepeatedScalarFieldContainer[Global___UsageDimension.ValueType]:
-        """Optional. Dimensions to group by, e.g. `group_by=model&group_by=day`; none means one total."""
-
     def __init__(
         self,
         *,
@@ -114,11 +109,10 @@ class GetUsageRequest(_message.Message):
         user: _builtins.str | None = ...,
         start_time: _builtins.int | None = ...,
         end_time: _builtins.int | None = ...,
-        group_by: _abc.Iterable[Global___UsageDimension.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "group_by", b"group_by", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__end_time: _TypeAlias = _typing.Literal["end_time"]  # noqa: Y015
     _WhichOneofArgType__end_time: _TypeAlias = _typing.Literal["_end_time", b"_end_time"]  # noqa: Y015
@@ -148,6 +142,38 @@ class GetUsageRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__start_time) -> _WhichOneofReturnType__start_time | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
+
+Global___UsageFilter: _TypeAlias = UsageFilter  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    """Aggregates usage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filter(self) -> Global___UsageFilter:
+        """Optional. Which records count, e.g. `filter.model=gpt-4o&filter.start_time=1767225600`
+        over REST; unset means all the caller may see.
+        """
+
+    @_builtins.property
+    def group_by(self) -> _containers.RepeatedScalarFieldContainer[Global___UsageDimension.ValueType]:
+        """Optional. Dimensions to group by, e.g. `group_by=model&group_by=day`; none means one total."""
+
+    def __init__(
+        self,
+        *,
+        filter: Global___UsageFilter | None = ...,
+        group_by: _abc.Iterable[Global___UsageDimension.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "group_by", b"group_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
 
@@ -312,78 +338,27 @@ class ExportUsageRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    ORGANIZATION_ID_FIELD_NUMBER: _builtins.int
-    KEY_ID_FIELD_NUMBER: _builtins.int
-    SESSION_ID_FIELD_NUMBER: _builtins.int
-    MODEL_FIELD_NUMBER: _builtins.int
-    USER_FIELD_NUMBER: _builtins.int
-    START_TIME_FIELD_NUMBER: _builtins.int
-    END_TIME_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
-    organization_id: _builtins.str
-    """Optional. Only this organization; an API key may name only its own."""
-    key_id: _builtins.str
-    """Optional. Only this API key."""
-    session_id: _builtins.str
-    """Optional. Only this session."""
-    model: _builtins.str
-    """Optional. Only this model (served, or asked for when none served)."""
-    user: _builtins.str
-    """Optional. Only this end user."""
-    start_time: _builtins.int
-    """Optional. Unix time in seconds, inclusive; unset means the beginning."""
-    end_time: _builtins.int
-    """Optional. Unix time in seconds, exclusive; unset means now and later."""
     limit: _builtins.int
     """Optional. At most this many records, oldest first, in [1, 100000]; unset means 10000."""
+    @_builtins.property
+    def filter(self) -> Global___UsageFilter:
+        """Optional. Which records to export, as for `GetUsage`."""
+
     def __init__(
         self,
         *,
-        organization_id: _builtins.str | None = ...,
-        key_id: _builtins.str | None = ...,
-        session_id: _builtins.str | None = ...,
-        model: _builtins.str | None = ...,
-        user: _builtins.str | None = ...,
-        start_time: _builtins.int | None = ...,
-        end_time: _builtins.int | None = ...,
+        filter: Global___UsageFilter | None = ...,
         limit: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_limit", b"_limit", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "limit", b"limit", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "filter", b"filter", "limit", b"limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_limit", b"_limit", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "limit", b"limit", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "filter", b"filter", "limit", b"limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__end_time: _TypeAlias = _typing.Literal["end_time"]  # noqa: Y015
-    _WhichOneofArgType__end_time: _TypeAlias = _typing.Literal["_end_time", b"_end_time"]  # noqa: Y015
-    _WhichOneofReturnType__key_id: _TypeAlias = _typing.Literal["key_id"]  # noqa: Y015
-    _WhichOneofArgType__key_id: _TypeAlias = _typing.Literal["_key_id", b"_key_id"]  # noqa: Y015
     _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
     _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
-    _WhichOneofReturnType__model: _TypeAlias = _typing.Literal["model"]  # noqa: Y015
-    _WhichOneofArgType__model: _TypeAlias = _typing.Literal["_model", b"_model"]  # noqa: Y015
-    _WhichOneofReturnType__organization_id: _TypeAlias = _typing.Literal["organization_id"]  # noqa: Y015
-    _WhichOneofArgType__organization_id: _TypeAlias = _typing.Literal["_organization_id", b"_organization_id"]  # noqa: Y015
-    _WhichOneofReturnType__session_id: _TypeAlias = _typing.Literal["session_id"]  # noqa: Y015
-    _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
-    _WhichOneofReturnType__start_time: _TypeAlias = _typing.Literal["start_time"]  # noqa: Y015
-    _WhichOneofArgType__start_time: _TypeAlias = _typing.Literal["_start_time", b"_start_time"]  # noqa: Y015
-    _WhichOneofReturnType__user: _TypeAlias = _typing.Literal["user"]  # noqa: Y015
-    _WhichOneofArgType__user: _TypeAlias = _typing.Literal["_user", b"_user"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__end_time) -> _WhichOneofReturnType__end_time | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__key_id) -> _WhichOneofReturnType__key_id | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__model) -> _WhichOneofReturnType__model | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__organization_id) -> _WhichOneofReturnType__organization_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_time) -> _WhichOneofReturnType__start_time | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
 
 Global___ExportUsageRequest: _TypeAlias = ExportUsageRequest  # noqa: Y015
 

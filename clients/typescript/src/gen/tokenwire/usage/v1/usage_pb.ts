@@ -15,14 +15,14 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/usage/v1/usage.proto.
  */
 export const file_tokenwire_usage_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("Ch50b2tlbndpcmUvdXNhZ2UvdjEvdXNhZ2UucHJvdG8SEnRva2Vud2lyZS51c2FnZS52MSLxAwoPR2V0VXNhZ2VSZXF1ZXN0EkkKD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIr4kEBAZq1GCNCIV5bQS1aYS16MC05XVtBLVphLXowLTkuXy1dezAsNjN9JEgAiAEBEi0KBmtleV9pZBgCIAEoCUIY4kEBAZq1GBAoQEIMXlteXHUwMDAwXSokSAGIAQESMgoKc2Vzc2lvbl9pZBgDIAEoCUIZ4kEBAZq1GBEogAFCDF5bXlx1MDAwMF0qJEgCiAEBEi0KBW1vZGVsGAQgASgJQhniQQEBmrUYESiAAkIMXlteXHUwMDAwXSokSAOIAQESLAoEdXNlchgFIAEoCUIZ4kEBAZq1GBEogAJCDF5bXlx1MDAwMF0qJEgEiAEBEh0KCnN0YXJ0X3RpbWUYBiABKANCBOJBAQFIBYgBARIbCghlbmRfdGltZRgHIAEoA0IE4kEBAUgGiAEBEjoKCGdyb3VwX2J5GAggAygOMiIudG9rZW53aXJlLnVzYWdlLnYxLlVzYWdlRGltZW5zaW9uQgTiQQEBQhIKEF9vcmdhbml6YXRpb25faWRCCQoHX2tleV9pZEINCgtfc2Vzc2lvbl9pZEIICgZfbW9kZWxCBwoFX3VzZXJCDQoLX3N0YXJ0X3RpbWVCCwoJX2VuZF90aW1lIpMBChBHZXRVc2FnZVJlc3BvbnNlEhQKBm9iamVjdBgBIAEoCUIE4kEBAxIzCgRkYXRhGAIgAygLMh8udG9rZW53aXJlLnVzYWdlLnYxLlVzYWdlQnVja2V0QgTiQQEDEjQKBXRvdGFsGAMgASgLMh8udG9rZW53aXJlLnVzYWdlLnYxLlVzYWdlQnVja2V0QgTiQQEDIuwECgtVc2FnZUJ1Y2tldBIiCg9vcmdhbml6YXRpb25faWQYASABKAlCBOJBAQNIAIgBARIZCgZrZXlfaWQYAiABKAlCBOJBAQNIAYgBARIdCgpzZXNzaW9uX2lkGAMgASgJQgTiQQEDSAKIAQESGAoFbW9kZWwYBCABKAlCBOJBAQNIA4gBARIXCgR1c2VyGAUgASgJQgTiQQEDSASIAQESGwoIcHJvdmlkZXIYBiABKAlCBOJBAQNIBYgBARIZCgZzdGF0dXMYByABKAlCBOJBAQNIBogBARIfCgxwZXJpb2Rfc3RhcnQYCCABKANCBOJBAQNIB4gBARIWCghyZXF1ZXN0cxgJIAEoA0IE4kEBAxIUCgZlcnJvcnMYCiABKANCBOJBAQMSFwoJY2FuY2VsbGVkGAsgASgDQgTiQQEDEhsKDXByb21wdF90b2tlbnMYDCABKANCBOJBAQMSHwoRY29tcGxldGlvbl90b2tlbnMYDSABKANCBOJBAQMSGwoNY2FjaGVkX3Rva2VucxgOIAEoA0IE4kEBAxIWCghjb3N0X3VzZBgPIAEoAUIE4kEBAxIdCg9tZWFuX2xhdGVuY3lfbXMYECABKAFCBOJBAQMSHwoMbWVhbl90dGZ0X21zGBEgASgBQgTiQQEDSAiIAQFCEgoQX29yZ2FuaXphdGlvbl9pZEIJCgdfa2V5X2lkQg0KC19zZXNzaW9uX2lkQggKBl9tb2RlbEIHCgVfdXNlckILCglfcHJvdmlkZXJCCQoHX3N0YXR1c0IPCg1fcGVyaW9kX3N0YXJ0Qg8KDV9tZWFuX3R0ZnRfbXMi8gMKEkV4cG9ydFVzYWdlUmVxdWVzdBJJCg9vcmdhbml6YXRpb25faWQYASABKAlCK+JBAQGatRgjQiFeW0EtWmEtejAtOV1bQS1aYS16MC05Ll8tXXswLDYzfSRIAIgBARItCgZrZXlfaWQYAiABKAlCGOJBAQGatRgQKEBCDF5bXlx1MDAwMF0qJEgBiAEBEjIKCnNlc3Npb25faWQYAyABKAlCGeJBAQGatRgRKIABQgxeW15cdTAwMDBdKiRIAogBARItCgVtb2RlbBgEIAEoCUIZ4kEBAZq1GBEogAJCDF5bXlx1MDAwMF0qJEgDiAEBEiwKBHVzZXIYBSABKAlCGeJBAQGatRgRKIACQgxeW15cdTAwMDBdKiRIBIgBARIdCgpzdGFydF90aW1lGAYgASgDQgTiQQEBSAWIAQESGwoIZW5kX3RpbWUYByABKANCBOJBAQFIBogBARIuCgVsaW1pdBgIIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAABq+EBIB4gBAUISChBfb3JnYW5pemF0aW9uX2lkQgkKB19rZXlfaWRCDQoLX3Nlc3Npb25faWRCCAoGX21vZGVsQgcKBV91c2VyQg0KC19zdGFydF90aW1lQgsKCV9lbmRfdGltZUIICgZfbGltaXQiegoTRXhwb3J0VXNhZ2VSZXNwb25zZRIoCgRib2R5GAQgASgLMhQuZ29vZ2xlLmFwaS5IdHRwQm9keUIE4kEBAxIVCgdyZWNvcmRzGAIgASgFQgTiQQEDEhcKCXRydW5jYXRlZBgDIAEoCEIE4kEBA0oECAEQAlIDY3N2KqsCCg5Vc2FnZURpbWVuc2lvbhIfChtVU0FHRV9ESU1FTlNJT05fVU5TUEVDSUZJRUQQABIbChdVU0FHRV9ESU1FTlNJT05fU0VTU0lPThABEhcKE1VTQUdFX0RJTUVOU0lPTl9LRVkQAhIgChxVU0FHRV9ESU1FTlNJT05fT1JHQU5JWkFUSU9OEAMSGQoVVVNBR0VfRElNRU5TSU9OX01PREVMEAQSGAoUVVNBR0VfRElNRU5TSU9OX1VTRVIQBRIcChhVU0FHRV9ESU1FTlNJT05fUFJPVklERVIQBhIaChZVU0FHRV9ESU1FTlNJT05fU1RBVFVTEAcSGAoUVVNBR0VfRElNRU5TSU9OX0hPVVIQCBIXChNVU0FHRV9ESU1FTlNJT05fREFZEAkygwIKDFVzYWdlU2VydmljZRJoCghHZXRVc2FnZRIjLnRva2Vud2lyZS51c2FnZS52MS5HZXRVc2FnZVJlcXVlc3QaJC50b2tlbndpcmUudXNhZ2UudjEuR2V0VXNhZ2VSZXNwb25zZSIRgtPkkwILEgkvdjEvdXNhZ2USfgoLRXhwb3J0VXNhZ2USJi50b2tlbndpcmUudXNhZ2UudjEuRXhwb3J0VXNhZ2VSZXF1ZXN0GicudG9rZW53aXJlLnVzYWdlLnYxLkV4cG9ydFVzYWdlUmVzcG9uc2UiHoLT5JMCGGIEYm9keRIQL3YxL3VzYWdlL2V4cG9ydBoJorUYBQoDAQIDYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_tokenwire_options_v1_schema]);
+  fileDesc("Ch50b2tlbndpcmUvdXNhZ2UvdjEvdXNhZ2UucHJvdG8SEnRva2Vud2lyZS51c2FnZS52MSKxAwoLVXNhZ2VGaWx0ZXISSQoPb3JnYW5pemF0aW9uX2lkGAEgASgJQiviQQEBmrUYI0IhXltBLVphLXowLTldW0EtWmEtejAtOS5fLV17MCw2M30kSACIAQESLQoGa2V5X2lkGAIgASgJQhjiQQEBmrUYEChAQgxeW15cdTAwMDBdKiRIAYgBARIyCgpzZXNzaW9uX2lkGAMgASgJQhniQQEBmrUYESiAAUIMXlteXHUwMDAwXSokSAKIAQESLQoFbW9kZWwYBCABKAlCGeJBAQGatRgRKIACQgxeW15cdTAwMDBdKiRIA4gBARIsCgR1c2VyGAUgASgJQhniQQEBmrUYESiAAkIMXlteXHUwMDAwXSokSASIAQESHQoKc3RhcnRfdGltZRgGIAEoA0IE4kEBAUgFiAEBEhsKCGVuZF90aW1lGAcgASgDQgTiQQEBSAaIAQFCEgoQX29yZ2FuaXphdGlvbl9pZEIJCgdfa2V5X2lkQg0KC19zZXNzaW9uX2lkQggKBl9tb2RlbEIHCgVfdXNlckINCgtfc3RhcnRfdGltZUILCglfZW5kX3RpbWUi0gEKD0dldFVzYWdlUmVxdWVzdBI1CgZmaWx0ZXIYCSABKAsyHy50b2tlbndpcmUudXNhZ2UudjEuVXNhZ2VGaWx0ZXJCBOJBAQESOgoIZ3JvdXBfYnkYCCADKA4yIi50b2tlbndpcmUudXNhZ2UudjEuVXNhZ2VEaW1lbnNpb25CBOJBAQFKBAgBEAhSD29yZ2FuaXphdGlvbl9pZFIGa2V5X2lkUgpzZXNzaW9uX2lkUgVtb2RlbFIEdXNlclIKc3RhcnRfdGltZVIIZW5kX3RpbWUikwEKEEdldFVzYWdlUmVzcG9uc2USFAoGb2JqZWN0GAEgASgJQgTiQQEDEjMKBGRhdGEYAiADKAsyHy50b2tlbndpcmUudXNhZ2UudjEuVXNhZ2VCdWNrZXRCBOJBAQMSNAoFdG90YWwYAyABKAsyHy50b2tlbndpcmUudXNhZ2UudjEuVXNhZ2VCdWNrZXRCBOJBAQMi7AQKC1VzYWdlQnVja2V0EiIKD29yZ2FuaXphdGlvbl9pZBgBIAEoCUIE4kEBA0gAiAEBEhkKBmtleV9pZBgCIAEoCUIE4kEBA0gBiAEBEh0KCnNlc3Npb25faWQYAyABKAlCBOJBAQNIAogBARIYCgVtb2RlbBgEIAEoCUIE4kEBA0gDiAEBEhcKBHVzZXIYBSABKAlCBOJBAQNIBIgBARIbCghwcm92aWRlchgGIAEoCUIE4kEBA0gFiAEBEhkKBnN0YXR1cxgHIAEoCUIE4kEBA0gGiAEBEh8KDHBlcmlvZF9zdGFydBgIIAEoA0IE4kEBA0gHiAEBEhYKCHJlcXVlc3RzGAkgASgDQgTiQQEDEhQKBmVycm9ycxgKIAEoA0IE4kEBAxIXCgljYW5jZWxsZWQYCyABKANCBOJBAQMSGwoNcHJvbXB0X3Rva2VucxgMIAEoA0IE4kEBAxIfChFjb21wbGV0aW9uX3Rva2VucxgNIAEoA0IE4kEBAxIbCg1jYWNoZWRfdG9rZW5zGA4gASgDQgTiQQEDEhYKCGNvc3RfdXNkGA8gASgBQgTiQQEDEh0KD21lYW5fbGF0ZW5jeV9tcxgQIAEoAUIE4kEBAxIfCgxtZWFuX3R0ZnRfbXMYESABKAFCBOJBAQNICIgBAUISChBfb3JnYW5pemF0aW9uX2lkQgkKB19rZXlfaWRCDQoLX3Nlc3Npb25faWRCCAoGX21vZGVsQgcKBV91c2VyQgsKCV9wcm92aWRlckIJCgdfc3RhdHVzQg8KDV9wZXJpb2Rfc3RhcnRCDwoNX21lYW5fdHRmdF9tcyLTAQoSRXhwb3J0VXNhZ2VSZXF1ZXN0EjUKBmZpbHRlchgJIAEoCzIfLnRva2Vud2lyZS51c2FnZS52MS5Vc2FnZUZpbHRlckIE4kEBARIuCgVsaW1pdBgIIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAABq+EBIAIgBAUIICgZfbGltaXRKBAgBEAhSD29yZ2FuaXphdGlvbl9pZFIGa2V5X2lkUgpzZXNzaW9uX2lkUgVtb2RlbFIEdXNlclIKc3RhcnRfdGltZVIIZW5kX3RpbWUiegoTRXhwb3J0VXNhZ2VSZXNwb25zZRIoCgRib2R5GAQgASgLMhQuZ29vZ2xlLmFwaS5IdHRwQm9keUIE4kEBAxIVCgdyZWNvcmRzGAIgASgFQgTiQQEDEhcKCXRydW5jYXRlZBgDIAEoCEIE4kEBA0oECAEQAlIDY3N2KqsCCg5Vc2FnZURpbWVuc2lvbhIfChtVU0FHRV9ESU1FTlNJT05fVU5TUEVDSUZJRUQQABIbChdVU0FHRV9ESU1FTlNJT05fU0VTU0lPThABEhcKE1VTQUdFX0RJTUVOU0lPTl9LRVkQAhIgChxVU0FHRV9ESU1FTlNJT05fT1JHQU5JWkFUSU9OEAMSGQoVVVNBR0VfRElNRU5TSU9OX01PREVMEAQSGAoUVVNBR0VfRElNRU5TSU9OX1VTRVIQBRIcChhVU0FHRV9ESU1FTlNJT05fUFJPVklERVIQBhIaChZVU0FHRV9ESU1FTlNJT05fU1RBVFVTEAcSGAoUVVNBR0VfRElNRU5TSU9OX0hPVVIQCBIXChNVU0FHRV9ESU1FTlNJT05fREFZEAkygwIKDFVzYWdlU2VydmljZRJoCghHZXRVc2FnZRIjLnRva2Vud2lyZS51c2FnZS52MS5HZXRVc2FnZVJlcXVlc3QaJC50b2tlbndpcmUudXNhZ2UudjEuR2V0VXNhZ2VSZXNwb25zZSIRgtPkkwILEgkvdjEvdXNhZ2USfgoLRXhwb3J0VXNhZ2USJi50b2tlbndpcmUudXNhZ2UudjEuRXhwb3J0VXNhZ2VSZXF1ZXN0GicudG9rZW53aXJlLnVzYWdlLnYxLkV4cG9ydFVzYWdlUmVzcG9uc2UiHoLT5JMCGGIEYm9keRIQL3YxL3VzYWdlL2V4cG9ydBoJorUYBQoDAQIDYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_api_httpbody, file_tokenwire_options_v1_schema]);
 
 /**
- * Aggregates usage.
+ * Which usage records count: each condition set narrows them.
  *
- * @generated from message tokenwire.usage.v1.GetUsageRequest
+ * @generated from message tokenwire.usage.v1.UsageFilter
  */
-export type GetUsageRequest = Message<"tokenwire.usage.v1.GetUsageRequest"> & {
+export type UsageFilter = Message<"tokenwire.usage.v1.UsageFilter"> & {
   /**
    * Optional. Only this organization; an API key may name only its own.
    *
@@ -71,6 +71,28 @@ export type GetUsageRequest = Message<"tokenwire.usage.v1.GetUsageRequest"> & {
    * @generated from field: optional int64 end_time = 7;
    */
   endTime?: bigint | undefined;
+};
+
+/**
+ * Describes the message tokenwire.usage.v1.UsageFilter.
+ * Use `create(UsageFilterSchema)` to create a new message.
+ */
+export const UsageFilterSchema: GenMessage<UsageFilter> = /*@__PURE__*/
+  messageDesc(file_tokenwire_usage_v1_usage, 0);
+
+/**
+ * Aggregates usage.
+ *
+ * @generated from message tokenwire.usage.v1.GetUsageRequest
+ */
+export type GetUsageRequest = Message<"tokenwire.usage.v1.GetUsageRequest"> & {
+  /**
+   * Optional. Which records count, e.g. `filter.model=gpt-4o&filter.start_time=1767225600`
+   * over REST; unset means all the caller may see.
+   *
+   * @generated from field: tokenwire.usage.v1.UsageFilter filter = 9;
+   */
+  filter?: UsageFilter | undefined;
 
   /**
    * Optional. Dimensions to group by, e.g. `group_by=model&group_by=day`; none means one total.
@@ -85,7 +107,7 @@ export type GetUsageRequest = Message<"tokenwire.usage.v1.GetUsageRequest"> & {
  * Use `create(GetUsageRequestSchema)` to create a new message.
  */
 export const GetUsageRequestSchema: GenMessage<GetUsageRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_usage_v1_usage, 0);
+  messageDesc(file_tokenwire_usage_v1_usage, 1);
 
 /**
  * Aggregated usage.
@@ -120,7 +142,7 @@ export type GetUsageResponse = Message<"tokenwire.usage.v1.GetUsageResponse"> & 
  * Use `create(GetUsageResponseSchema)` to create a new message.
  */
 export const GetUsageResponseSchema: GenMessage<GetUsageResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_usage_v1_usage, 1);
+  messageDesc(file_tokenwire_usage_v1_usage, 2);
 
 /**
  * The usage of the requests sharing the grouped dimensions' values.
@@ -253,7 +275,7 @@ export type UsageBucket = Message<"tokenwire.usage.v1.UsageBucket"> & {
  * Use `create(UsageBucketSchema)` to create a new message.
  */
 export const UsageBucketSchema: GenMessage<UsageBucket> = /*@__PURE__*/
-  messageDesc(file_tokenwire_usage_v1_usage, 2);
+  messageDesc(file_tokenwire_usage_v1_usage, 3);
 
 /**
  * Exports usage records.
@@ -262,53 +284,11 @@ export const UsageBucketSchema: GenMessage<UsageBucket> = /*@__PURE__*/
  */
 export type ExportUsageRequest = Message<"tokenwire.usage.v1.ExportUsageRequest"> & {
   /**
-   * Optional. Only this organization; an API key may name only its own.
+   * Optional. Which records to export, as for `GetUsage`.
    *
-   * @generated from field: optional string organization_id = 1;
+   * @generated from field: tokenwire.usage.v1.UsageFilter filter = 9;
    */
-  organizationId?: string | undefined;
-
-  /**
-   * Optional. Only this API key.
-   *
-   * @generated from field: optional string key_id = 2;
-   */
-  keyId?: string | undefined;
-
-  /**
-   * Optional. Only this session.
-   *
-   * @generated from field: optional string session_id = 3;
-   */
-  sessionId?: string | undefined;
-
-  /**
-   * Optional. Only this model (served, or asked for when none served).
-   *
-   * @generated from field: optional string model = 4;
-   */
-  model?: string | undefined;
-
-  /**
-   * Optional. Only this end user.
-   *
-   * @generated from field: optional string user = 5;
-   */
-  user?: string | undefined;
-
-  /**
-   * Optional. Unix time in seconds, inclusive; unset means the beginning.
-   *
-   * @generated from field: optional int64 start_time = 6;
-   */
-  startTime?: bigint | undefined;
-
-  /**
-   * Optional. Unix time in seconds, exclusive; unset means now and later.
-   *
-   * @generated from field: optional int64 end_time = 7;
-   */
-  endTime?: bigint | undefined;
+  filter?: UsageFilter | undefined;
 
   /**
    * Optional. At most this many records, oldest first, in [1, 100000]; unset means 10000.
@@ -323,7 +303,7 @@ export type ExportUsageRequest = Message<"tokenwire.usage.v1.ExportUsageRequest"
  * Use `create(ExportUsageRequestSchema)` to create a new message.
  */
 export const ExportUsageRequestSchema: GenMessage<ExportUsageRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_usage_v1_usage, 3);
+  messageDesc(file_tokenwire_usage_v1_usage, 4);
 
 /**
  * Usage records as CSV.
@@ -359,7 +339,7 @@ export type ExportUsageResponse = Message<"tokenwire.usage.v1.ExportUsageRespons
  * Use `create(ExportUsageResponseSchema)` to create a new message.
  */
 export const ExportUsageResponseSchema: GenMessage<ExportUsageResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_usage_v1_usage, 4);
+  messageDesc(file_tokenwire_usage_v1_usage, 5);
 
 /**
  * What usage can be grouped by.
