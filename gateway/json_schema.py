@@ -129,6 +129,8 @@ def _value_bounds(b: schema_pb2.Bounds) -> Schema:
         out["pattern"] = b.pattern
     if b.format:
         out["format"] = b.format
+    if b.json_type:
+        out["type"] = b.json_type
     return out
 
 

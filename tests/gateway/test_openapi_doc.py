@@ -367,3 +367,9 @@ def test_fixture_is_fresh() -> None:
 def test_an_http_body_response_is_its_own_media_type() -> None:
     export = FULL["paths"]["/v1/usage/export"]["get"]["responses"]["200"]["content"]
     assert export == {"*/*": {"schema": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(("parameters", "ok"), [({"type": "object"}, True), ([1], False)])
+def test_raw_json_fields_say_which_json_type_they_take(parameters: JSON, ok: bool) -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
+    assert accepts("CreateChatCompletionRequest", body(tools=[tool])) is ok

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tokenwire/options/v1/schema.proto\x12\x14tokenwire.options.v1\x1a google/protobuf/descriptor.proto\"\x83\x03\n\x06\x42ounds\x12\x1d\n\x07minimum\x18\x01 \x01(\x01H\x00R\x07minimum\x88\x01\x01\x12\x1d\n\x07maximum\x18\x02 \x01(\x01H\x01R\x07maximum\x88\x01\x01\x12+\n\x11\x65xclusive_minimum\x18\x03 \x01(\x08R\x10\x65xclusiveMinimum\x12\"\n\nmin_length\x18\x04 \x01(\rH\x02R\tminLength\x88\x01\x01\x12\"\n\nmax_length\x18\x05 \x01(\rH\x03R\tmaxLength\x88\x01\x01\x12 \n\tmin_items\x18\x06 \x01(\rH\x04R\x08minItems\x88\x01\x01\x12 \n\tmax_items\x18\x07 \x01(\rH\x05R\x08maxItems\x88\x01\x01\x12\x18\n\x07pattern\x18\x08 \x01(\tR\x07pattern\x12\x16\n\x06\x66ormat\x18\t \x01(\tR\x06\x66ormatB\n\n\x08_minimumB\n\n\x08_maximumB\r\n\x0b_min_lengthB\r\n\x0b_max_lengthB\x0c\n\n_min_itemsB\x0c\n\n_max_items\"L\n\x06\x41\x63\x63\x65ss\x12\x42\n\x0b\x63redentials\x18\x01 \x03(\x0e\x32 .tokenwire.options.v1.CredentialR\x0b\x63redentials*\x8e\x01\n\nCredential\x12\x1a\n\x16\x43REDENTIAL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43REDENTIAL_API_KEY\x10\x01\x12\x1b\n\x17\x43REDENTIAL_ORGANIZATION\x10\x02\x12\x1a\n\x16\x43REDENTIAL_ADMIN_TOKEN\x10\x03\x12\x13\n\x0f\x43REDENTIAL_NONE\x10\x04:U\n\x06\x62ounds\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x1c.tokenwire.options.v1.BoundsR\x06\x62ounds:W\n\x06\x61\x63\x63\x65ss\x12\x1f.google.protobuf.ServiceOptions\x18\xd4\x86\x03 \x01(\x0b\x32\x1c.tokenwire.options.v1.AccessR\x06\x61\x63\x63\x65ssb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tokenwire/options/v1/schema.proto\x12\x14tokenwire.options.v1\x1a google/protobuf/descriptor.proto\"\xa0\x03\n\x06\x42ounds\x12\x1d\n\x07minimum\x18\x01 \x01(\x01H\x00R\x07minimum\x88\x01\x01\x12\x1d\n\x07maximum\x18\x02 \x01(\x01H\x01R\x07maximum\x88\x01\x01\x12+\n\x11\x65xclusive_minimum\x18\x03 \x01(\x08R\x10\x65xclusiveMinimum\x12\"\n\nmin_length\x18\x04 \x01(\rH\x02R\tminLength\x88\x01\x01\x12\"\n\nmax_length\x18\x05 \x01(\rH\x03R\tmaxLength\x88\x01\x01\x12 \n\tmin_items\x18\x06 \x01(\rH\x04R\x08minItems\x88\x01\x01\x12 \n\tmax_items\x18\x07 \x01(\rH\x05R\x08maxItems\x88\x01\x01\x12\x18\n\x07pattern\x18\x08 \x01(\tR\x07pattern\x12\x16\n\x06\x66ormat\x18\t \x01(\tR\x06\x66ormat\x12\x1b\n\tjson_type\x18\n \x01(\tR\x08jsonTypeB\n\n\x08_minimumB\n\n\x08_maximumB\r\n\x0b_min_lengthB\r\n\x0b_max_lengthB\x0c\n\n_min_itemsB\x0c\n\n_max_items\"L\n\x06\x41\x63\x63\x65ss\x12\x42\n\x0b\x63redentials\x18\x01 \x03(\x0e\x32 .tokenwire.options.v1.CredentialR\x0b\x63redentials*\x8e\x01\n\nCredential\x12\x1a\n\x16\x43REDENTIAL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43REDENTIAL_API_KEY\x10\x01\x12\x1b\n\x17\x43REDENTIAL_ORGANIZATION\x10\x02\x12\x1a\n\x16\x43REDENTIAL_ADMIN_TOKEN\x10\x03\x12\x13\n\x0f\x43REDENTIAL_NONE\x10\x04:U\n\x06\x62ounds\x12\x1d.google.protobuf.FieldOptions\x18\xd3\x86\x03 \x01(\x0b\x32\x1c.tokenwire.options.v1.BoundsR\x06\x62ounds:W\n\x06\x61\x63\x63\x65ss\x12\x1f.google.protobuf.ServiceOptions\x18\xd4\x86\x03 \x01(\x0b\x32\x1c.tokenwire.options.v1.AccessR\x06\x61\x63\x63\x65ssb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenwire.options.v1.schema_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREDENTIAL']._serialized_start=562
-  _globals['_CREDENTIAL']._serialized_end=704
+  _globals['_CREDENTIAL']._serialized_start=591
+  _globals['_CREDENTIAL']._serialized_end=733
   _globals['_BOUNDS']._serialized_start=94
-  _globals['_BOUNDS']._serialized_end=481
-  _globals['_ACCESS']._serialized_start=483
-  _globals['_ACCESS']._serialized_end=559
+  _globals['_BOUNDS']._serialized_end=510
+  _globals['_ACCESS']._serialized_start=512
+  _globals['_ACCESS']._serialized_end=588
 # @@protoc_insertion_point(module_scope)

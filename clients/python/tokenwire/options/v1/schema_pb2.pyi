@@ -75,6 +75,7 @@ class Bounds(_message.Message):
     MAX_ITEMS_FIELD_NUMBER: _builtins.int
     PATTERN_FIELD_NUMBER: _builtins.int
     FORMAT_FIELD_NUMBER: _builtins.int
+    JSON_TYPE_FIELD_NUMBER: _builtins.int
     minimum: _builtins.float
     """Optional. The smallest number allowed."""
     maximum: _builtins.float
@@ -93,6 +94,8 @@ class Bounds(_message.Message):
     """Optional. A regular expression the whole string must match (ECMA-262, anchored)."""
     format: _builtins.str
     """Optional. A JSON Schema format the string has, e.g. `uuid`."""
+    json_type: _builtins.str
+    """Optional. The JSON type a raw-JSON field's value must have, e.g. `object`."""
     def __init__(
         self,
         *,
@@ -105,10 +108,11 @@ class Bounds(_message.Message):
         max_items: _builtins.int | None = ...,
         pattern: _builtins.str = ...,
         format: _builtins.str = ...,
+        json_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_items", b"_max_items", "_max_length", b"_max_length", "_maximum", b"_maximum", "_min_items", b"_min_items", "_min_length", b"_min_length", "_minimum", b"_minimum", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_items", b"_max_items", "_max_length", b"_max_length", "_maximum", b"_maximum", "_min_items", b"_min_items", "_min_length", b"_min_length", "_minimum", b"_minimum", "exclusive_minimum", b"exclusive_minimum", "format", b"format", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_items", b"_max_items", "_max_length", b"_max_length", "_maximum", b"_maximum", "_min_items", b"_min_items", "_min_length", b"_min_length", "_minimum", b"_minimum", "exclusive_minimum", b"exclusive_minimum", "format", b"format", "json_type", b"json_type", "max_items", b"max_items", "max_length", b"max_length", "maximum", b"maximum", "min_items", b"min_items", "min_length", b"min_length", "minimum", b"minimum", "pattern", b"pattern"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_items: _TypeAlias = _typing.Literal["max_items"]  # noqa: Y015
     _WhichOneofArgType__max_items: _TypeAlias = _typing.Literal["_max_items", b"_max_items"]  # noqa: Y015
