@@ -338,8 +338,6 @@ async def test_oxen_path_serves_the_same_call(service: app.Service) -> None:
         )
         validate("CreateChatCompletionResponse", raw.http_response.json())
         assert raw.parse().choices[0].message.content == "the quick brown fox "
-        stream = await client.chat.completions.create(
-            model="fake-echo", messages=USER, stream=True
-        )
+        stream = await client.chat.completions.create(model="fake-echo", messages=USER, stream=True)
         text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "the quick brown fox "

@@ -112,14 +112,14 @@ async def _api_key(base_url: str) -> str:
 async def _st_run(base_url: str, reports: Path, header: str, admin_paths: str) -> list[Failure]:
     """One bounded `st run`; its figures printed, its failures returned."""
     st = Path(sys.executable).parent / "st"
-    reports.mkdir()
+    reports.mkdir()  # also st's working directory: it keeps a cache there
     process = await asyncio.create_subprocess_exec(
         str(st), "run", f"{base_url}/openapi.json", "--header", header,
         admin_paths, ADMIN_PATHS, "--max-examples", str(EXAMPLES), "--seed", str(SEED),
         "--workers", "1", "--no-shrink", "--continue-on-failure", "--request-timeout", "10",
         "--report", "json,ndjson", "--report-dir", str(reports),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=reports,
-    )  # fmt: skip  (cwd: st keeps a cache in its working directory)
+    )  # fmt: skip
     try:
         output, _ = await asyncio.wait_for(process.communicate(), timeout=RUN_SECONDS)
     finally:
