@@ -52,6 +52,7 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
     schemas: dict[str, Schema] = {}
     paths: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
+    ids: dict[Route, str] = {}
     for route in routes:
         path = _openapi_path(route)
         paths.setdefault(path, {})
@@ -61,6 +62,9 @@ def document(routes: Iterable[Route]) -> dict[str, Any]:
         else:
             operation = _operation(route, schemas, _operation_id(route, used))
         paths[path][route.verb.lower()] = operation
+        ids[route] = operation["operationId"]
+    for route, links in _links(ids).items():
+        paths[_openapi_path(route)][route.verb.lower()]["responses"]["200"]["links"] = links
     return {
         "openapi": "3.1.0",
         "info": {"title": "tokenwire", "version": "1"},
@@ -79,6 +83,38 @@ def _operation_id(route: Route, used: set[str]) -> str:
         n += 1
     used.add(candidate)
     return candidate
+
+
+def _links(ids: dict[Route, str]) -> dict[Route, dict[str, Any]]:
+    """From each create (a POST to a collection answering a resource with an `id`) to the
+    operations on one member of that collection (`/v1/templates` -> `/v1/templates/{template}`),
+    so a client (or a fuzzer's stateful phase) can follow the id it was given."""
+    out: dict[Route, dict[str, Any]] = {}
+    for create in ids:
+        pointer = _id_pointer(create)
+        if create.verb != "POST" or create.variables or create.streaming or not pointer:
+            continue
+        targets = {
+            ids[r]: {"operationId": ids[r], "parameters": {r.variables[0]: pointer}}
+            for r in ids
+            if len(r.variables) == 1 and r.template.startswith(create.template + "/")
+        }
+        if targets:
+            out[create] = targets
+    return out
+
+
+def _id_pointer(route: Route) -> str:
+    """`$response.body#/id` (or `#/key/id` for a resource in a field) of what `route` answers."""
+    output: Descriptor = route.method.output_type
+    if route.response_body:
+        output = message_type(output.fields_by_name[route.response_body])
+    if "id" in output.fields_by_name:
+        return "$response.body#/id"
+    for f in plan(output).by_name.values():
+        if f.is_message and not f.repeated and "id" in message_type(f.fd).fields_by_name:
+            return f"$response.body#/{f.key}/id"
+    return ""
 
 
 def _openapi_path(route: Route) -> str:

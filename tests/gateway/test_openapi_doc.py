@@ -373,3 +373,22 @@ def test_an_http_body_response_is_its_own_media_type() -> None:
 def test_raw_json_fields_say_which_json_type_they_take(parameters: JSON, ok: bool) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
     assert accepts("CreateChatCompletionRequest", body(tools=[tool])) is ok
+
+
+def test_a_create_links_to_the_operations_on_what_it_created() -> None:
+    links = {
+        path: sorted(op["responses"]["200"]["links"])
+        for path, item in FULL["paths"].items()
+        for op in item.values()
+        if "links" in op["responses"]["200"]
+    }
+    assert links == {
+        "/v1/templates": ["DeleteTemplate", "GetTemplate", "UpdateTemplate", "UpdateTemplate2"],
+        "/v1/memories": ["DeleteMemory", "GetMemory"],
+        "/v1/admin/keys": ["GetKey", "RevokeKey", "RevokeKey2", "RotateKey"],
+    }
+    created = FULL["paths"]["/v1/admin/keys"]["post"]["responses"]["200"]["links"]
+    assert created["GetKey"] == {
+        "operationId": "GetKey",
+        "parameters": {"key_id": "$response.body#/key/id"},
+    }
