@@ -208,6 +208,8 @@ def renderer(desc: Descriptor) -> Render:
         if p.unwrap is not None:
             env["U"] = p.unwrap.render
             source = f"def render(msg):\n    return U({_attr(p.unwrap.name)})\n"
+        elif p.mask:
+            source = "def render(msg):\n    return ','.join(msg.paths)\n"
         else:
             source = _render_source(p, env)
     finally:
@@ -319,8 +321,6 @@ def _renderer(fd: FieldDescriptor, raw: bool, map_value: Field | None) -> Render
 
 def _one_renderer(fd: FieldDescriptor, raw: bool) -> Render:
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
-        if message_type(fd).full_name == FIELD_MASK:
-            return lambda value: ",".join(value.paths)
         return to_json
     if fd.type == FieldDescriptor.TYPE_ENUM:
         by_number = enum_names(fd.enum_type).by_number
