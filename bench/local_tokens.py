@@ -26,6 +26,7 @@ import llama_cpp
 from llama_cpp import Llama
 
 from server.providers.base import GenerationRequest, Message, Usage
+from server.providers.llama.models import LocalModel
 from server.providers.llama.provider import LocalConfig, LocalProvider
 from server.runtime.cpus import physical_cores
 
@@ -132,7 +133,10 @@ async def provider_run(provider: LocalProvider, limit: int) -> Run:
 
 async def measure(path: Path, args: argparse.Namespace) -> None:
     started = time.perf_counter()
-    provider = await LocalProvider.load(LocalConfig(model_path=path))
+    provider = await LocalProvider.load(
+        LocalConfig(models=(LocalModel("gemma-3-270m", path=path),))
+    )
+    await provider_run(provider, 1)  # models load on first use
     provider_load, provider_rss = time.perf_counter() - started, rss_mb()[0]
     llm, direct_load = open_direct(path)
     prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)

@@ -1,4 +1,5 @@
-"""The real local model (llama.cpp, Gemma 3 270M) end to end: SDK, SSE and gRPC."""
+"""The real local models (llama.cpp: SmolLM2-135M-Instruct, Gemma 3 270M) end to end:
+SDK, SSE and gRPC."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.local_model
 
 PROMPT = "Write one sentence about the ocean."
 MODEL = "gemma-3-270m"
+DEFAULT = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,7 @@ async def local_service() -> AsyncIterator[app.Service]:
         grpc_port=0,
         grace=2.0,
         n_ctx=2048,
+        max_resident_models=2,  # both bundled models: no reloading between tests
         database_url="sqlite://:memory:",
     )
     service = await app.start(config)
@@ -42,6 +45,25 @@ async def local_service() -> AsyncIterator[app.Service]:
 async def client(local_service: app.Service) -> AsyncIterator[openai.AsyncOpenAI]:
     async with sdk(local_service) as c:
         yield c
+
+
+async def test_the_default_model_answers_like_a_chat_model(local_service: app.Service) -> None:
+    body = {
+        "messages": user_turn("Write a haiku about the sea."),
+        "max_tokens": 48,
+        "temperature": 0,
+    }
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{local_service.http_port}") as http:
+        models = (await http.get("/v1/models")).json()
+        answer = (await http.post("/v1/chat/completions", json=body, timeout=120)).json()
+    validate("CreateChatCompletionResponse", answer)
+    listed = [(m["id"], m["owned_by"]) for m in models["data"]]
+    assert listed == [(DEFAULT, "local"), (MODEL, "local")]
+    assert answer["model"] == DEFAULT
+    poem = answer["choices"][0]["message"]["content"]
+    # Gemma 270M (a base model) repeated the question and then noise; SmolLM2 writes lines.
+    assert not poem.startswith("Write a haiku") and poem.count("\n") >= 2
+    assert "sea" in poem.lower() or "wave" in poem.lower()
 
 
 async def test_completion_has_real_text_and_usage(client: openai.AsyncOpenAI) -> None:

@@ -171,6 +171,7 @@ class ModelCard:
     owned_by: str
     created: int = 0
     context_length: int | None = None
+    aliases: tuple[str, ...] = ()
 
 
 # Parameters every provider honours; others must be listed in `Provider.supported`.

@@ -50,7 +50,12 @@ def parser() -> argparse.ArgumentParser:
         choices=["local", "fake", "none"],
         help="embedded provider (default local: llama.cpp; none: only configured upstreams)",
     )
-    serve.add_argument("--model-path", help="GGUF file (default: bundled Gemma 3 270M)")
+    serve.add_argument(
+        "--model-path", help="serve this one GGUF file (default: the bundled SmolLM2, Gemma 3)"
+    )
+    serve.add_argument(
+        "--max-resident-models", type=int, help="local models kept in memory at once (default 1)"
+    )
     serve.add_argument("--n-ctx", type=int, help="local model context in tokens (default 4096)")
     serve.add_argument("--n-threads", type=int, help="llama.cpp threads (default: one per core)")
     serve.add_argument("--default-model", help="model for requests that name none")

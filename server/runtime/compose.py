@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from server.keys import admin as admin_service
@@ -214,14 +213,18 @@ async def embedded_providers(config: Config) -> list[Provider]:
 
         return [FakeProvider()]
     if config.provider == "local":
+        from server.providers.llama import models as llama_models
         from server.providers.llama.provider import LocalConfig, LocalProvider
 
         local = LocalConfig(
-            model_path=Path(config.model_path) if config.model_path else None,
-            n_ctx=config.n_ctx,
+            models=llama_models.choose(config.local_models, config.model_path, config.n_ctx),
+            max_resident=config.max_resident_models,
             n_threads=config.n_threads,
         )
-        return [await LocalProvider.load(local)]
+        try:
+            return [await LocalProvider.load(local)]
+        except llama_models.ModelFileMissing as e:  # said once, before serving anything
+            raise StartupRefused(str(e)) from None
     raise ValueError(f"unknown provider {config.provider!r}: use local, fake or none")
 
 
@@ -294,6 +297,7 @@ def embedded_endpoints(provider: Provider, created: int) -> list[Endpoint]:
             zdr=True,
             created=card.created or created,
             owned_by=card.owned_by,
+            aliases=card.aliases,
         )
         for card in provider.models()
     ]

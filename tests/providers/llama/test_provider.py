@@ -1,5 +1,8 @@
 """The `local` provider against the real Gemma 3 270M model, loaded once per module.
 
+(Gemma's fixed token ids and its chat template make the expectations exact; the
+default SmolLM2 model is tested in test_llama_chat.py and test_llama_tools.py.)
+
 Generations are short (the model runs at roughly 50-80 tokens/s on two cores)
 and greedy or seeded, so every expectation is deterministic.
 """
@@ -34,6 +37,7 @@ from server.providers.base import (
     TokenLogprob,
     Usage,
 )
+from server.providers.llama.models import GEMMA3, LocalModel
 from server.providers.llama.prompt import ChatPrompter, normalise
 from server.providers.llama.provider import LocalConfig, LocalProvider
 from server.providers.llama.text import OutputGate
@@ -47,9 +51,12 @@ PROMPT = "Write a story about a cat."
 NEVER_END = {1: -100.0, 106: -100.0, 212: -100.0}
 
 
+GEMMA = LocalConfig(models=(LocalModel(GEMMA3, bundled=GEMMA3),))
+
+
 @pytest.fixture(scope="module")
 async def provider() -> AsyncIterator[LocalProvider]:
-    local = await LocalProvider.load(LocalConfig())
+    local = await LocalProvider.load(GEMMA)
     yield local
     await local.aclose()
 
@@ -57,7 +64,7 @@ async def provider() -> AsyncIterator[LocalProvider]:
 @pytest.fixture(scope="module")
 def tokenizer(provider: LocalProvider) -> Llama:
     """A second, vocabulary-only instance: counts tokens independently of the provider."""
-    return Llama(model_path=str(gemma.default_output_path()), vocab_only=True, verbose=False)
+    return Llama(model_path=str(gemma.assemble()), vocab_only=True, verbose=False)
 
 
 @dataclass
@@ -107,7 +114,7 @@ def gemma_prompt(user: str) -> str:
 async def test_describes_itself(provider: LocalProvider) -> None:
     assert provider.name == "local"
     (card,) = provider.models()
-    assert (card.id, card.owned_by, card.context_length) == ("gemma-3-270m", "tokenwire", 4096)
+    assert (card.id, card.owned_by, card.context_length) == ("gemma-3-270m", "local", 4096)
     assert {"temperature", "seed", "logit_bias", "response_format"} <= provider.supported
     assert not {"tools", "tool_choice", "parallel_tool_calls", "n"} & provider.supported
 
@@ -264,7 +271,7 @@ async def test_unenforceable_schema_is_invalid(provider: LocalProvider) -> None:
 
 async def test_image_parts_are_refused(provider: LocalProvider) -> None:
     parts = (ContentPart(type="text", text="What is this?"), ContentPart(type="image_url", url="x"))
-    request = GenerationRequest(model="m", messages=(Message(role="user", content=parts),))
+    request = GenerationRequest(model=GEMMA3, messages=(Message(role="user", content=parts),))
     with pytest.raises(InvalidRequest):
         await run(provider, request)
 
@@ -343,7 +350,9 @@ async def test_aclose_frees_the_thread_and_refuses_new_work() -> None:
         return sum(t.name.startswith("tokenwire-llama") for t in threading.enumerate())
 
     before = workers()
-    local = await LocalProvider.load(LocalConfig(n_ctx=512))
+    small = LocalModel(GEMMA3, bundled=GEMMA3, n_ctx=512)
+    local = await LocalProvider.load(LocalConfig(models=(small,)))
+    await run(local, ask(max_tokens=1))
     assert workers() == before + 1
     await local.aclose()
     assert workers() == before
