@@ -23,6 +23,7 @@ from server.providers.base import (
     Event,
     FinishReason,
     GenerationRequest,
+    Message,
     TokenLogprob,
     Usage,
 )
@@ -30,6 +31,8 @@ from server.providers.llama.logprobs import token_logprob
 from server.providers.llama.prompt import ChatPrompter
 from server.providers.llama.sampling import SamplingPlan, plan
 from server.providers.llama.text import OutputGate, Utf8Stream
+from server.providers.llama.tool_calls import CallGate, ChoiceGate
+from server.providers.llama.tools import ToolPlan, plan_tools
 from server.providers.llama.vocab import Vocab
 
 Emit = Callable[[Event], None]
@@ -73,10 +76,14 @@ class Engine:
             raise ProviderError(f"local model failed: {exc}") from exc
 
     def _generate(self, request: GenerationRequest, emit: Emit, cancelled: threading.Event) -> None:
-        prompt = self.prompter.tokens(request.messages)
+        tools = plan_tools(request.tools, request.tool_choice, request.parallel_tool_calls)
+        messages = request.messages
+        if tools is not None:  # the tools are described first, in the system message
+            messages = (Message(role="system", content=tools.prompt), *messages)
+        prompt = self.prompter.tokens(messages)
         budget = token_budget(len(prompt), request.max_tokens, self.n_ctx)
-        sampling = plan(request, self.vocab)
-        decoder = _Decoder(self, request)
+        sampling = plan(request, self.vocab, tools.grammar if tools else None)
+        decoder = _Decoder(self, request, tools)
         with closing(self._tokens(prompt, sampling)) as tokens:
             for token in tokens:
                 if cancelled.is_set():
@@ -117,12 +124,12 @@ def token_budget(prompt_tokens: int, max_tokens: int | None, n_ctx: int) -> int:
 class _Decoder:
     """Turns sampled tokens into deltas and knows why generation ended."""
 
-    def __init__(self, engine: Engine, request: GenerationRequest) -> None:
+    def __init__(self, engine: Engine, request: GenerationRequest, tools: ToolPlan | None) -> None:
         self._engine = engine
         # How many alternatives to report per token; -1: no logprobs at all.
         self._top = (request.top_logprobs or 0) if request.logprobs else -1
         self._utf8 = Utf8Stream()
-        self._gate = OutputGate(request.stop)
+        self._gate = _gate(request, tools)
         self.count = 0
         self.done = False  # an end-of-generation token or a stop string was met
 
@@ -144,3 +151,10 @@ class _Decoder:
         if self._top < 0:
             return None
         return token_logprob(self._engine.llm, self._engine.vocab, token, self._top)
+
+
+def _gate(request: GenerationRequest, tools: ToolPlan | None) -> OutputGate | CallGate | ChoiceGate:
+    """What reads the generated text: plain text, tool calls, or whichever comes."""
+    if tools is None:
+        return OutputGate(request.stop)
+    return CallGate() if tools.calls_only else ChoiceGate(OutputGate(request.stop))

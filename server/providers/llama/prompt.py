@@ -13,7 +13,6 @@ and assistant turns starting with a user turn.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +21,7 @@ from llama_cpp.llama_types import ChatCompletionRequestMessage
 
 from server.errors import InvalidRequest
 from server.providers.base import Message
+from server.providers.llama.tools import call_text, result_text
 from server.providers.llama.vocab import Vocab
 
 # Google's Gemma 3 chat template (as published with the instruction-tuned
@@ -121,7 +121,7 @@ def _append(turns: list[_Turn], turn: _Turn) -> None:
 
 def _role(message: Message) -> str:
     if message.role in ("user", "tool"):
-        return "user"  # tool results reach a model without tool support as user text
+        return "user"  # tool results reach the model as user turns, as Qwen's template does
     if message.role == "assistant":
         return "assistant"
     raise InvalidRequest(f"unknown message role {message.role!r}", param="messages")
@@ -129,12 +129,11 @@ def _role(message: Message) -> str:
 
 def _content(message: Message) -> str:
     _reject_non_text(message)
-    text = message.text()
     if message.role == "tool":
-        label = message.name or message.tool_call_id or "tool"
-        return f"[{label} result]\n{text}"
-    calls = [{"name": c.name, "arguments": c.arguments} for c in message.tool_calls]
-    return "\n".join([text, *(json.dumps(c) for c in calls)]).strip("\n")
+        return result_text(message)
+    if not message.tool_calls:
+        return message.text()
+    return "\n".join([message.text(), call_text(message.tool_calls)]).strip("\n")
 
 
 def _reject_non_text(message: Message) -> None:

@@ -52,6 +52,9 @@ SUPPORTED = frozenset(
         "top_logprobs",
         "response_format",
         "stream_options",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
     }
 )
 

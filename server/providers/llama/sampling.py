@@ -37,15 +37,26 @@ class SamplingPlan:
     generate_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def plan(request: GenerationRequest, vocab: Vocab) -> SamplingPlan:
-    """Validate the sampling parameters and translate them for llama.cpp."""
+def plan(
+    request: GenerationRequest, vocab: Vocab, tools_grammar: str | None = None
+) -> SamplingPlan:
+    """Validate the sampling parameters and translate them for llama.cpp.
+
+    `tools_grammar` (GBNF from `tools`), when given, shapes the answer instead of
+    `response_format`.
+    """
+    shape = (
+        grammar(request.response_format, vocab)
+        if tools_grammar is None
+        else _checked(LlamaGrammar.from_string(tools_grammar, verbose=False), vocab, "tools")
+    )
     kwargs: dict[str, Any] = {
         **_FIXED,
         "temp": 1.0 if request.temperature is None else request.temperature,
         "top_p": 1.0 if request.top_p is None else request.top_p,
         "frequency_penalty": request.frequency_penalty or 0.0,
         "presence_penalty": request.presence_penalty or 0.0,
-        "grammar": grammar(request.response_format, vocab),
+        "grammar": shape,
         "logits_processor": _bias_processor(request.logit_bias, vocab.size),
     }
     # llama.cpp reads 0xFFFFFFFF as "pick a random seed", so a requested seed must avoid it.
@@ -74,21 +85,18 @@ def _schema_grammar(schema: str | None, vocab: Vocab) -> LlamaGrammar:
         raise InvalidRequest(
             f"response_format.json_schema cannot be enforced: {exc}", param="response_format"
         ) from exc
-    _check_grammar(result, vocab)
-    return result
+    return _checked(result, vocab, "response_format")
 
 
-def _check_grammar(result: LlamaGrammar, vocab: Vocab) -> None:
+def _checked(result: LlamaGrammar, vocab: Vocab, param: str) -> LlamaGrammar:
     """Parse the grammar once here: llama.cpp crashes on a NULL grammar sampler later."""
     sampler = llama_cpp.llama_sampler_init_grammar(
         vocab.handle, result._grammar.encode("utf-8"), result._root.encode("utf-8")
     )
     if not sampler:
-        raise InvalidRequest(
-            "response_format.json_schema produced a grammar llama.cpp cannot parse",
-            param="response_format",
-        )
+        raise InvalidRequest(f"{param} produced a grammar llama.cpp cannot parse", param=param)
     llama_cpp.llama_sampler_free(sampler)
+    return result
 
 
 def _bias_processor(bias: Mapping[int, float], n_vocab: int) -> LogitsProcessorList | None:

@@ -116,7 +116,7 @@ async def test_describes_itself(provider: LocalProvider) -> None:
     (card,) = provider.models()
     assert (card.id, card.owned_by, card.context_length) == ("gemma-3-270m", "local", 4096)
     assert {"temperature", "seed", "logit_bias", "response_format"} <= provider.supported
-    assert not {"tools", "tool_choice", "parallel_tool_calls", "n"} & provider.supported
+    assert {"tools", "tool_choice", "parallel_tool_calls"} <= provider.supported
 
 
 # --- generation ----------------------------------------------------------------------------
@@ -229,7 +229,7 @@ CHAT = (
 CHAT_PROMPT = (
     "<bos><start_of_turn>user\nBe brief.\n\nAnswer in English.\n\n<end_of_turn>\n"
     "<start_of_turn>model\nHello.<end_of_turn>\n"
-    "<start_of_turn>user\n[call_1 result]\n42\n\nWhat did the tool say?<end_of_turn>\n"
+    "<start_of_turn>user\n<tool_response>\n42\n</tool_response>\n\nWhat did the tool say?<end_of_turn>\n"
     "<start_of_turn>model\n"
 )
 
