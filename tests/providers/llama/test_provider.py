@@ -229,7 +229,8 @@ CHAT = (
 CHAT_PROMPT = (
     "<bos><start_of_turn>user\nBe brief.\n\nAnswer in English.\n\n<end_of_turn>\n"
     "<start_of_turn>model\nHello.<end_of_turn>\n"
-    "<start_of_turn>user\n<tool_response>\n42\n</tool_response>\n\nWhat did the tool say?<end_of_turn>\n"
+    "<start_of_turn>user\n<tool_response>\n42\n</tool_response>\n\n"
+    "What did the tool say?<end_of_turn>\n"
     "<start_of_turn>model\n"
 )
 
