@@ -51,7 +51,7 @@ ADD_SCHEMA = {
 }
 WEATHER = Tool("get_weather", "Get the current weather in a city", json.dumps(WEATHER_SCHEMA))
 ADD = Tool("add", "Add two integers", json.dumps(ADD_SCHEMA))
-SCHEMAS = {"get_weather": WEATHER_SCHEMA, "add": ADD_SCHEMA}
+SCHEMAS: dict[str, dict[str, Any]] = {"get_weather": WEATHER_SCHEMA, "add": ADD_SCHEMA}
 LESS_THAN = 44  # SmolLM2's token for "<": a call's first character
 MODEL = LocalModel(SMOLLM2, bundled=SMOLLM2, n_ctx=2048)
 
