@@ -10,7 +10,6 @@ import grpc
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletionToolUnionParam
 
 from server.runtime import app
 from server.runtime.config import Config
@@ -134,25 +133,22 @@ async def test_same_seed_same_text_over_rest_and_grpc(
 
 
 async def test_unsupported_parameters_are_dropped_and_named(client: openai.AsyncOpenAI) -> None:
-    tools: list[ChatCompletionToolUnionParam] = [
-        {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-    ]
     completion = await client.chat.completions.create(
         model=MODEL,
         messages=user_turn(PROMPT),
         max_tokens=2,
-        tools=tools,
+        reasoning_effort="low",
     )
-    assert completion.dropped_parameters == ["tools"]  # type: ignore[attr-defined]
+    assert completion.dropped_parameters == ["reasoning_effort"]  # type: ignore[attr-defined]
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(
             model=MODEL,
             messages=user_turn(PROMPT),
             max_tokens=2,
-            tools=tools,
+            reasoning_effort="low",
             extra_body={"provider": {"require_parameters": True}},
         )
-    assert caught.value.param == "tools"
+    assert caught.value.param == "reasoning_effort"
 
 
 async def test_disconnect_frees_the_model(
