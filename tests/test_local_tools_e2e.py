@@ -17,8 +17,8 @@ from openai.types.chat import (
     ChatCompletionToolUnionParam,
 )
 
-from server import app
-from server.config import Config
+from server.runtime import app
+from server.runtime.config import Config
 from tests.conftest import sdk, user_turn
 from tests.openai_schema import validate
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
