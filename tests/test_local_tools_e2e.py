@@ -100,7 +100,7 @@ async def test_a_named_function_streams_as_openai_streams_calls(
         temperature=0,
         stream=True,
     )
-    lines = [line async for line in stream.http_response.aiter_lines() if line]
+    lines = [line async for line in stream.http_response.aiter_lines() if line.startswith("data:")]
     assert lines[-1] == "data: [DONE]"
     chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
     for chunk in chunks:

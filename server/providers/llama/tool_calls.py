@@ -65,8 +65,8 @@ class CallReader:
         self._text += text
         while self._advance():
             pass
-        out, self._out = tuple(self._out), []
-        return out
+        out, self._out = self._out, []
+        return tuple(_merged(out))
 
     def _advance(self) -> bool:
         """Read what can be read; False when more text is needed."""
@@ -98,6 +98,19 @@ class CallReader:
     def _emit(self, piece: str) -> None:
         if piece.strip():
             self._out.append(ToolCallDelta(index=self.count - 1, arguments=piece))
+
+
+def _merged(pieces: list[ToolCallDelta]) -> list[ToolCallDelta]:
+    """One piece per call and read: a call's name and its first arguments travel together."""
+    merged: list[ToolCallDelta] = []
+    for piece in pieces:
+        if merged and merged[-1].index == piece.index:
+            last = merged[-1]
+            piece = ToolCallDelta(last.index, last.id, last.name, last.arguments + piece.arguments)
+            merged[-1] = piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 class CallGate:

@@ -84,9 +84,9 @@ def calls_in(stream: list[Delta]) -> list[ToolCall]:
     pieces = [t for d in stream for t in d.tool_calls]
     calls: list[ToolCall] = []
     for piece in pieces:
-        if piece.id is not None:  # a call's first delta: index, id and name, no arguments yet
+        if piece.id is not None:  # a call's first delta: index, id and name
             assert piece.index == len(calls) and piece.name and piece.id.startswith("call_")
-            calls.append(ToolCall(piece.id, piece.name, ""))
+            calls.append(ToolCall(piece.id, piece.name, piece.arguments))
         else:
             assert piece.name is None and piece.index == len(calls) - 1
             last = calls[-1]
