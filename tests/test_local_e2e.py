@@ -151,6 +151,25 @@ async def test_unsupported_parameters_are_dropped_and_named(client: openai.Async
     assert caught.value.param == "reasoning_effort"
 
 
+async def test_n_gives_several_choices_whole_and_streamed(client: openai.AsyncOpenAI) -> None:
+    raw = await client.chat.completions.with_raw_response.create(
+        model=DEFAULT, messages=user_turn(PROMPT), max_tokens=6, seed=3, n=2
+    )
+    body = raw.http_response.json()
+    validate("CreateChatCompletionResponse", body)
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert "dropped_parameters" not in body or not body["dropped_parameters"]
+    stream = await client.chat.completions.create(
+        model=DEFAULT, messages=user_turn(PROMPT), max_tokens=6, seed=3, n=2, stream=True
+    )
+    texts = ["", ""]
+    async for chunk in stream:
+        validate("CreateChatCompletionStreamResponse", chunk.model_dump(exclude_unset=True))
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == [c["message"]["content"] for c in body["choices"]]
+
+
 async def test_disconnect_frees_the_model(
     local_service: app.Service, client: openai.AsyncOpenAI
 ) -> None:

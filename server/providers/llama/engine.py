@@ -83,18 +83,37 @@ class Engine:
         prompt = self.prompter.tokens(messages)
         budget = token_budget(len(prompt), request.max_tokens, self.n_ctx)
         sampling = plan(request, self.vocab, tools.grammar if tools else None)
-        decoder = _Decoder(self, request, tools)
+        generated = 0
+        for choice in range(request.n):  # one after the other: one model, one worker thread
+            decoder = _Decoder(self, request, tools, choice)
+            if not self._choice(
+                prompt, sampling.for_choice(choice), decoder, budget, emit, cancelled
+            ):
+                return
+            generated += decoder.count
+        emit(Usage(prompt_tokens=len(prompt), completion_tokens=generated))
+
+    def _choice(
+        self,
+        prompt: list[int],
+        sampling: SamplingPlan,
+        decoder: _Decoder,
+        budget: int,
+        emit: Emit,
+        cancelled: threading.Event,
+    ) -> bool:
+        """Generate one choice; False if cancelled on the way."""
         with closing(self._tokens(prompt, sampling)) as tokens:
             for token in tokens:
                 if cancelled.is_set():
-                    return
+                    return False
                 delta = decoder.step(token)
                 if delta is not None:
                     emit(delta)
                 if decoder.done or decoder.count >= budget:
                     break
         emit(decoder.finish())
-        emit(Usage(prompt_tokens=len(prompt), completion_tokens=decoder.count))
+        return True
 
     def _tokens(self, prompt: list[int], sampling: SamplingPlan) -> Generator[int, None, None]:
         if sampling.fresh:
@@ -124,8 +143,11 @@ def token_budget(prompt_tokens: int, max_tokens: int | None, n_ctx: int) -> int:
 class _Decoder:
     """Turns sampled tokens into deltas and knows why generation ended."""
 
-    def __init__(self, engine: Engine, request: GenerationRequest, tools: ToolPlan | None) -> None:
+    def __init__(
+        self, engine: Engine, request: GenerationRequest, tools: ToolPlan | None, choice: int
+    ) -> None:
         self._engine = engine
+        self._choice = choice
         # How many alternatives to report per token; -1: no logprobs at all.
         self._top = (request.top_logprobs or 0) if request.logprobs else -1
         self._utf8 = Utf8Stream()
@@ -141,11 +163,15 @@ class _Decoder:
         text = self._utf8.feed(self._engine.vocab.piece(token))
         delta = self._gate.push(text, self._logprob(token))
         self.done = self._gate.stopped
+        if delta is not None:
+            delta.choice = self._choice
         return delta
 
     def finish(self) -> Delta:
         reason = FinishReason.STOP if self.done else FinishReason.LENGTH
-        return self._gate.finish(reason, tail=self._utf8.flush())
+        delta = self._gate.finish(reason, tail=self._utf8.flush())
+        delta.choice = self._choice
+        return delta
 
     def _logprob(self, token: int) -> TokenLogprob | None:
         if self._top < 0:

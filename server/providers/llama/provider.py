@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from server.errors import ProviderError, TokenwireError, UnsupportedParameter
+from server.errors import ProviderError, TokenwireError
 from server.providers.base import Event, GenerationRequest, ModelCard
 from server.providers.llama import models as llama_models
 from server.providers.llama.models import DEFAULT_MODELS, LocalModel
@@ -45,6 +45,7 @@ SUPPORTED = frozenset(
         "max_completion_tokens",
         "stop",
         "seed",
+        "n",
         "frequency_penalty",
         "presence_penalty",
         "logit_bias",
@@ -113,8 +114,6 @@ class LocalProvider:
 
     async def stream(self, request: GenerationRequest) -> AsyncGenerator[Event, None]:
         """Deltas as tokens are generated, then one `Usage`."""
-        if request.n != 1:
-            raise UnsupportedParameter("the local model generates one choice", param="n")
         channel = await self._start(request)
         try:
             async for event in channel:

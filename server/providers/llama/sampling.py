@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import llama_cpp
@@ -35,6 +35,10 @@ class SamplingPlan:
     # would break "same seed, same text" after other requests ran in between.
     fresh: bool
     generate_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def for_choice(self, choice: int) -> SamplingPlan:
+        """Choice `choice` of `n`: its own seed, next to the first's (seed, seed + 1, …)."""
+        return replace(self, seed=(self.seed + choice) % 0xFFFFFFFF)
 
 
 def plan(

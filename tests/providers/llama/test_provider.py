@@ -156,6 +156,22 @@ async def test_same_seed_same_text_even_after_other_requests(provider: LocalProv
     assert other.text != first.text
 
 
+async def test_n_choices_each_take_the_next_seed(provider: LocalProvider) -> None:
+    events = [e async for e in provider.stream(ask(max_tokens=6, temperature=1, seed=5, n=2))]
+    usage = events[-1]
+    deltas = [e for e in events if isinstance(e, Delta)]
+    texts = ["".join(d.content for d in deltas if d.choice == i) for i in (0, 1)]
+    assert [d.choice for d in deltas if d.finish_reason is not None] == [0, 1]
+    alone = [await run(provider, ask(max_tokens=6, temperature=1, seed=s)) for s in (5, 6)]
+    assert texts == [r.text for r in alone] and texts[0] != texts[1]
+    assert isinstance(usage, Usage) and alone[0].usage is not None and alone[1].usage is not None
+    assert usage.prompt_tokens == alone[0].usage.prompt_tokens  # the prompt is read once
+    assert (
+        usage.completion_tokens
+        == alone[0].usage.completion_tokens + alone[1].usage.completion_tokens
+    )
+
+
 async def test_stop_string_is_honoured_and_never_sent(provider: LocalProvider) -> None:
     free = await run(provider, ask(max_tokens=12, temperature=0))
     words = free.text.split()
