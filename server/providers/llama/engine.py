@@ -28,6 +28,7 @@ from server.providers.base import (
     Usage,
 )
 from server.providers.llama.logprobs import token_logprob
+from server.providers.llama.prefix_cache import PrefixCache
 from server.providers.llama.prompt import ChatPrompter
 from server.providers.llama.sampling import SamplingPlan, plan
 from server.providers.llama.text import OutputGate, Utf8Stream
@@ -41,14 +42,19 @@ Emit = Callable[[Event], None]
 class Engine:
     """One model instance; not thread-safe, so only the worker thread touches it."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, prefix_cache: int = 0) -> None:
         self.llm = llm
+        self.prefixes = PrefixCache(llm, prefix_cache)
         self.vocab = Vocab(llm)
         self.prompter = ChatPrompter(llm, self.vocab)
         self.n_ctx: int = int(llm.n_ctx())
 
     @classmethod
-    def open(cls, path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Engine:
+    def open(
+        cls, path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool, prefix_cache: int
+    ) -> Engine:
+        """Load `path`; `prefix_cache` bytes of KV states of recent prompts (0: evaluate
+        every prompt afresh)."""
         try:
             llm = Llama(
                 model_path=str(path),
@@ -60,7 +66,7 @@ class Engine:
             )
         except (ValueError, OSError) as exc:
             raise ProviderError(f"cannot load model {path}: {exc}") from exc
-        return cls(llm)
+        return cls(llm, prefix_cache)
 
     def close(self) -> None:
         self.llm.close()
@@ -83,15 +89,25 @@ class Engine:
         prompt = self.prompter.tokens(messages)
         budget = token_budget(len(prompt), request.max_tokens, self.n_ctx)
         sampling = plan(request, self.vocab, tools.grammar if tools else None)
-        generated = 0
+        generated, cached = 0, 0
         for choice in range(request.n):  # one after the other: one model, one worker thread
             decoder = _Decoder(self, request, tools, choice)
-            if not self._choice(
-                prompt, sampling.for_choice(choice), decoder, budget, emit, cancelled
-            ):
+            choice_plan = sampling.for_choice(choice)
+            reused = self._prepare(prompt, choice_plan)
+            cached = reused if choice == 0 else cached
+            if not self._choice(prompt, choice_plan, decoder, budget, emit, cancelled):
                 return
             generated += decoder.count
-        emit(Usage(prompt_tokens=len(prompt), completion_tokens=generated))
+        if not sampling.fresh and self.prefixes.enabled:
+            self.prefixes.keep()
+        emit(Usage(prompt_tokens=len(prompt), completion_tokens=generated, cached_tokens=cached))
+
+    def _prepare(self, prompt: list[int], sampling: SamplingPlan) -> int:
+        """Set up the KV cache for `prompt`; returns how many of its tokens it already holds."""
+        if sampling.fresh or not self.prefixes.enabled:
+            self.llm.reset()
+            return 0
+        return self.prefixes.restore(prompt)
 
     def _choice(
         self,
@@ -116,8 +132,6 @@ class Engine:
         return True
 
     def _tokens(self, prompt: list[int], sampling: SamplingPlan) -> Generator[int, None, None]:
-        if sampling.fresh:
-            self.llm.reset()
         self.llm.set_seed(sampling.seed)  # the sampler chain is rebuilt from it per call
         tokens: Generator[int, None, None] = self.llm.generate(prompt, **sampling.generate_kwargs)
         return tokens

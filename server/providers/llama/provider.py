@@ -67,6 +67,9 @@ class LocalConfig:
     models: tuple[LocalModel, ...] = DEFAULT_MODELS  # the first is the default model
     max_resident: int = 1  # models kept loaded at once; the least recently used goes first
     n_threads: int | None = None  # None: one per physical core we may run on
+    # Bytes of KV states kept per loaded model so a conversation's next turn skips its
+    # history (`prefix_cache`); 0: every prompt is evaluated afresh.
+    prefix_cache: int = 64 << 20
     verbose: bool = False  # llama.cpp's own logging
 
 
@@ -216,7 +219,13 @@ def _open_engine(model: LocalModel, config: LocalConfig) -> Engine:
     _say(f"loading {model.id} from {path}…")
     started = time.perf_counter()
     threads = config.n_threads or physical_cores()
-    engine = Engine.open(path, n_ctx=model.n_ctx, n_threads=threads, verbose=config.verbose)
+    engine = Engine.open(
+        path,
+        n_ctx=model.n_ctx,
+        n_threads=threads,
+        verbose=config.verbose,
+        prefix_cache=config.prefix_cache,
+    )
     _say(f"loaded {model.id} in {time.perf_counter() - started:.2f} s")
     return engine
 
