@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import httpx
 import openai
 import pytest
 
+from server.providers.llama.models import GEMMA3, SMOLLM2, LocalModel
 from server.runtime import app
 from server.runtime.config import Config
 from tests.conftest import sdk, user_turn
@@ -63,6 +65,28 @@ async def test_the_default_model_answers_like_a_chat_model(local_service: app.Se
     # Gemma 270M (a base model) repeated the question and then noise; SmolLM2 writes lines.
     assert not poem.startswith("Write a haiku") and poem.count("\n") >= 2
     assert "sea" in poem.lower() or "wave" in poem.lower()
+
+
+async def test_configured_models_are_served_by_id_and_alias(tmp_path: Path) -> None:
+    models = (
+        LocalModel("tiny", bundled=SMOLLM2, n_ctx=512, aliases=("t",)),
+        LocalModel("base", bundled=GEMMA3, n_ctx=512),
+    )
+    config = Config(
+        host="127.0.0.1", http_port=0, grpc_port=0, grace=2.0, data_dir=str(tmp_path),
+        local_models=models, database_url="sqlite://:memory:",
+    )  # fmt: skip
+    service = await app.start(config)
+    try:
+        async with sdk(service) as client:
+            listed = [(m.id, m.owned_by) async for m in client.models.list()]
+            by_alias = await client.chat.completions.create(
+                model="t", messages=user_turn("Hi"), max_tokens=2
+            )
+    finally:
+        await service.stop()
+    assert listed == [("tiny", "local"), ("base", "local")]
+    assert by_alias.model == "tiny" and by_alias.usage is not None
 
 
 async def test_completion_has_real_text_and_usage(client: openai.AsyncOpenAI) -> None:
