@@ -67,7 +67,7 @@ class PrefixCache:
         size = llama_cpp.llama_state_seq_get_size(ctx, _SEQUENCE)
         buffer = (ctypes.c_uint8 * size)()
         written = llama_cpp.llama_state_seq_get_data(ctx, buffer, size, _SEQUENCE)
-        return bytes(buffer[:written])
+        return ctypes.string_at(buffer, written)  # one copy; slicing would build a list of ints
 
     def _load(self, tokens: tuple[int, ...]) -> None:
         self._states.move_to_end(tokens)
