@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from server.errors import SHUTTING_DOWN, ShuttingDown, TokenwireError
 from server.pipeline import assemble, parameters
 from server.pipeline.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
+from server.pipeline.finishers import StreamFinishing, finish_whole
 from server.providers import base
 from server.routing.router import Opened, Router
 from server.tokens import estimated_usage
@@ -86,7 +87,9 @@ class ChatPipeline:
             async for event in opened.events:
                 outcome.observe(event)
                 collector.add(event)
-            return _priced(collector.response(), opened)
+            response = collector.response()
+            finish_whole(ctx.finishers, response)
+            return _priced(response, opened)
         except BaseException as exc:
             outcome.fail(exc)
             raise
@@ -107,10 +110,14 @@ class ChatPipeline:
             opened = await self._open(ctx, outcome, prepared)
             writer = assemble.ChunkWriter(_header(ctx, opened))
             include_usage = request.stream_options.include_usage
+            finishing = StreamFinishing(ctx.finishers) if ctx.finishers else None
             async for event in opened.events:
                 outcome.observe(event)
                 if isinstance(event, base.Delta):
-                    yield Streamed(chunk=writer.delta(event))
+                    chunk = writer.delta(event)
+                    if finishing is not None:
+                        finishing.see(event, chunk)
+                    yield Streamed(chunk=chunk)
                 elif include_usage:
                     yield Streamed(chunk=_priced_chunk(writer.usage(event), opened))
         except BaseException as exc:

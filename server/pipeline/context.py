@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from server.pipeline.finishers import Finisher
 from tokenwire.chat.v1 import chat_pb2
 
 
@@ -104,6 +105,8 @@ class RequestContext:
     template: str | None = None
     template_version: int | None = None
     memory_ids: list[str] = field(default_factory=list)
+    # What plugins do to the answer once complete (server.pipeline.finishers).
+    finishers: list[Finisher] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)
 

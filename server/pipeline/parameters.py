@@ -26,11 +26,11 @@ HANDLED = frozenset(
     {
         "model", "messages", "stream", "stream_options", "user", "metadata", "max_tokens",
         "max_completion_tokens", "models", "provider", "transforms", "route", "template",
-        "variables", "session_id",
+        "variables", "session_id", "plugins", "trace", "debug",
     }
 )  # fmt: skip
 
-NOT_IMPLEMENTED = frozenset({"plugins", "trace"})
+NOT_IMPLEMENTED: frozenset[str] = frozenset()
 
 # The `provider` preferences tokenwire applies so far; the rest are refused.
 PROVIDER_FIELDS_HANDLED = frozenset(

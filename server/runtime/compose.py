@@ -29,6 +29,7 @@ from server.memory import store as memory_store
 from server.memory.stage import MemoryStage, RecallConfig
 from server.pipeline.chat import ChatPipeline
 from server.pipeline.context import Stage, UsageSink
+from server.plugins.stage import PluginStage
 from server.providers.base import ModelCard, Provider
 from server.routing.breaker import BreakerConfig, Breakers
 from server.routing.catalog import Catalog, Endpoint
@@ -141,6 +142,7 @@ def build(
         BudgetStage(KeyLedger(db)),
         TemplateStage(templates),
         MemoryStage(memories, _recall(config)),
+        PluginStage(),
     )
     chat = ChatServicer(ChatPipeline(router, sink, stages))
     mounted = (

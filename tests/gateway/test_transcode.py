@@ -836,7 +836,11 @@ def test_usage_counts_are_integers() -> None:
     out = to_json(completion())["usage"]
     counts = {k: out[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
     assert typed(counts) == typed({"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19})
-    assert out["prompt_tokens_details"] == {"cached_tokens": 4, "audio_tokens": 0}
+    assert out["prompt_tokens_details"] == {
+        "cached_tokens": 4,
+        "audio_tokens": 0,
+        "cache_write_tokens": 0,
+    }
     assert out["completion_tokens_details"]["reasoning_tokens"] == 2
     assert type(out["completion_tokens_details"]["rejected_prediction_tokens"]) is int
 

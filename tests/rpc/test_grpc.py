@@ -93,9 +93,10 @@ async def test_unknown_model_is_not_found(channel: grpc.aio.Channel) -> None:
 async def test_unimplemented_parameter_is_refused_by_name(channel: grpc.aio.Channel) -> None:
     stub = chat_pb2_grpc.ChatServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.CreateChatCompletion(ask("x", plugins=[routing_pb2.Plugin(id="web")]))
+        preferences = routing_pb2.ProviderPreferences(enforce_distillable_text=True)
+        await stub.CreateChatCompletion(ask("x", provider=preferences))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _error_info(caught.value).metadata["param"] == "plugins"
+    assert _error_info(caught.value).metadata["param"] == "provider.enforce_distillable_text"
 
 
 async def test_stream_error_before_first_chunk_is_a_status(start_service: StartService) -> None:

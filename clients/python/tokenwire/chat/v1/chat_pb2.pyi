@@ -124,6 +124,54 @@ FINISH_REASON_FUNCTION_CALL: FinishReason.ValueType  # 5
 """Deprecated: the model called a function."""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
+class _AnnotationType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AnnotationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AnnotationType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ANNOTATION_TYPE_UNSPECIFIED: _AnnotationType.ValueType  # 0
+    """Unset."""
+    ANNOTATION_TYPE_URL_CITATION: _AnnotationType.ValueType  # 1
+    """A web page in `url_citation`."""
+
+class AnnotationType(_AnnotationType, metaclass=_AnnotationTypeEnumTypeWrapper):
+    """Kind of an annotation."""
+
+ANNOTATION_TYPE_UNSPECIFIED: AnnotationType.ValueType  # 0
+"""Unset."""
+ANNOTATION_TYPE_URL_CITATION: AnnotationType.ValueType  # 1
+"""A web page in `url_citation`."""
+Global___AnnotationType: _TypeAlias = AnnotationType  # noqa: Y015
+
+class _HealingStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HealingStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_HealingStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HEALING_STATUS_UNSPECIFIED: _HealingStatus.ValueType  # 0
+    """Unset."""
+    HEALING_STATUS_VALID: _HealingStatus.ValueType  # 1
+    """The answer was valid JSON matching the schema, as given."""
+    HEALING_STATUS_HEALED: _HealingStatus.ValueType  # 2
+    """The answer was repaired into JSON that matches the schema."""
+    HEALING_STATUS_UNHEALABLE: _HealingStatus.ValueType  # 3
+    """The answer could not be repaired; it is returned as the model gave it."""
+
+class HealingStatus(_HealingStatus, metaclass=_HealingStatusEnumTypeWrapper):
+    """What response healing found."""
+
+HEALING_STATUS_UNSPECIFIED: HealingStatus.ValueType  # 0
+"""Unset."""
+HEALING_STATUS_VALID: HealingStatus.ValueType  # 1
+"""The answer was valid JSON matching the schema, as given."""
+HEALING_STATUS_HEALED: HealingStatus.ValueType  # 2
+"""The answer was repaired into JSON that matches the schema."""
+HEALING_STATUS_UNHEALABLE: HealingStatus.ValueType  # 3
+"""The answer could not be repaired; it is returned as the model gave it."""
+Global___HealingStatus: _TypeAlias = HealingStatus  # noqa: Y015
+
 @_typing.final
 class CreateChatCompletionRequest(_message.Message):
     """A chat completion request: OpenAI's parameters plus the seeds' extensions."""
@@ -238,6 +286,7 @@ class CreateChatCompletionRequest(_message.Message):
     PROMPT_CACHE_RETENTION_FIELD_NUMBER: _builtins.int
     PROMPT_CACHE_OPTIONS_FIELD_NUMBER: _builtins.int
     MODERATION_FIELD_NUMBER: _builtins.int
+    DEBUG_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Optional. Model id; unset means the server's default model."""
     temperature: _builtins.float
@@ -396,6 +445,10 @@ class CreateChatCompletionRequest(_message.Message):
     def prediction(self) -> _message_pb2.Prediction:
         """Optional. Predicted output that speeds up regeneration."""
 
+    @_builtins.property
+    def debug(self) -> Global___Debug:
+        """Optional. Debugging aids (OpenRouter's `debug`), honoured on streamed requests only."""
+
     def __init__(
         self,
         *,
@@ -447,10 +500,11 @@ class CreateChatCompletionRequest(_message.Message):
         prompt_cache_retention: _builtins.str | None = ...,
         prompt_cache_options: _builtins.str = ...,
         moderation: _builtins.str = ...,
+        debug: Global___Debug | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "seed", b"seed", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "debug", b"debug", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "seed", b"seed", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "frequency_penalty", b"frequency_penalty", "function_call", b"function_call", "functions", b"functions", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "models", b"models", "moderation", b"moderation", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "plugins", b"plugins", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "stop", b"stop", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "transforms", b"transforms", "user", b"user", "variables", b"variables", "verbosity", b"verbosity", "web_search_options", b"web_search_options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "debug", b"debug", "frequency_penalty", b"frequency_penalty", "function_call", b"function_call", "functions", b"functions", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "models", b"models", "moderation", b"moderation", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "plugins", b"plugins", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "stop", b"stop", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "transforms", b"transforms", "user", b"user", "variables", b"variables", "verbosity", b"verbosity", "web_search_options", b"web_search_options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
     _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
@@ -534,6 +588,52 @@ class CreateChatCompletionRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_tool_choice) -> _WhichOneofReturnType_tool_choice | None: ...
 
 Global___CreateChatCompletionRequest: _TypeAlias = CreateChatCompletionRequest  # noqa: Y015
+
+@_typing.final
+class Debug(_message.Message):
+    """Debugging aids a request may ask for."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ECHO_UPSTREAM_BODY_FIELD_NUMBER: _builtins.int
+    echo_upstream_body: _builtins.bool
+    """Optional. Send the exact body sent upstream, credentials redacted, in the first chunk."""
+    def __init__(
+        self,
+        *,
+        echo_upstream_body: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_echo_upstream_body", b"_echo_upstream_body", "echo_upstream_body", b"echo_upstream_body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_echo_upstream_body", b"_echo_upstream_body", "echo_upstream_body", b"echo_upstream_body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__echo_upstream_body: _TypeAlias = _typing.Literal["echo_upstream_body"]  # noqa: Y015
+    _WhichOneofArgType__echo_upstream_body: _TypeAlias = _typing.Literal["_echo_upstream_body", b"_echo_upstream_body"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__echo_upstream_body) -> _WhichOneofReturnType__echo_upstream_body | None: ...
+
+Global___Debug: _TypeAlias = Debug  # noqa: Y015
+
+@_typing.final
+class DebugOutput(_message.Message):
+    """Debugging output, on the first chunk of a stream that asked for it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ECHO_UPSTREAM_BODY_FIELD_NUMBER: _builtins.int
+    echo_upstream_body: _builtins.str
+    """Output only. The JSON body sent to the upstream, credentials redacted."""
+    def __init__(
+        self,
+        *,
+        echo_upstream_body: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["echo_upstream_body", b"echo_upstream_body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DebugOutput: _TypeAlias = DebugOutput  # noqa: Y015
 
 @_typing.final
 class StreamChatCompletionRequest(_message.Message):
@@ -635,6 +735,7 @@ class Choice(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
+    HEALING_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Output only. Position of the choice in `choices`."""
     finish_reason: Global___FinishReason.ValueType
@@ -647,6 +748,10 @@ class Choice(_message.Message):
     def logprobs(self) -> Global___ChoiceLogprobs:
         """Output only. Log probabilities, when asked for; null otherwise."""
 
+    @_builtins.property
+    def healing(self) -> Global___Healing:
+        """Output only. What the response-healing plugin found and did; unset without it."""
+
     def __init__(
         self,
         *,
@@ -654,10 +759,11 @@ class Choice(_message.Message):
         message: Global___ResponseMessage | None = ...,
         finish_reason: Global___FinishReason.ValueType = ...,
         logprobs: Global___ChoiceLogprobs | None = ...,
+        healing: Global___Healing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["logprobs", b"logprobs", "message", b"message"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["healing", b"healing", "logprobs", b"logprobs", "message", b"message"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "index", b"index", "logprobs", b"logprobs", "message", b"message"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finish_reason", b"finish_reason", "healing", b"healing", "index", b"index", "logprobs", b"logprobs", "message", b"message"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -674,6 +780,7 @@ class ResponseMessage(_message.Message):
     REFUSAL_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
     role: _message_pb2.Role.ValueType
     """Output only. Always `assistant`."""
     content: _builtins.str
@@ -686,6 +793,10 @@ class ResponseMessage(_message.Message):
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.ToolCall]:
         """Output only. Tool calls the model made."""
 
+    @_builtins.property
+    def annotations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Annotation]:
+        """Output only. Sources the answer cites (the web plugin's `url_citation`s)."""
+
     def __init__(
         self,
         *,
@@ -694,10 +805,11 @@ class ResponseMessage(_message.Message):
         refusal: _builtins.str | None = ...,
         reasoning: _builtins.str | None = ...,
         tool_calls: _abc.Iterable[_message_pb2.ToolCall] | None = ...,
+        annotations: _abc.Iterable[Global___Annotation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "annotations", b"annotations", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
     _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
@@ -754,6 +866,7 @@ class ChatCompletionChunk(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     DROPPED_PARAMETERS_FIELD_NUMBER: _builtins.int
     SERVICE_TIER_FIELD_NUMBER: _builtins.int
+    DEBUG_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Same id on every chunk of a completion."""
     object: _builtins.str
@@ -780,6 +893,10 @@ class ChatCompletionChunk(_message.Message):
     def dropped_parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Output only. Parameters the provider dropped, on the first chunk."""
 
+    @_builtins.property
+    def debug(self) -> Global___DebugOutput:
+        """Output only. Debugging output, on the first chunk when `debug` asked for it."""
+
     def __init__(
         self,
         *,
@@ -793,10 +910,11 @@ class ChatCompletionChunk(_message.Message):
         usage: Global___Usage | None = ...,
         dropped_parameters: _abc.Iterable[_builtins.str] | None = ...,
         service_tier: Global___ServiceTier.ValueType = ...,
+        debug: Global___DebugOutput | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "debug", b"debug", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "debug", b"debug", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__system_fingerprint: _TypeAlias = _typing.Literal["system_fingerprint"]  # noqa: Y015
     _WhichOneofArgType__system_fingerprint: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint"]  # noqa: Y015
@@ -814,6 +932,7 @@ class ChunkChoice(_message.Message):
     DELTA_FIELD_NUMBER: _builtins.int
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
+    HEALING_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Output only. Position of the choice."""
     finish_reason: Global___FinishReason.ValueType
@@ -826,6 +945,10 @@ class ChunkChoice(_message.Message):
     def logprobs(self) -> Global___ChoiceLogprobs:
         """Output only. Log probabilities of this delta's tokens, when asked for."""
 
+    @_builtins.property
+    def healing(self) -> Global___Healing:
+        """Output only. The response-healing plugin's verdict, on the choice's last chunk."""
+
     def __init__(
         self,
         *,
@@ -833,10 +956,11 @@ class ChunkChoice(_message.Message):
         delta: Global___Delta | None = ...,
         finish_reason: Global___FinishReason.ValueType = ...,
         logprobs: Global___ChoiceLogprobs | None = ...,
+        healing: Global___Healing | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "logprobs", b"logprobs"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "healing", b"healing", "logprobs", b"logprobs"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "finish_reason", b"finish_reason", "index", b"index", "logprobs", b"logprobs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "finish_reason", b"finish_reason", "healing", b"healing", "index", b"index", "logprobs", b"logprobs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -853,6 +977,7 @@ class Delta(_message.Message):
     REFUSAL_FIELD_NUMBER: _builtins.int
     REASONING_FIELD_NUMBER: _builtins.int
     TOOL_CALLS_FIELD_NUMBER: _builtins.int
+    ANNOTATIONS_FIELD_NUMBER: _builtins.int
     role: _message_pb2.Role.ValueType
     """Output only. `assistant` on the first delta of a choice."""
     content: _builtins.str
@@ -865,6 +990,10 @@ class Delta(_message.Message):
     def tool_calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___ToolCallDelta]:
         """Output only. Tool-call fragments added, by `index`."""
 
+    @_builtins.property
+    def annotations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Annotation]:
+        """Output only. Sources the answer cites, on the choice's last chunk."""
+
     def __init__(
         self,
         *,
@@ -873,10 +1002,11 @@ class Delta(_message.Message):
         refusal: _builtins.str | None = ...,
         reasoning: _builtins.str | None = ...,
         tool_calls: _abc.Iterable[Global___ToolCallDelta] | None = ...,
+        annotations: _abc.Iterable[Global___Annotation] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_reasoning", b"_reasoning", "_refusal", b"_refusal", "annotations", b"annotations", "content", b"content", "reasoning", b"reasoning", "refusal", b"refusal", "role", b"role", "tool_calls", b"tool_calls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
     _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
@@ -1129,19 +1259,23 @@ class PromptTokensDetails(_message.Message):
 
     CACHED_TOKENS_FIELD_NUMBER: _builtins.int
     AUDIO_TOKENS_FIELD_NUMBER: _builtins.int
+    CACHE_WRITE_TOKENS_FIELD_NUMBER: _builtins.int
     cached_tokens: _builtins.int
     """Output only. Prompt tokens served from a cache."""
     audio_tokens: _builtins.int
     """Output only. Audio prompt tokens."""
+    cache_write_tokens: _builtins.int
+    """Output only. Prompt tokens written to the provider's cache (billed at its write price)."""
     def __init__(
         self,
         *,
         cached_tokens: _builtins.int = ...,
         audio_tokens: _builtins.int = ...,
+        cache_write_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tokens", b"audio_tokens", "cached_tokens", b"cached_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_tokens", b"audio_tokens", "cache_write_tokens", b"cache_write_tokens", "cached_tokens", b"cached_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1180,3 +1314,110 @@ class CompletionTokensDetails(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CompletionTokensDetails: _TypeAlias = CompletionTokensDetails  # noqa: Y015
+
+@_typing.final
+class Annotation(_message.Message):
+    """A source an answer cites."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    URL_CITATION_FIELD_NUMBER: _builtins.int
+    type: Global___AnnotationType.ValueType
+    """Output only. The kind of annotation; `url_citation` is the one kind so far."""
+    @_builtins.property
+    def url_citation(self) -> Global___UrlCitation:
+        """Output only. The cited web page, for `url_citation`."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___AnnotationType.ValueType = ...,
+        url_citation: Global___UrlCitation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["url_citation", b"url_citation"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type", "url_citation", b"url_citation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Annotation: _TypeAlias = Annotation  # noqa: Y015
+
+@_typing.final
+class UrlCitation(_message.Message):
+    """A web page the answer cites, and where."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    TITLE_FIELD_NUMBER: _builtins.int
+    START_INDEX_FIELD_NUMBER: _builtins.int
+    END_INDEX_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """Output only. The page's URL."""
+    title: _builtins.str
+    """Output only. The page's title."""
+    start_index: _builtins.int
+    """Output only. Index of the first character of the citation in the message content."""
+    end_index: _builtins.int
+    """Output only. Index just past the citation's last character."""
+    content: _builtins.str
+    """Output only. The search result's snippet."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        title: _builtins.str = ...,
+        start_index: _builtins.int = ...,
+        end_index: _builtins.int = ...,
+        content: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "content", b"content"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "content", b"content", "end_index", b"end_index", "start_index", b"start_index", "title", b"title", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
+    _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__content) -> _WhichOneofReturnType__content | None: ...
+
+Global___UrlCitation: _TypeAlias = UrlCitation  # noqa: Y015
+
+@_typing.final
+class Healing(_message.Message):
+    """The response-healing plugin's verdict on a JSON answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    status: Global___HealingStatus.ValueType
+    """Output only. Whether the answer was valid JSON, repaired, or beyond repair."""
+    content: _builtins.str
+    """Output only. In a stream, the repaired JSON text when `healed` (whole completions
+    carry it as the message content).
+    """
+    detail: _builtins.str
+    """Output only. What was wrong: the parse or schema error, for `healed` and `unhealable`."""
+    def __init__(
+        self,
+        *,
+        status: Global___HealingStatus.ValueType = ...,
+        content: _builtins.str | None = ...,
+        detail: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_detail", b"_detail", "content", b"content", "detail", b"detail"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content", b"_content", "_detail", b"_detail", "content", b"content", "detail", b"detail", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__content: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
+    _WhichOneofArgType__content: _TypeAlias = _typing.Literal["_content", b"_content"]  # noqa: Y015
+    _WhichOneofReturnType__detail: _TypeAlias = _typing.Literal["detail"]  # noqa: Y015
+    _WhichOneofArgType__detail: _TypeAlias = _typing.Literal["_detail", b"_detail"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__content) -> _WhichOneofReturnType__content | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__detail) -> _WhichOneofReturnType__detail | None: ...
+
+Global___Healing: _TypeAlias = Healing  # noqa: Y015

@@ -488,6 +488,7 @@ class ContentPart(_message.Message):
     INPUT_AUDIO_FIELD_NUMBER: _builtins.int
     FILE_FIELD_NUMBER: _builtins.int
     REFUSAL_FIELD_NUMBER: _builtins.int
+    CACHE_CONTROL_FIELD_NUMBER: _builtins.int
     type: Global___ContentPartType.ValueType
     """Required. Which of the other fields is set."""
     text: _builtins.str
@@ -506,6 +507,10 @@ class ContentPart(_message.Message):
     def file(self) -> Global___FileInput:
         """Required for file parts. The file."""
 
+    @_builtins.property
+    def cache_control(self) -> Global___CacheControl:
+        """Optional. Anthropic's prompt-cache breakpoint, passed to providers that honour it."""
+
     def __init__(
         self,
         *,
@@ -515,10 +520,11 @@ class ContentPart(_message.Message):
         input_audio: Global___InputAudio | None = ...,
         file: Global___FileInput | None = ...,
         refusal: _builtins.str | None = ...,
+        cache_control: Global___CacheControl | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_refusal", b"_refusal", "_text", b"_text", "file", b"file", "image_url", b"image_url", "input_audio", b"input_audio", "refusal", b"refusal", "text", b"text"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_refusal", b"_refusal", "_text", b"_text", "cache_control", b"cache_control", "file", b"file", "image_url", b"image_url", "input_audio", b"input_audio", "refusal", b"refusal", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_refusal", b"_refusal", "_text", b"_text", "file", b"file", "image_url", b"image_url", "input_audio", b"input_audio", "refusal", b"refusal", "text", b"text", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_refusal", b"_refusal", "_text", b"_text", "cache_control", b"cache_control", "file", b"file", "image_url", b"image_url", "input_audio", b"input_audio", "refusal", b"refusal", "text", b"text", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__refusal: _TypeAlias = _typing.Literal["refusal"]  # noqa: Y015
     _WhichOneofArgType__refusal: _TypeAlias = _typing.Literal["_refusal", b"_refusal"]  # noqa: Y015
@@ -530,6 +536,34 @@ class ContentPart(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__text) -> _WhichOneofReturnType__text | None: ...
 
 Global___ContentPart: _TypeAlias = ContentPart  # noqa: Y015
+
+@_typing.final
+class CacheControl(_message.Message):
+    """A prompt-cache breakpoint (Anthropic's `cache_control`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Required. The cache kind; `ephemeral` is the one Anthropic knows."""
+    ttl: _builtins.str
+    """Optional. How long the entry lives: `5m` or `1h`; unset means the provider's default."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        ttl: _builtins.str | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ttl", b"_ttl", "ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ttl", b"_ttl", "ttl", b"ttl", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ttl: _TypeAlias = _typing.Literal["ttl"]  # noqa: Y015
+    _WhichOneofArgType__ttl: _TypeAlias = _typing.Literal["_ttl", b"_ttl"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttl) -> _WhichOneofReturnType__ttl | None: ...
+
+Global___CacheControl: _TypeAlias = CacheControl  # noqa: Y015
 
 @_typing.final
 class ImageUrl(_message.Message):

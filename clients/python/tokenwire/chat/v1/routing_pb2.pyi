@@ -12,10 +12,10 @@ import builtins as _builtins
 import sys
 import typing as _typing
 
-if sys.version_info >= (3, 10):
-    from typing import TypeAlias as _TypeAlias
+if sys.version_info >= (3, 11):
+    from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
-    from typing_extensions import TypeAlias as _TypeAlias
+    from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -377,11 +377,32 @@ class Trace(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TRACE_ID_FIELD_NUMBER: _builtins.int
     TRACE_NAME_FIELD_NUMBER: _builtins.int
     SPAN_NAME_FIELD_NUMBER: _builtins.int
     GENERATION_NAME_FIELD_NUMBER: _builtins.int
     PARENT_SPAN_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
     trace_id: _builtins.str
     """Optional. Trace id."""
     trace_name: _builtins.str
@@ -392,6 +413,10 @@ class Trace(_message.Message):
     """Optional. Generation name."""
     parent_span_id: _builtins.str
     """Optional. Parent span id."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Optional. Further attributes of your own, kept with the usage record."""
+
     def __init__(
         self,
         *,
@@ -400,10 +425,11 @@ class Trace(_message.Message):
         span_name: _builtins.str | None = ...,
         generation_name: _builtins.str | None = ...,
         parent_span_id: _builtins.str | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_generation_name", b"_generation_name", "_parent_span_id", b"_parent_span_id", "_span_name", b"_span_name", "_trace_id", b"_trace_id", "_trace_name", b"_trace_name", "generation_name", b"generation_name", "parent_span_id", b"parent_span_id", "span_name", b"span_name", "trace_id", b"trace_id", "trace_name", b"trace_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_generation_name", b"_generation_name", "_parent_span_id", b"_parent_span_id", "_span_name", b"_span_name", "_trace_id", b"_trace_id", "_trace_name", b"_trace_name", "generation_name", b"generation_name", "parent_span_id", b"parent_span_id", "span_name", b"span_name", "trace_id", b"trace_id", "trace_name", b"trace_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_generation_name", b"_generation_name", "_parent_span_id", b"_parent_span_id", "_span_name", b"_span_name", "_trace_id", b"_trace_id", "_trace_name", b"_trace_name", "generation_name", b"generation_name", "metadata", b"metadata", "parent_span_id", b"parent_span_id", "span_name", b"span_name", "trace_id", b"trace_id", "trace_name", b"trace_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__generation_name: _TypeAlias = _typing.Literal["generation_name"]  # noqa: Y015
     _WhichOneofArgType__generation_name: _TypeAlias = _typing.Literal["_generation_name", b"_generation_name"]  # noqa: Y015

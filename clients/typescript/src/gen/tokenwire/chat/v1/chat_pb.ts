@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/chat/v1/chat.proto.
  */
 export const file_tokenwire_chat_v1_chat: GenFile = /*@__PURE__*/
-  fileDesc("Chx0b2tlbndpcmUvY2hhdC92MS9jaGF0LnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSL+FgobQ3JlYXRlQ2hhdENvbXBsZXRpb25SZXF1ZXN0EhMKBW1vZGVsGAEgASgJQgTiQQEBEjwKCG1lc3NhZ2VzGAIgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ2hhdE1lc3NhZ2VCCuJBAQKatRgCMAESFAoGbW9kZWxzGAMgAygJQgTiQQEBEjQKC3RlbXBlcmF0dXJlGAQgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAAAAQEgBiAEBEi4KBXRvcF9wGAUgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAADwP0gCiAEBEiwKCm1heF90b2tlbnMYBiABKAVCExgB4kEBAZq1GAkJAAAAAAAA8D9IA4gBARI1ChVtYXhfY29tcGxldGlvbl90b2tlbnMYByABKAVCEeJBAQGatRgJCQAAAAAAAPA/SASIAQESHgoEc3RvcBgIIAMoCUIQ4kEBAYq1GAIYAZq1GAI4BBIXCgRzZWVkGAkgASgDQgTiQQEBSAWIAQESKgoBbhgKIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAAAAYEBIBogBARI6ChFmcmVxdWVuY3lfcGVuYWx0eRgLIAEoAUIa4kEBAZq1GBIJAAAAAAAAAMARAAAAAAAAAEBIB4gBARI5ChBwcmVzZW5jZV9wZW5hbHR5GAwgASgBQhriQQEBmrUYEgkAAAAAAAAAwBEAAAAAAAAAQEgIiAEBEnkKCmxvZ2l0X2JpYXMYDSADKAsyPS50b2tlbndpcmUuY2hhdC52MS5DcmVhdGVDaGF0Q29tcGxldGlvblJlcXVlc3QuTG9naXRCaWFzRW50cnlCJuJBAQGatRgeCQAAAAAAAFnAEQAAAAAAAFlAQgpeLT9bMC05XSskEhsKCGxvZ3Byb2JzGA4gASgIQgTiQQEBSAmIAQESNQoMdG9wX2xvZ3Byb2JzGA8gASgFQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAAA0QEgKiAEBEkAKD3Jlc3BvbnNlX2Zvcm1hdBgQIAEoCzIhLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlRm9ybWF0QgTiQQEBEiwKBXRvb2xzGBEgAygLMhcudG9rZW53aXJlLmNoYXQudjEuVG9vbEIE4kEBARJUChB0b29sX2Nob2ljZV9tb2RlGBIgASgOMiEudG9rZW53aXJlLmNoYXQudjEuVG9vbENob2ljZU1vZGVCFeJBAQGKtRgNCgt0b29sX2Nob2ljZUgAElYKEXRvb2xfY2hvaWNlX25hbWVkGBMgASgLMiIudG9rZW53aXJlLmNoYXQudjEuTmFtZWRUb29sQ2hvaWNlQhXiQQEBirUYDQoLdG9vbF9jaG9pY2VIABImChNwYXJhbGxlbF90b29sX2NhbGxzGBQgASgIQgTiQQEBSAuIAQESGQoGc3RyZWFtGBUgASgIQgTiQQEBSAyIAQESPgoOc3RyZWFtX29wdGlvbnMYFiABKAsyIC50b2tlbndpcmUuY2hhdC52MS5TdHJlYW1PcHRpb25zQgTiQQEBEiwKBHVzZXIYFyABKAlCGeJBAQGatRgRKIACQgxeW15cdTAwMDBdKiRIDYgBARJaCghtZXRhZGF0YRgYIAMoCzI8LnRva2Vud2lyZS5jaGF0LnYxLkNyZWF0ZUNoYXRDb21wbGV0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5QgriQQEBmrUYAjgQEjIKCnNlc3Npb25faWQYGSABKAlCGeJBAQGatRgRKIABQgxeW15cdTAwMDBdKiRIDogBARIbCgh0ZW1wbGF0ZRgaIAEoCUIE4kEBAUgPiAEBElYKCXZhcmlhYmxlcxgbIAMoCzI9LnRva2Vud2lyZS5jaGF0LnYxLkNyZWF0ZUNoYXRDb21wbGV0aW9uUmVxdWVzdC5WYXJpYWJsZXNFbnRyeUIE4kEBARI+Cghwcm92aWRlchgcIAEoCzImLnRva2Vud2lyZS5jaGF0LnYxLlByb3ZpZGVyUHJlZmVyZW5jZXNCBOJBAQESKgoKdHJhbnNmb3JtcxgdIAMoCUIW4kEBAZq1GA5CDF5taWRkbGUtb3V0JBIwCgdwbHVnaW5zGB4gAygLMhkudG9rZW53aXJlLmNoYXQudjEuUGx1Z2luQgTiQQEBEjUKCXJlYXNvbmluZxgfIAEoCzIcLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0IE4kEBARJCChByZWFzb25pbmdfZWZmb3J0GCAgASgOMiIudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nRWZmb3J0QgTiQQEBEi0KBXRyYWNlGCEgASgLMhgudG9rZW53aXJlLmNoYXQudjEuVHJhY2VCBOJBAQESLQoFcm91dGUYIiABKA4yGC50b2tlbndpcmUuY2hhdC52MS5Sb3V0ZUIE4kEBARI1Cgptb2RhbGl0aWVzGCMgAygOMhsudG9rZW53aXJlLmNoYXQudjEuTW9kYWxpdHlCBOJBAQESMwoFYXVkaW8YJCABKAsyHi50b2tlbndpcmUuY2hhdC52MS5BdWRpb091dHB1dEIE4kEBARI3CgpwcmVkaWN0aW9uGCUgASgLMh0udG9rZW53aXJlLmNoYXQudjEuUHJlZGljdGlvbkIE4kEBARI6CgxzZXJ2aWNlX3RpZXIYJiABKA4yHi50b2tlbndpcmUuY2hhdC52MS5TZXJ2aWNlVGllckIE4kEBARIYCgVzdG9yZRgnIAEoCEIE4kEBAUgQiAEBEjUKCXZlcmJvc2l0eRgoIAEoDjIcLnRva2Vud2lyZS5jaGF0LnYxLlZlcmJvc2l0eUIE4kEBARIjChBwcm9tcHRfY2FjaGVfa2V5GCkgASgJQgTiQQEBSBGIAQESJAoRc2FmZXR5X2lkZW50aWZpZXIYKiABKAlCBOJBAQFIEogBARImChJ3ZWJfc2VhcmNoX29wdGlvbnMYKyABKAlCCuJBAQGKtRgCEAESHwoJZnVuY3Rpb25zGCwgASgJQgwYAeJBAQGKtRgCEAESIwoNZnVuY3Rpb25fY2FsbBgtIAEoCUIMGAHiQQEBirUYAhABEikKFnByb21wdF9jYWNoZV9yZXRlbnRpb24YLiABKAlCBOJBAQFIE4gBARIoChRwcm9tcHRfY2FjaGVfb3B0aW9ucxgvIAEoCUIK4kEBAYq1GAIQARIeCgptb2RlcmF0aW9uGDAgASgJQgriQQEBirUYAhABGjAKDkxvZ2l0Qmlhc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjAKDlZhcmlhYmxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDQoLdG9vbF9jaG9pY2VCDgoMX3RlbXBlcmF0dXJlQggKBl90b3BfcEINCgtfbWF4X3Rva2Vuc0IYChZfbWF4X2NvbXBsZXRpb25fdG9rZW5zQgcKBV9zZWVkQgQKAl9uQhQKEl9mcmVxdWVuY3lfcGVuYWx0eUITChFfcHJlc2VuY2VfcGVuYWx0eUILCglfbG9ncHJvYnNCDwoNX3RvcF9sb2dwcm9ic0IWChRfcGFyYWxsZWxfdG9vbF9jYWxsc0IJCgdfc3RyZWFtQgcKBV91c2VyQg0KC19zZXNzaW9uX2lkQgsKCV90ZW1wbGF0ZUIICgZfc3RvcmVCEwoRX3Byb21wdF9jYWNoZV9rZXlCFAoSX3NhZmV0eV9pZGVudGlmaWVyQhkKF19wcm9tcHRfY2FjaGVfcmV0ZW50aW9uImQKG1N0cmVhbUNoYXRDb21wbGV0aW9uUmVxdWVzdBJFCgdyZXF1ZXN0GAEgASgLMi4udG9rZW53aXJlLmNoYXQudjEuQ3JlYXRlQ2hhdENvbXBsZXRpb25SZXF1ZXN0QgTiQQECIo0DChxDcmVhdGVDaGF0Q29tcGxldGlvblJlc3BvbnNlEhAKAmlkGAEgASgJQgTiQQEDEhQKBm9iamVjdBgCIAEoCUIE4kEBAxIVCgdjcmVhdGVkGAMgASgDQgTiQQEDEhMKBW1vZGVsGAQgASgJQgTiQQEDEhYKCHByb3ZpZGVyGAUgASgJQgTiQQEDEiUKEnN5c3RlbV9maW5nZXJwcmludBgGIAEoCUIE4kEBA0gAiAEBEjYKB2Nob2ljZXMYByADKAsyGS50b2tlbndpcmUuY2hhdC52MS5DaG9pY2VCCuJBAQOKtRgCKAESLQoFdXNhZ2UYCCABKAsyGC50b2tlbndpcmUuY2hhdC52MS5Vc2FnZUIE4kEBAxIgChJkcm9wcGVkX3BhcmFtZXRlcnMYCSADKAlCBOJBAQMSOgoMc2VydmljZV90aWVyGAogASgOMh4udG9rZW53aXJlLmNoYXQudjEuU2VydmljZVRpZXJCBOJBAQNCFQoTX3N5c3RlbV9maW5nZXJwcmludCLXAQoGQ2hvaWNlEhMKBWluZGV4GAEgASgFQgTiQQEDEjkKB21lc3NhZ2UYAiABKAsyIi50b2tlbndpcmUuY2hhdC52MS5SZXNwb25zZU1lc3NhZ2VCBOJBAQMSPAoNZmluaXNoX3JlYXNvbhgDIAEoDjIfLnRva2Vud2lyZS5jaGF0LnYxLkZpbmlzaFJlYXNvbkIE4kEBAxI/Cghsb2dwcm9icxgEIAEoCzIhLnRva2Vud2lyZS5jaGF0LnYxLkNob2ljZUxvZ3Byb2JzQgriQQEDirUYAiABIv0BCg9SZXNwb25zZU1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQMSIAoHY29udGVudBgCIAEoCUIK4kEBA4q1GAIgAUgAiAEBEiAKB3JlZnVzYWwYAyABKAlCCuJBAQOKtRgCIAFIAYgBARIcCglyZWFzb25pbmcYBCABKAlCBOJBAQNIAogBARI1Cgp0b29sX2NhbGxzGAUgAygLMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbENhbGxCBOJBAQNCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWxCDAoKX3JlYXNvbmluZyJbChxTdHJlYW1DaGF0Q29tcGxldGlvblJlc3BvbnNlEjsKBWNodW5rGAEgASgLMiYudG9rZW53aXJlLmNoYXQudjEuQ2hhdENvbXBsZXRpb25DaHVua0IE4kEBAyKJAwoTQ2hhdENvbXBsZXRpb25DaHVuaxIQCgJpZBgBIAEoCUIE4kEBAxIUCgZvYmplY3QYAiABKAlCBOJBAQMSFQoHY3JlYXRlZBgDIAEoA0IE4kEBAxITCgVtb2RlbBgEIAEoCUIE4kEBAxIWCghwcm92aWRlchgFIAEoCUIE4kEBAxIlChJzeXN0ZW1fZmluZ2VycHJpbnQYBiABKAlCBOJBAQNIAIgBARI7CgdjaG9pY2VzGAcgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ2h1bmtDaG9pY2VCCuJBAQOKtRgCKAESLQoFdXNhZ2UYCCABKAsyGC50b2tlbndpcmUuY2hhdC52MS5Vc2FnZUIE4kEBAxIgChJkcm9wcGVkX3BhcmFtZXRlcnMYCSADKAlCBOJBAQMSOgoMc2VydmljZV90aWVyGAogASgOMh4udG9rZW53aXJlLmNoYXQudjEuU2VydmljZVRpZXJCBOJBAQNCFQoTX3N5c3RlbV9maW5nZXJwcmludCLWAQoLQ2h1bmtDaG9pY2USEwoFaW5kZXgYASABKAVCBOJBAQMSMwoFZGVsdGEYAiABKAsyGC50b2tlbndpcmUuY2hhdC52MS5EZWx0YUIK4kEBA4q1GAIoARJCCg1maW5pc2hfcmVhc29uGAMgASgOMh8udG9rZW53aXJlLmNoYXQudjEuRmluaXNoUmVhc29uQgriQQEDirUYAiABEjkKCGxvZ3Byb2JzGAQgASgLMiEudG9rZW53aXJlLmNoYXQudjEuQ2hvaWNlTG9ncHJvYnNCBOJBAQMi7AEKBURlbHRhEisKBHJvbGUYASABKA4yFy50b2tlbndpcmUuY2hhdC52MS5Sb2xlQgTiQQEDEhoKB2NvbnRlbnQYAiABKAlCBOJBAQNIAIgBARIaCgdyZWZ1c2FsGAMgASgJQgTiQQEDSAGIAQESHAoJcmVhc29uaW5nGAQgASgJQgTiQQEDSAKIAQESOgoKdG9vbF9jYWxscxgFIAMoCzIgLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xDYWxsRGVsdGFCBOJBAQNCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWxCDAoKX3JlYXNvbmluZyKxAQoNVG9vbENhbGxEZWx0YRITCgVpbmRleBgBIAEoBUIE4kEBAxIVCgJpZBgCIAEoCUIE4kEBA0gAiAEBEi8KBHR5cGUYAyABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZUIE4kEBAxI8CghmdW5jdGlvbhgEIAEoCzIkLnRva2Vud2lyZS5jaGF0LnYxLkZ1bmN0aW9uQ2FsbERlbHRhQgTiQQEDQgUKA19pZCJhChFGdW5jdGlvbkNhbGxEZWx0YRIXCgRuYW1lGAEgASgJQgTiQQEDSACIAQESHAoJYXJndW1lbnRzGAIgASgJQgTiQQEDSAGIAQFCBwoFX25hbWVCDAoKX2FyZ3VtZW50cyKMAQoOQ2hvaWNlTG9ncHJvYnMSPAoHY29udGVudBgBIAMoCzIfLnRva2Vud2lyZS5jaGF0LnYxLlRva2VuTG9ncHJvYkIK4kEBA4q1GAIoARI8CgdyZWZ1c2FsGAIgAygLMh8udG9rZW53aXJlLmNoYXQudjEuVG9rZW5Mb2dwcm9iQgriQQEDirUYAiABIpYBCgxUb2tlbkxvZ3Byb2ISEwoFdG9rZW4YASABKAlCBOJBAQMSFQoHbG9ncHJvYhgCIAEoAUIE4kEBAxIZCgVieXRlcxgDIAMoBUIK4kEBA4q1GAIoARI/Cgx0b3BfbG9ncHJvYnMYBCADKAsyHS50b2tlbndpcmUuY2hhdC52MS5Ub3BMb2dwcm9iQgriQQEDirUYAigBIlMKClRvcExvZ3Byb2ISEwoFdG9rZW4YASABKAlCBOJBAQMSFQoHbG9ncHJvYhgCIAEoAUIE4kEBAxIZCgVieXRlcxgDIAMoBUIK4kEBA4q1GAIoASLRAgoFVXNhZ2USGwoNcHJvbXB0X3Rva2VucxgBIAEoBUIE4kEBAxIfChFjb21wbGV0aW9uX3Rva2VucxgCIAEoBUIE4kEBAxIaCgx0b3RhbF90b2tlbnMYAyABKAVCBOJBAQMSSwoVcHJvbXB0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiYudG9rZW53aXJlLmNoYXQudjEuUHJvbXB0VG9rZW5zRGV0YWlsc0IE4kEBAxJTChljb21wbGV0aW9uX3Rva2Vuc19kZXRhaWxzGAUgASgLMioudG9rZW53aXJlLmNoYXQudjEuQ29tcGxldGlvblRva2Vuc0RldGFpbHNCBOJBAQMSHAoJZXN0aW1hdGVkGAYgASgIQgTiQQEDSACIAQESFwoEY29zdBgHIAEoAUIE4kEBA0gBiAEBQgwKCl9lc3RpbWF0ZWRCBwoFX2Nvc3QiTgoTUHJvbXB0VG9rZW5zRGV0YWlscxIbCg1jYWNoZWRfdG9rZW5zGAEgASgFQgTiQQEDEhoKDGF1ZGlvX3Rva2VucxgCIAEoBUIE4kEBAyKpAQoXQ29tcGxldGlvblRva2Vuc0RldGFpbHMSHgoQcmVhc29uaW5nX3Rva2VucxgBIAEoBUIE4kEBAxIaCgxhdWRpb190b2tlbnMYAiABKAVCBOJBAQMSKAoaYWNjZXB0ZWRfcHJlZGljdGlvbl90b2tlbnMYAyABKAVCBOJBAQMSKAoacmVqZWN0ZWRfcHJlZGljdGlvbl90b2tlbnMYBCABKAVCBOJBAQMqSwoITW9kYWxpdHkSGAoUTU9EQUxJVFlfVU5TUEVDSUZJRUQQABIRCg1NT0RBTElUWV9URVhUEAESEgoOTU9EQUxJVFlfQVVESU8QAiqmAQoLU2VydmljZVRpZXISHAoYU0VSVklDRV9USUVSX1VOU1BFQ0lGSUVEEAASFQoRU0VSVklDRV9USUVSX0FVVE8QARIYChRTRVJWSUNFX1RJRVJfREVGQVVMVBACEhUKEVNFUlZJQ0VfVElFUl9GTEVYEAMSFgoSU0VSVklDRV9USUVSX1NDQUxFEAQSGQoVU0VSVklDRV9USUVSX1BSSU9SSVRZEAUqxAEKDEZpbmlzaFJlYXNvbhIdChlGSU5JU0hfUkVBU09OX1VOU1BFQ0lGSUVEEAASFgoSRklOSVNIX1JFQVNPTl9TVE9QEAESGAoURklOSVNIX1JFQVNPTl9MRU5HVEgQAhIcChhGSU5JU0hfUkVBU09OX1RPT0xfQ0FMTFMQAxIgChxGSU5JU0hfUkVBU09OX0NPTlRFTlRfRklMVEVSEAQSIwobRklOSVNIX1JFQVNPTl9GVU5DVElPTl9DQUxMEAUaAggBMqgDCgtDaGF0U2VydmljZRK3AQoUQ3JlYXRlQ2hhdENvbXBsZXRpb24SLi50b2tlbndpcmUuY2hhdC52MS5DcmVhdGVDaGF0Q29tcGxldGlvblJlcXVlc3QaLy50b2tlbndpcmUuY2hhdC52MS5DcmVhdGVDaGF0Q29tcGxldGlvblJlc3BvbnNlIj6C0+STAjg6ASpaHToBKiIYL2FwaS9haS9jaGF0L2NvbXBsZXRpb25zIhQvdjEvY2hhdC9jb21wbGV0aW9ucxLTAQoUU3RyZWFtQ2hhdENvbXBsZXRpb24SLi50b2tlbndpcmUuY2hhdC52MS5TdHJlYW1DaGF0Q29tcGxldGlvblJlcXVlc3QaLy50b2tlbndpcmUuY2hhdC52MS5TdHJlYW1DaGF0Q29tcGxldGlvblJlc3BvbnNlIliC0+STAlI6B3JlcXVlc3RaKjoHcmVxdWVzdGIFY2h1bmsiGC9hcGkvYWkvY2hhdC9jb21wbGV0aW9uc2IFY2h1bmsiFC92MS9jaGF0L2NvbXBsZXRpb25zMAEaCaK1GAUKAwECBGIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_tokenwire_chat_v1_message, file_tokenwire_chat_v1_routing, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
+  fileDesc("Chx0b2tlbndpcmUvY2hhdC92MS9jaGF0LnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKtFwobQ3JlYXRlQ2hhdENvbXBsZXRpb25SZXF1ZXN0EhMKBW1vZGVsGAEgASgJQgTiQQEBEjwKCG1lc3NhZ2VzGAIgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ2hhdE1lc3NhZ2VCCuJBAQKatRgCMAESFAoGbW9kZWxzGAMgAygJQgTiQQEBEjQKC3RlbXBlcmF0dXJlGAQgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAAAAQEgBiAEBEi4KBXRvcF9wGAUgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAADwP0gCiAEBEiwKCm1heF90b2tlbnMYBiABKAVCExgB4kEBAZq1GAkJAAAAAAAA8D9IA4gBARI1ChVtYXhfY29tcGxldGlvbl90b2tlbnMYByABKAVCEeJBAQGatRgJCQAAAAAAAPA/SASIAQESHgoEc3RvcBgIIAMoCUIQ4kEBAYq1GAIYAZq1GAI4BBIXCgRzZWVkGAkgASgDQgTiQQEBSAWIAQESKgoBbhgKIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAAAAYEBIBogBARI6ChFmcmVxdWVuY3lfcGVuYWx0eRgLIAEoAUIa4kEBAZq1GBIJAAAAAAAAAMARAAAAAAAAAEBIB4gBARI5ChBwcmVzZW5jZV9wZW5hbHR5GAwgASgBQhriQQEBmrUYEgkAAAAAAAAAwBEAAAAAAAAAQEgIiAEBEnkKCmxvZ2l0X2JpYXMYDSADKAsyPS50b2tlbndpcmUuY2hhdC52MS5DcmVhdGVDaGF0Q29tcGxldGlvblJlcXVlc3QuTG9naXRCaWFzRW50cnlCJuJBAQGatRgeCQAAAAAAAFnAEQAAAAAAAFlAQgpeLT9bMC05XSskEhsKCGxvZ3Byb2JzGA4gASgIQgTiQQEBSAmIAQESNQoMdG9wX2xvZ3Byb2JzGA8gASgFQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAAA0QEgKiAEBEkAKD3Jlc3BvbnNlX2Zvcm1hdBgQIAEoCzIhLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlRm9ybWF0QgTiQQEBEiwKBXRvb2xzGBEgAygLMhcudG9rZW53aXJlLmNoYXQudjEuVG9vbEIE4kEBARJUChB0b29sX2Nob2ljZV9tb2RlGBIgASgOMiEudG9rZW53aXJlLmNoYXQudjEuVG9vbENob2ljZU1vZGVCFeJBAQGKtRgNCgt0b29sX2Nob2ljZUgAElYKEXRvb2xfY2hvaWNlX25hbWVkGBMgASgLMiIudG9rZW53aXJlLmNoYXQudjEuTmFtZWRUb29sQ2hvaWNlQhXiQQEBirUYDQoLdG9vbF9jaG9pY2VIABImChNwYXJhbGxlbF90b29sX2NhbGxzGBQgASgIQgTiQQEBSAuIAQESGQoGc3RyZWFtGBUgASgIQgTiQQEBSAyIAQESPgoOc3RyZWFtX29wdGlvbnMYFiABKAsyIC50b2tlbndpcmUuY2hhdC52MS5TdHJlYW1PcHRpb25zQgTiQQEBEiwKBHVzZXIYFyABKAlCGeJBAQGatRgRKIACQgxeW15cdTAwMDBdKiRIDYgBARJaCghtZXRhZGF0YRgYIAMoCzI8LnRva2Vud2lyZS5jaGF0LnYxLkNyZWF0ZUNoYXRDb21wbGV0aW9uUmVxdWVzdC5NZXRhZGF0YUVudHJ5QgriQQEBmrUYAjgQEjIKCnNlc3Npb25faWQYGSABKAlCGeJBAQGatRgRKIABQgxeW15cdTAwMDBdKiRIDogBARIbCgh0ZW1wbGF0ZRgaIAEoCUIE4kEBAUgPiAEBElYKCXZhcmlhYmxlcxgbIAMoCzI9LnRva2Vud2lyZS5jaGF0LnYxLkNyZWF0ZUNoYXRDb21wbGV0aW9uUmVxdWVzdC5WYXJpYWJsZXNFbnRyeUIE4kEBARI+Cghwcm92aWRlchgcIAEoCzImLnRva2Vud2lyZS5jaGF0LnYxLlByb3ZpZGVyUHJlZmVyZW5jZXNCBOJBAQESKgoKdHJhbnNmb3JtcxgdIAMoCUIW4kEBAZq1GA5CDF5taWRkbGUtb3V0JBIwCgdwbHVnaW5zGB4gAygLMhkudG9rZW53aXJlLmNoYXQudjEuUGx1Z2luQgTiQQEBEjUKCXJlYXNvbmluZxgfIAEoCzIcLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0IE4kEBARJCChByZWFzb25pbmdfZWZmb3J0GCAgASgOMiIudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nRWZmb3J0QgTiQQEBEi0KBXRyYWNlGCEgASgLMhgudG9rZW53aXJlLmNoYXQudjEuVHJhY2VCBOJBAQESLQoFcm91dGUYIiABKA4yGC50b2tlbndpcmUuY2hhdC52MS5Sb3V0ZUIE4kEBARI1Cgptb2RhbGl0aWVzGCMgAygOMhsudG9rZW53aXJlLmNoYXQudjEuTW9kYWxpdHlCBOJBAQESMwoFYXVkaW8YJCABKAsyHi50b2tlbndpcmUuY2hhdC52MS5BdWRpb091dHB1dEIE4kEBARI3CgpwcmVkaWN0aW9uGCUgASgLMh0udG9rZW53aXJlLmNoYXQudjEuUHJlZGljdGlvbkIE4kEBARI6CgxzZXJ2aWNlX3RpZXIYJiABKA4yHi50b2tlbndpcmUuY2hhdC52MS5TZXJ2aWNlVGllckIE4kEBARIYCgVzdG9yZRgnIAEoCEIE4kEBAUgQiAEBEjUKCXZlcmJvc2l0eRgoIAEoDjIcLnRva2Vud2lyZS5jaGF0LnYxLlZlcmJvc2l0eUIE4kEBARIjChBwcm9tcHRfY2FjaGVfa2V5GCkgASgJQgTiQQEBSBGIAQESJAoRc2FmZXR5X2lkZW50aWZpZXIYKiABKAlCBOJBAQFIEogBARImChJ3ZWJfc2VhcmNoX29wdGlvbnMYKyABKAlCCuJBAQGKtRgCEAESHwoJZnVuY3Rpb25zGCwgASgJQgwYAeJBAQGKtRgCEAESIwoNZnVuY3Rpb25fY2FsbBgtIAEoCUIMGAHiQQEBirUYAhABEikKFnByb21wdF9jYWNoZV9yZXRlbnRpb24YLiABKAlCBOJBAQFIE4gBARIoChRwcm9tcHRfY2FjaGVfb3B0aW9ucxgvIAEoCUIK4kEBAYq1GAIQARIeCgptb2RlcmF0aW9uGDAgASgJQgriQQEBirUYAhABEi0KBWRlYnVnGDEgASgLMhgudG9rZW53aXJlLmNoYXQudjEuRGVidWdCBOJBAQEaMAoOTG9naXRCaWFzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaMAoOVmFyaWFibGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUINCgt0b29sX2Nob2ljZUIOCgxfdGVtcGVyYXR1cmVCCAoGX3RvcF9wQg0KC19tYXhfdG9rZW5zQhgKFl9tYXhfY29tcGxldGlvbl90b2tlbnNCBwoFX3NlZWRCBAoCX25CFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5QgsKCV9sb2dwcm9ic0IPCg1fdG9wX2xvZ3Byb2JzQhYKFF9wYXJhbGxlbF90b29sX2NhbGxzQgkKB19zdHJlYW1CBwoFX3VzZXJCDQoLX3Nlc3Npb25faWRCCwoJX3RlbXBsYXRlQggKBl9zdG9yZUITChFfcHJvbXB0X2NhY2hlX2tleUIUChJfc2FmZXR5X2lkZW50aWZpZXJCGQoXX3Byb21wdF9jYWNoZV9yZXRlbnRpb24iRQoFRGVidWcSJQoSZWNob191cHN0cmVhbV9ib2R5GAEgASgIQgTiQQEBSACIAQFCFQoTX2VjaG9fdXBzdHJlYW1fYm9keSI1CgtEZWJ1Z091dHB1dBImChJlY2hvX3Vwc3RyZWFtX2JvZHkYASABKAlCCuJBAQOKtRgCEAEiZAobU3RyZWFtQ2hhdENvbXBsZXRpb25SZXF1ZXN0EkUKB3JlcXVlc3QYASABKAsyLi50b2tlbndpcmUuY2hhdC52MS5DcmVhdGVDaGF0Q29tcGxldGlvblJlcXVlc3RCBOJBAQIijQMKHENyZWF0ZUNoYXRDb21wbGV0aW9uUmVzcG9uc2USEAoCaWQYASABKAlCBOJBAQMSFAoGb2JqZWN0GAIgASgJQgTiQQEDEhUKB2NyZWF0ZWQYAyABKANCBOJBAQMSEwoFbW9kZWwYBCABKAlCBOJBAQMSFgoIcHJvdmlkZXIYBSABKAlCBOJBAQMSJQoSc3lzdGVtX2ZpbmdlcnByaW50GAYgASgJQgTiQQEDSACIAQESNgoHY2hvaWNlcxgHIAMoCzIZLnRva2Vud2lyZS5jaGF0LnYxLkNob2ljZUIK4kEBA4q1GAIoARItCgV1c2FnZRgIIAEoCzIYLnRva2Vud2lyZS5jaGF0LnYxLlVzYWdlQgTiQQEDEiAKEmRyb3BwZWRfcGFyYW1ldGVycxgJIAMoCUIE4kEBAxI6CgxzZXJ2aWNlX3RpZXIYCiABKA4yHi50b2tlbndpcmUuY2hhdC52MS5TZXJ2aWNlVGllckIE4kEBA0IVChNfc3lzdGVtX2ZpbmdlcnByaW50IooCCgZDaG9pY2USEwoFaW5kZXgYASABKAVCBOJBAQMSOQoHbWVzc2FnZRgCIAEoCzIiLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlTWVzc2FnZUIE4kEBAxI8Cg1maW5pc2hfcmVhc29uGAMgASgOMh8udG9rZW53aXJlLmNoYXQudjEuRmluaXNoUmVhc29uQgTiQQEDEj8KCGxvZ3Byb2JzGAQgASgLMiEudG9rZW53aXJlLmNoYXQudjEuQ2hvaWNlTG9ncHJvYnNCCuJBAQOKtRgCIAESMQoHaGVhbGluZxgFIAEoCzIaLnRva2Vud2lyZS5jaGF0LnYxLkhlYWxpbmdCBOJBAQMitwIKD1Jlc3BvbnNlTWVzc2FnZRIrCgRyb2xlGAEgASgOMhcudG9rZW53aXJlLmNoYXQudjEuUm9sZUIE4kEBAxIgCgdjb250ZW50GAIgASgJQgriQQEDirUYAiABSACIAQESIAoHcmVmdXNhbBgDIAEoCUIK4kEBA4q1GAIgAUgBiAEBEhwKCXJlYXNvbmluZxgEIAEoCUIE4kEBA0gCiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBAxI4Cgthbm5vdGF0aW9ucxgGIAMoCzIdLnRva2Vud2lyZS5jaGF0LnYxLkFubm90YXRpb25CBOJBAQNCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWxCDAoKX3JlYXNvbmluZyJbChxTdHJlYW1DaGF0Q29tcGxldGlvblJlc3BvbnNlEjsKBWNodW5rGAEgASgLMiYudG9rZW53aXJlLmNoYXQudjEuQ2hhdENvbXBsZXRpb25DaHVua0IE4kEBAyK+AwoTQ2hhdENvbXBsZXRpb25DaHVuaxIQCgJpZBgBIAEoCUIE4kEBAxIUCgZvYmplY3QYAiABKAlCBOJBAQMSFQoHY3JlYXRlZBgDIAEoA0IE4kEBAxITCgVtb2RlbBgEIAEoCUIE4kEBAxIWCghwcm92aWRlchgFIAEoCUIE4kEBAxIlChJzeXN0ZW1fZmluZ2VycHJpbnQYBiABKAlCBOJBAQNIAIgBARI7CgdjaG9pY2VzGAcgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ2h1bmtDaG9pY2VCCuJBAQOKtRgCKAESLQoFdXNhZ2UYCCABKAsyGC50b2tlbndpcmUuY2hhdC52MS5Vc2FnZUIE4kEBAxIgChJkcm9wcGVkX3BhcmFtZXRlcnMYCSADKAlCBOJBAQMSOgoMc2VydmljZV90aWVyGAogASgOMh4udG9rZW53aXJlLmNoYXQudjEuU2VydmljZVRpZXJCBOJBAQMSMwoFZGVidWcYCyABKAsyHi50b2tlbndpcmUuY2hhdC52MS5EZWJ1Z091dHB1dEIE4kEBA0IVChNfc3lzdGVtX2ZpbmdlcnByaW50IokCCgtDaHVua0Nob2ljZRITCgVpbmRleBgBIAEoBUIE4kEBAxIzCgVkZWx0YRgCIAEoCzIYLnRva2Vud2lyZS5jaGF0LnYxLkRlbHRhQgriQQEDirUYAigBEkIKDWZpbmlzaF9yZWFzb24YAyABKA4yHy50b2tlbndpcmUuY2hhdC52MS5GaW5pc2hSZWFzb25CCuJBAQOKtRgCIAESOQoIbG9ncHJvYnMYBCABKAsyIS50b2tlbndpcmUuY2hhdC52MS5DaG9pY2VMb2dwcm9ic0IE4kEBAxIxCgdoZWFsaW5nGAUgASgLMhoudG9rZW53aXJlLmNoYXQudjEuSGVhbGluZ0IE4kEBAyKmAgoFRGVsdGESKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQMSGgoHY29udGVudBgCIAEoCUIE4kEBA0gAiAEBEhoKB3JlZnVzYWwYAyABKAlCBOJBAQNIAYgBARIcCglyZWFzb25pbmcYBCABKAlCBOJBAQNIAogBARI6Cgp0b29sX2NhbGxzGAUgAygLMiAudG9rZW53aXJlLmNoYXQudjEuVG9vbENhbGxEZWx0YUIE4kEBAxI4Cgthbm5vdGF0aW9ucxgGIAMoCzIdLnRva2Vud2lyZS5jaGF0LnYxLkFubm90YXRpb25CBOJBAQNCCgoIX2NvbnRlbnRCCgoIX3JlZnVzYWxCDAoKX3JlYXNvbmluZyKxAQoNVG9vbENhbGxEZWx0YRITCgVpbmRleBgBIAEoBUIE4kEBAxIVCgJpZBgCIAEoCUIE4kEBA0gAiAEBEi8KBHR5cGUYAyABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZUIE4kEBAxI8CghmdW5jdGlvbhgEIAEoCzIkLnRva2Vud2lyZS5jaGF0LnYxLkZ1bmN0aW9uQ2FsbERlbHRhQgTiQQEDQgUKA19pZCJhChFGdW5jdGlvbkNhbGxEZWx0YRIXCgRuYW1lGAEgASgJQgTiQQEDSACIAQESHAoJYXJndW1lbnRzGAIgASgJQgTiQQEDSAGIAQFCBwoFX25hbWVCDAoKX2FyZ3VtZW50cyKMAQoOQ2hvaWNlTG9ncHJvYnMSPAoHY29udGVudBgBIAMoCzIfLnRva2Vud2lyZS5jaGF0LnYxLlRva2VuTG9ncHJvYkIK4kEBA4q1GAIoARI8CgdyZWZ1c2FsGAIgAygLMh8udG9rZW53aXJlLmNoYXQudjEuVG9rZW5Mb2dwcm9iQgriQQEDirUYAiABIpYBCgxUb2tlbkxvZ3Byb2ISEwoFdG9rZW4YASABKAlCBOJBAQMSFQoHbG9ncHJvYhgCIAEoAUIE4kEBAxIZCgVieXRlcxgDIAMoBUIK4kEBA4q1GAIoARI/Cgx0b3BfbG9ncHJvYnMYBCADKAsyHS50b2tlbndpcmUuY2hhdC52MS5Ub3BMb2dwcm9iQgriQQEDirUYAigBIlMKClRvcExvZ3Byb2ISEwoFdG9rZW4YASABKAlCBOJBAQMSFQoHbG9ncHJvYhgCIAEoAUIE4kEBAxIZCgVieXRlcxgDIAMoBUIK4kEBA4q1GAIoASLRAgoFVXNhZ2USGwoNcHJvbXB0X3Rva2VucxgBIAEoBUIE4kEBAxIfChFjb21wbGV0aW9uX3Rva2VucxgCIAEoBUIE4kEBAxIaCgx0b3RhbF90b2tlbnMYAyABKAVCBOJBAQMSSwoVcHJvbXB0X3Rva2Vuc19kZXRhaWxzGAQgASgLMiYudG9rZW53aXJlLmNoYXQudjEuUHJvbXB0VG9rZW5zRGV0YWlsc0IE4kEBAxJTChljb21wbGV0aW9uX3Rva2Vuc19kZXRhaWxzGAUgASgLMioudG9rZW53aXJlLmNoYXQudjEuQ29tcGxldGlvblRva2Vuc0RldGFpbHNCBOJBAQMSHAoJZXN0aW1hdGVkGAYgASgIQgTiQQEDSACIAQESFwoEY29zdBgHIAEoAUIE4kEBA0gBiAEBQgwKCl9lc3RpbWF0ZWRCBwoFX2Nvc3QicAoTUHJvbXB0VG9rZW5zRGV0YWlscxIbCg1jYWNoZWRfdG9rZW5zGAEgASgFQgTiQQEDEhoKDGF1ZGlvX3Rva2VucxgCIAEoBUIE4kEBAxIgChJjYWNoZV93cml0ZV90b2tlbnMYAyABKAVCBOJBAQMiqQEKF0NvbXBsZXRpb25Ub2tlbnNEZXRhaWxzEh4KEHJlYXNvbmluZ190b2tlbnMYASABKAVCBOJBAQMSGgoMYXVkaW9fdG9rZW5zGAIgASgFQgTiQQEDEigKGmFjY2VwdGVkX3ByZWRpY3Rpb25fdG9rZW5zGAMgASgFQgTiQQEDEigKGnJlamVjdGVkX3ByZWRpY3Rpb25fdG9rZW5zGAQgASgFQgTiQQEDIn8KCkFubm90YXRpb24SNQoEdHlwZRgBIAEoDjIhLnRva2Vud2lyZS5jaGF0LnYxLkFubm90YXRpb25UeXBlQgTiQQEDEjoKDHVybF9jaXRhdGlvbhgCIAEoCzIeLnRva2Vud2lyZS5jaGF0LnYxLlVybENpdGF0aW9uQgTiQQEDIpEBCgtVcmxDaXRhdGlvbhIRCgN1cmwYASABKAlCBOJBAQMSEwoFdGl0bGUYAiABKAlCBOJBAQMSGQoLc3RhcnRfaW5kZXgYAyABKAVCBOJBAQMSFwoJZW5kX2luZGV4GAQgASgFQgTiQQEDEhoKB2NvbnRlbnQYBSABKAlCBOJBAQNIAIgBAUIKCghfY29udGVudCKPAQoHSGVhbGluZxI2CgZzdGF0dXMYASABKA4yIC50b2tlbndpcmUuY2hhdC52MS5IZWFsaW5nU3RhdHVzQgTiQQEDEhoKB2NvbnRlbnQYAiABKAlCBOJBAQNIAIgBARIZCgZkZXRhaWwYAyABKAlCBOJBAQNIAYgBAUIKCghfY29udGVudEIJCgdfZGV0YWlsKksKCE1vZGFsaXR5EhgKFE1PREFMSVRZX1VOU1BFQ0lGSUVEEAASEQoNTU9EQUxJVFlfVEVYVBABEhIKDk1PREFMSVRZX0FVRElPEAIqpgEKC1NlcnZpY2VUaWVyEhwKGFNFUlZJQ0VfVElFUl9VTlNQRUNJRklFRBAAEhUKEVNFUlZJQ0VfVElFUl9BVVRPEAESGAoUU0VSVklDRV9USUVSX0RFRkFVTFQQAhIVChFTRVJWSUNFX1RJRVJfRkxFWBADEhYKElNFUlZJQ0VfVElFUl9TQ0FMRRAEEhkKFVNFUlZJQ0VfVElFUl9QUklPUklUWRAFKsQBCgxGaW5pc2hSZWFzb24SHQoZRklOSVNIX1JFQVNPTl9VTlNQRUNJRklFRBAAEhYKEkZJTklTSF9SRUFTT05fU1RPUBABEhgKFEZJTklTSF9SRUFTT05fTEVOR1RIEAISHAoYRklOSVNIX1JFQVNPTl9UT09MX0NBTExTEAMSIAocRklOSVNIX1JFQVNPTl9DT05URU5UX0ZJTFRFUhAEEiMKG0ZJTklTSF9SRUFTT05fRlVOQ1RJT05fQ0FMTBAFGgIIASpTCg5Bbm5vdGF0aW9uVHlwZRIfChtBTk5PVEFUSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIgChxBTk5PVEFUSU9OX1RZUEVfVVJMX0NJVEFUSU9OEAEqgwEKDUhlYWxpbmdTdGF0dXMSHgoaSEVBTElOR19TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRIRUFMSU5HX1NUQVRVU19WQUxJRBABEhkKFUhFQUxJTkdfU1RBVFVTX0hFQUxFRBACEh0KGUhFQUxJTkdfU1RBVFVTX1VOSEVBTEFCTEUQAzKoAwoLQ2hhdFNlcnZpY2UStwEKFENyZWF0ZUNoYXRDb21wbGV0aW9uEi4udG9rZW53aXJlLmNoYXQudjEuQ3JlYXRlQ2hhdENvbXBsZXRpb25SZXF1ZXN0Gi8udG9rZW53aXJlLmNoYXQudjEuQ3JlYXRlQ2hhdENvbXBsZXRpb25SZXNwb25zZSI+gtPkkwI4OgEqWh06ASoiGC9hcGkvYWkvY2hhdC9jb21wbGV0aW9ucyIUL3YxL2NoYXQvY29tcGxldGlvbnMS0wEKFFN0cmVhbUNoYXRDb21wbGV0aW9uEi4udG9rZW53aXJlLmNoYXQudjEuU3RyZWFtQ2hhdENvbXBsZXRpb25SZXF1ZXN0Gi8udG9rZW53aXJlLmNoYXQudjEuU3RyZWFtQ2hhdENvbXBsZXRpb25SZXNwb25zZSJYgtPkkwJSOgdyZXF1ZXN0Wio6B3JlcXVlc3RiBWNodW5rIhgvYXBpL2FpL2NoYXQvY29tcGxldGlvbnNiBWNodW5rIhQvdjEvY2hhdC9jb21wbGV0aW9uczABGgmitRgFCgMBAgRiBnByb3RvMw", [file_google_api_annotations, file_google_api_field_behavior, file_tokenwire_chat_v1_message, file_tokenwire_chat_v1_routing, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
 
 /**
  * A chat completion request: OpenAI's parameters plus the seeds' extensions.
@@ -374,6 +374,13 @@ export type CreateChatCompletionRequest = Message<"tokenwire.chat.v1.CreateChatC
    * @generated from field: string moderation = 48;
    */
   moderation: string;
+
+  /**
+   * Optional. Debugging aids (OpenRouter's `debug`), honoured on streamed requests only.
+   *
+   * @generated from field: tokenwire.chat.v1.Debug debug = 49;
+   */
+  debug?: Debug | undefined;
 };
 
 /**
@@ -382,6 +389,48 @@ export type CreateChatCompletionRequest = Message<"tokenwire.chat.v1.CreateChatC
  */
 export const CreateChatCompletionRequestSchema: GenMessage<CreateChatCompletionRequest> = /*@__PURE__*/
   messageDesc(file_tokenwire_chat_v1_chat, 0);
+
+/**
+ * Debugging aids a request may ask for.
+ *
+ * @generated from message tokenwire.chat.v1.Debug
+ */
+export type Debug = Message<"tokenwire.chat.v1.Debug"> & {
+  /**
+   * Optional. Send the exact body sent upstream, credentials redacted, in the first chunk.
+   *
+   * @generated from field: optional bool echo_upstream_body = 1;
+   */
+  echoUpstreamBody?: boolean | undefined;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.Debug.
+ * Use `create(DebugSchema)` to create a new message.
+ */
+export const DebugSchema: GenMessage<Debug> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_chat, 1);
+
+/**
+ * Debugging output, on the first chunk of a stream that asked for it.
+ *
+ * @generated from message tokenwire.chat.v1.DebugOutput
+ */
+export type DebugOutput = Message<"tokenwire.chat.v1.DebugOutput"> & {
+  /**
+   * Output only. The JSON body sent to the upstream, credentials redacted.
+   *
+   * @generated from field: string echo_upstream_body = 1;
+   */
+  echoUpstreamBody: string;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.DebugOutput.
+ * Use `create(DebugOutputSchema)` to create a new message.
+ */
+export const DebugOutputSchema: GenMessage<DebugOutput> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_chat, 2);
 
 /**
  * The streaming RPC's request: the same request as the unary call.
@@ -402,7 +451,7 @@ export type StreamChatCompletionRequest = Message<"tokenwire.chat.v1.StreamChatC
  * Use `create(StreamChatCompletionRequestSchema)` to create a new message.
  */
 export const StreamChatCompletionRequestSchema: GenMessage<StreamChatCompletionRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 1);
+  messageDesc(file_tokenwire_chat_v1_chat, 3);
 
 /**
  * A whole chat completion.
@@ -486,7 +535,7 @@ export type CreateChatCompletionResponse = Message<"tokenwire.chat.v1.CreateChat
  * Use `create(CreateChatCompletionResponseSchema)` to create a new message.
  */
 export const CreateChatCompletionResponseSchema: GenMessage<CreateChatCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 2);
+  messageDesc(file_tokenwire_chat_v1_chat, 4);
 
 /**
  * One choice of a whole completion.
@@ -521,6 +570,13 @@ export type Choice = Message<"tokenwire.chat.v1.Choice"> & {
    * @generated from field: tokenwire.chat.v1.ChoiceLogprobs logprobs = 4;
    */
   logprobs?: ChoiceLogprobs | undefined;
+
+  /**
+   * Output only. What the response-healing plugin found and did; unset without it.
+   *
+   * @generated from field: tokenwire.chat.v1.Healing healing = 5;
+   */
+  healing?: Healing | undefined;
 };
 
 /**
@@ -528,7 +584,7 @@ export type Choice = Message<"tokenwire.chat.v1.Choice"> & {
  * Use `create(ChoiceSchema)` to create a new message.
  */
 export const ChoiceSchema: GenMessage<Choice> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 3);
+  messageDesc(file_tokenwire_chat_v1_chat, 5);
 
 /**
  * A message generated by the model.
@@ -570,6 +626,13 @@ export type ResponseMessage = Message<"tokenwire.chat.v1.ResponseMessage"> & {
    * @generated from field: repeated tokenwire.chat.v1.ToolCall tool_calls = 5;
    */
   toolCalls: ToolCall[];
+
+  /**
+   * Output only. Sources the answer cites (the web plugin's `url_citation`s).
+   *
+   * @generated from field: repeated tokenwire.chat.v1.Annotation annotations = 6;
+   */
+  annotations: Annotation[];
 };
 
 /**
@@ -577,7 +640,7 @@ export type ResponseMessage = Message<"tokenwire.chat.v1.ResponseMessage"> & {
  * Use `create(ResponseMessageSchema)` to create a new message.
  */
 export const ResponseMessageSchema: GenMessage<ResponseMessage> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 4);
+  messageDesc(file_tokenwire_chat_v1_chat, 6);
 
 /**
  * Streaming response: one chunk per message.
@@ -598,7 +661,7 @@ export type StreamChatCompletionResponse = Message<"tokenwire.chat.v1.StreamChat
  * Use `create(StreamChatCompletionResponseSchema)` to create a new message.
  */
 export const StreamChatCompletionResponseSchema: GenMessage<StreamChatCompletionResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 5);
+  messageDesc(file_tokenwire_chat_v1_chat, 7);
 
 /**
  * One streamed chunk of a chat completion.
@@ -675,6 +738,13 @@ export type ChatCompletionChunk = Message<"tokenwire.chat.v1.ChatCompletionChunk
    * @generated from field: tokenwire.chat.v1.ServiceTier service_tier = 10;
    */
   serviceTier: ServiceTier;
+
+  /**
+   * Output only. Debugging output, on the first chunk when `debug` asked for it.
+   *
+   * @generated from field: tokenwire.chat.v1.DebugOutput debug = 11;
+   */
+  debug?: DebugOutput | undefined;
 };
 
 /**
@@ -682,7 +752,7 @@ export type ChatCompletionChunk = Message<"tokenwire.chat.v1.ChatCompletionChunk
  * Use `create(ChatCompletionChunkSchema)` to create a new message.
  */
 export const ChatCompletionChunkSchema: GenMessage<ChatCompletionChunk> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 6);
+  messageDesc(file_tokenwire_chat_v1_chat, 8);
 
 /**
  * One choice's delta within a chunk.
@@ -717,6 +787,13 @@ export type ChunkChoice = Message<"tokenwire.chat.v1.ChunkChoice"> & {
    * @generated from field: tokenwire.chat.v1.ChoiceLogprobs logprobs = 4;
    */
   logprobs?: ChoiceLogprobs | undefined;
+
+  /**
+   * Output only. The response-healing plugin's verdict, on the choice's last chunk.
+   *
+   * @generated from field: tokenwire.chat.v1.Healing healing = 5;
+   */
+  healing?: Healing | undefined;
 };
 
 /**
@@ -724,7 +801,7 @@ export type ChunkChoice = Message<"tokenwire.chat.v1.ChunkChoice"> & {
  * Use `create(ChunkChoiceSchema)` to create a new message.
  */
 export const ChunkChoiceSchema: GenMessage<ChunkChoice> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 7);
+  messageDesc(file_tokenwire_chat_v1_chat, 9);
 
 /**
  * What one chunk adds to the message.
@@ -766,6 +843,13 @@ export type Delta = Message<"tokenwire.chat.v1.Delta"> & {
    * @generated from field: repeated tokenwire.chat.v1.ToolCallDelta tool_calls = 5;
    */
   toolCalls: ToolCallDelta[];
+
+  /**
+   * Output only. Sources the answer cites, on the choice's last chunk.
+   *
+   * @generated from field: repeated tokenwire.chat.v1.Annotation annotations = 6;
+   */
+  annotations: Annotation[];
 };
 
 /**
@@ -773,7 +857,7 @@ export type Delta = Message<"tokenwire.chat.v1.Delta"> & {
  * Use `create(DeltaSchema)` to create a new message.
  */
 export const DeltaSchema: GenMessage<Delta> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 8);
+  messageDesc(file_tokenwire_chat_v1_chat, 10);
 
 /**
  * A fragment of a tool call while streaming.
@@ -815,7 +899,7 @@ export type ToolCallDelta = Message<"tokenwire.chat.v1.ToolCallDelta"> & {
  * Use `create(ToolCallDeltaSchema)` to create a new message.
  */
 export const ToolCallDeltaSchema: GenMessage<ToolCallDelta> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 9);
+  messageDesc(file_tokenwire_chat_v1_chat, 11);
 
 /**
  * A fragment of a function call.
@@ -843,7 +927,7 @@ export type FunctionCallDelta = Message<"tokenwire.chat.v1.FunctionCallDelta"> &
  * Use `create(FunctionCallDeltaSchema)` to create a new message.
  */
 export const FunctionCallDeltaSchema: GenMessage<FunctionCallDelta> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 10);
+  messageDesc(file_tokenwire_chat_v1_chat, 12);
 
 /**
  * Log probabilities of a choice.
@@ -871,7 +955,7 @@ export type ChoiceLogprobs = Message<"tokenwire.chat.v1.ChoiceLogprobs"> & {
  * Use `create(ChoiceLogprobsSchema)` to create a new message.
  */
 export const ChoiceLogprobsSchema: GenMessage<ChoiceLogprobs> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 11);
+  messageDesc(file_tokenwire_chat_v1_chat, 13);
 
 /**
  * The log probability of one token and its alternatives.
@@ -913,7 +997,7 @@ export type TokenLogprob = Message<"tokenwire.chat.v1.TokenLogprob"> & {
  * Use `create(TokenLogprobSchema)` to create a new message.
  */
 export const TokenLogprobSchema: GenMessage<TokenLogprob> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 12);
+  messageDesc(file_tokenwire_chat_v1_chat, 14);
 
 /**
  * One alternative token at a position.
@@ -948,7 +1032,7 @@ export type TopLogprob = Message<"tokenwire.chat.v1.TopLogprob"> & {
  * Use `create(TopLogprobSchema)` to create a new message.
  */
 export const TopLogprobSchema: GenMessage<TopLogprob> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 13);
+  messageDesc(file_tokenwire_chat_v1_chat, 15);
 
 /**
  * Token accounting of one request.
@@ -1011,7 +1095,7 @@ export type Usage = Message<"tokenwire.chat.v1.Usage"> & {
  * Use `create(UsageSchema)` to create a new message.
  */
 export const UsageSchema: GenMessage<Usage> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 14);
+  messageDesc(file_tokenwire_chat_v1_chat, 16);
 
 /**
  * Breakdown of prompt tokens.
@@ -1032,6 +1116,13 @@ export type PromptTokensDetails = Message<"tokenwire.chat.v1.PromptTokensDetails
    * @generated from field: int32 audio_tokens = 2;
    */
   audioTokens: number;
+
+  /**
+   * Output only. Prompt tokens written to the provider's cache (billed at its write price).
+   *
+   * @generated from field: int32 cache_write_tokens = 3;
+   */
+  cacheWriteTokens: number;
 };
 
 /**
@@ -1039,7 +1130,7 @@ export type PromptTokensDetails = Message<"tokenwire.chat.v1.PromptTokensDetails
  * Use `create(PromptTokensDetailsSchema)` to create a new message.
  */
 export const PromptTokensDetailsSchema: GenMessage<PromptTokensDetails> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 15);
+  messageDesc(file_tokenwire_chat_v1_chat, 17);
 
 /**
  * Breakdown of completion tokens.
@@ -1081,7 +1172,120 @@ export type CompletionTokensDetails = Message<"tokenwire.chat.v1.CompletionToken
  * Use `create(CompletionTokensDetailsSchema)` to create a new message.
  */
 export const CompletionTokensDetailsSchema: GenMessage<CompletionTokensDetails> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_chat, 16);
+  messageDesc(file_tokenwire_chat_v1_chat, 18);
+
+/**
+ * A source an answer cites.
+ *
+ * @generated from message tokenwire.chat.v1.Annotation
+ */
+export type Annotation = Message<"tokenwire.chat.v1.Annotation"> & {
+  /**
+   * Output only. The kind of annotation; `url_citation` is the one kind so far.
+   *
+   * @generated from field: tokenwire.chat.v1.AnnotationType type = 1;
+   */
+  type: AnnotationType;
+
+  /**
+   * Output only. The cited web page, for `url_citation`.
+   *
+   * @generated from field: tokenwire.chat.v1.UrlCitation url_citation = 2;
+   */
+  urlCitation?: UrlCitation | undefined;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.Annotation.
+ * Use `create(AnnotationSchema)` to create a new message.
+ */
+export const AnnotationSchema: GenMessage<Annotation> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_chat, 19);
+
+/**
+ * A web page the answer cites, and where.
+ *
+ * @generated from message tokenwire.chat.v1.UrlCitation
+ */
+export type UrlCitation = Message<"tokenwire.chat.v1.UrlCitation"> & {
+  /**
+   * Output only. The page's URL.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * Output only. The page's title.
+   *
+   * @generated from field: string title = 2;
+   */
+  title: string;
+
+  /**
+   * Output only. Index of the first character of the citation in the message content.
+   *
+   * @generated from field: int32 start_index = 3;
+   */
+  startIndex: number;
+
+  /**
+   * Output only. Index just past the citation's last character.
+   *
+   * @generated from field: int32 end_index = 4;
+   */
+  endIndex: number;
+
+  /**
+   * Output only. The search result's snippet.
+   *
+   * @generated from field: optional string content = 5;
+   */
+  content?: string | undefined;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.UrlCitation.
+ * Use `create(UrlCitationSchema)` to create a new message.
+ */
+export const UrlCitationSchema: GenMessage<UrlCitation> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_chat, 20);
+
+/**
+ * The response-healing plugin's verdict on a JSON answer.
+ *
+ * @generated from message tokenwire.chat.v1.Healing
+ */
+export type Healing = Message<"tokenwire.chat.v1.Healing"> & {
+  /**
+   * Output only. Whether the answer was valid JSON, repaired, or beyond repair.
+   *
+   * @generated from field: tokenwire.chat.v1.HealingStatus status = 1;
+   */
+  status: HealingStatus;
+
+  /**
+   * Output only. In a stream, the repaired JSON text when `healed` (whole completions
+   * carry it as the message content).
+   *
+   * @generated from field: optional string content = 2;
+   */
+  content?: string | undefined;
+
+  /**
+   * Output only. What was wrong: the parse or schema error, for `healed` and `unhealable`.
+   *
+   * @generated from field: optional string detail = 3;
+   */
+  detail?: string | undefined;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.Healing.
+ * Use `create(HealingSchema)` to create a new message.
+ */
+export const HealingSchema: GenMessage<Healing> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_chat, 21);
 
 /**
  * An output modality.
@@ -1227,6 +1431,74 @@ export enum FinishReason {
  */
 export const FinishReasonSchema: GenEnum<FinishReason> = /*@__PURE__*/
   enumDesc(file_tokenwire_chat_v1_chat, 2);
+
+/**
+ * Kind of an annotation.
+ *
+ * @generated from enum tokenwire.chat.v1.AnnotationType
+ */
+export enum AnnotationType {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: ANNOTATION_TYPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A web page in `url_citation`.
+   *
+   * @generated from enum value: ANNOTATION_TYPE_URL_CITATION = 1;
+   */
+  URL_CITATION = 1,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.AnnotationType.
+ */
+export const AnnotationTypeSchema: GenEnum<AnnotationType> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_chat, 3);
+
+/**
+ * What response healing found.
+ *
+ * @generated from enum tokenwire.chat.v1.HealingStatus
+ */
+export enum HealingStatus {
+  /**
+   * Unset.
+   *
+   * @generated from enum value: HEALING_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The answer was valid JSON matching the schema, as given.
+   *
+   * @generated from enum value: HEALING_STATUS_VALID = 1;
+   */
+  VALID = 1,
+
+  /**
+   * The answer was repaired into JSON that matches the schema.
+   *
+   * @generated from enum value: HEALING_STATUS_HEALED = 2;
+   */
+  HEALED = 2,
+
+  /**
+   * The answer could not be repaired; it is returned as the model gave it.
+   *
+   * @generated from enum value: HEALING_STATUS_UNHEALABLE = 3;
+   */
+  UNHEALABLE = 3,
+}
+
+/**
+ * Describes the enum tokenwire.chat.v1.HealingStatus.
+ */
+export const HealingStatusSchema: GenEnum<HealingStatus> = /*@__PURE__*/
+  enumDesc(file_tokenwire_chat_v1_chat, 4);
 
 /**
  * Chat completions, shaped like OpenAI's `POST /v1/chat/completions`.

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/chat/v1/message.proto.
  */
 export const file_tokenwire_chat_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKcAwoLQ2hhdE1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQISKQoMY29udGVudF90ZXh0GAIgASgJQhHiQQEBirUYCQoHY29udGVudEgAEksKDWNvbnRlbnRfcGFydHMYAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydHNCEeJBAQGKtRgJCgdjb250ZW50SAASFwoEbmFtZRgEIAEoCUIE4kEBAUgBiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBARIfCgx0b29sX2NhbGxfaWQYBiABKAlCBOJBAQFIAogBARIaCgdyZWZ1c2FsGAcgASgJQgTiQQEBSAOIAQESHAoJcmVhc29uaW5nGAggASgJQgTiQQEBSASIAQFCCQoHY29udGVudEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgoKCF9yZWZ1c2FsQgwKCl9yZWFzb25pbmciSQoMQ29udGVudFBhcnRzEjMKBXBhcnRzGAEgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRCBOJBAQI6BJC1GAEisQIKC0NvbnRlbnRQYXJ0EjYKBHR5cGUYASABKA4yIi50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydFR5cGVCBOJBAQISFwoEdGV4dBgCIAEoCUIE4kEBAUgAiAEBEjQKCWltYWdlX3VybBgDIAEoCzIbLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlVXJsQgTiQQEBEjgKC2lucHV0X2F1ZGlvGAQgASgLMh0udG9rZW53aXJlLmNoYXQudjEuSW5wdXRBdWRpb0IE4kEBARIwCgRmaWxlGAUgASgLMhwudG9rZW53aXJlLmNoYXQudjEuRmlsZUlucHV0QgTiQQEBEhoKB3JlZnVzYWwYBiABKAlCBOJBAQFIAYgBAUIHCgVfdGV4dEIKCghfcmVmdXNhbCJTCghJbWFnZVVybBIRCgN1cmwYASABKAlCBOJBAQESNAoGZGV0YWlsGAIgASgOMh4udG9rZW53aXJlLmNoYXQudjEuSW1hZ2VEZXRhaWxCBOJBAQEiWwoKSW5wdXRBdWRpbxISCgRkYXRhGAEgASgJQgTiQQEBEjkKBmZvcm1hdBgCIAEoDjIjLnRva2Vud2lyZS5jaGF0LnYxLklucHV0QXVkaW9Gb3JtYXRCBOJBAQEiiQEKCUZpbGVJbnB1dBIcCglmaWxlX2RhdGEYASABKAlCBOJBAQFIAIgBARIaCgdmaWxlX2lkGAIgASgJQgTiQQEBSAGIAQESGwoIZmlsZW5hbWUYAyABKAlCBOJBAQFIAogBAUIMCgpfZmlsZV9kYXRhQgoKCF9maWxlX2lkQgsKCV9maWxlbmFtZSJ2CgRUb29sEi8KBHR5cGUYASABKA4yGy50b2tlbndpcmUuY2hhdC52MS5Ub29sVHlwZUIE4kEBARI9CghmdW5jdGlvbhgCIAEoCzIlLnRva2Vud2lyZS5jaGF0LnYxLkZ1bmN0aW9uRGVmaW5pdGlvbkIE4kEBAiKqAQoSRnVuY3Rpb25EZWZpbml0aW9uEhIKBG5hbWUYASABKAlCBOJBAQISHgoLZGVzY3JpcHRpb24YAiABKAlCBOJBAQFIAIgBARIqCgpwYXJhbWV0ZXJzGAMgASgJQhbiQQEBirUYAhABmrUYCFIGb2JqZWN0EhkKBnN0cmljdBgEIAEoCEIE4kEBAUgBiAEBQg4KDF9kZXNjcmlwdGlvbkIJCgdfc3RyaWN0IoYBCghUb29sQ2FsbBIQCgJpZBgBIAEoCUIE4kEBARIvCgR0eXBlGAIgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESNwoIZnVuY3Rpb24YAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkNhbGxCBOJBAQEiOwoMRnVuY3Rpb25DYWxsEhIKBG5hbWUYASABKAlCBOJBAQESFwoJYXJndW1lbnRzGAIgASgJQgTiQQEBInwKD05hbWVkVG9vbENob2ljZRIvCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESOAoIZnVuY3Rpb24YAiABKAsyIC50b2tlbndpcmUuY2hhdC52MS5OYW1lZEZ1bmN0aW9uQgTiQQECIiMKDU5hbWVkRnVuY3Rpb24SEgoEbmFtZRgBIAEoCUIE4kEBAiKFAQoOUmVzcG9uc2VGb3JtYXQSOQoEdHlwZRgBIAEoDjIlLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlRm9ybWF0VHlwZUIE4kEBAhI4Cgtqc29uX3NjaGVtYRgCIAEoCzIdLnRva2Vud2lyZS5jaGF0LnYxLkpzb25TY2hlbWFCBOJBAQEingEKCkpzb25TY2hlbWESEgoEbmFtZRgBIAEoCUIE4kEBARIeCgtkZXNjcmlwdGlvbhgCIAEoCUIE4kEBAUgAiAEBEiYKBnNjaGVtYRgDIAEoCUIW4kEBAYq1GAIQAZq1GAhSBm9iamVjdBIZCgZzdHJpY3QYBCABKAhCBOJBAQFIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCKDAQoNU3RyZWFtT3B0aW9ucxIgCg1pbmNsdWRlX3VzYWdlGAEgASgIQgTiQQEBSACIAQESJgoTaW5jbHVkZV9vYmZ1c2NhdGlvbhgCIAEoCEIE4kEBAUgBiAEBQhAKDl9pbmNsdWRlX3VzYWdlQhYKFF9pbmNsdWRlX29iZnVzY2F0aW9uIv8BCglSZWFzb25pbmcSOAoGZWZmb3J0GAEgASgOMiIudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nRWZmb3J0QgTiQQEBEh0KCm1heF90b2tlbnMYAiABKAVCBOJBAQFIAIgBARIaCgdleGNsdWRlGAMgASgIQgTiQQEBSAGIAQESGgoHZW5hYmxlZBgEIAEoCEIE4kEBAUgCiAEBEjoKB3N1bW1hcnkYBSABKA4yIy50b2tlbndpcmUuY2hhdC52MS5SZWFzb25pbmdTdW1tYXJ5QgTiQQEBQg0KC19tYXhfdG9rZW5zQgoKCF9leGNsdWRlQgoKCF9lbmFibGVkIl4KC0F1ZGlvT3V0cHV0EhMKBXZvaWNlGAEgASgJQgTiQQEBEjoKBmZvcm1hdBgCIAEoDjIkLnRva2Vud2lyZS5jaGF0LnYxLkF1ZGlvT3V0cHV0Rm9ybWF0QgTiQQEBIloKClByZWRpY3Rpb24SNQoEdHlwZRgBIAEoDjIhLnRva2Vud2lyZS5jaGF0LnYxLlByZWRpY3Rpb25UeXBlQgTiQQEBEhUKB2NvbnRlbnQYAiABKAlCBOJBAQEqcwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9TWVNURU0QARISCg5ST0xFX0RFVkVMT1BFUhACEg0KCVJPTEVfVVNFUhADEhIKDlJPTEVfQVNTSVNUQU5UEAQSDQoJUk9MRV9UT09MEAUqzwEKD0NvbnRlbnRQYXJ0VHlwZRIhCh1DT05URU5UX1BBUlRfVFlQRV9VTlNQRUNJRklFRBAAEhoKFkNPTlRFTlRfUEFSVF9UWVBFX1RFWFQQARIfChtDT05URU5UX1BBUlRfVFlQRV9JTUFHRV9VUkwQAhIhCh1DT05URU5UX1BBUlRfVFlQRV9JTlBVVF9BVURJTxADEhoKFkNPTlRFTlRfUEFSVF9UWVBFX0ZJTEUQBBIdChlDT05URU5UX1BBUlRfVFlQRV9SRUZVU0FMEAUqbwoLSW1hZ2VEZXRhaWwSHAoYSU1BR0VfREVUQUlMX1VOU1BFQ0lGSUVEEAASFQoRSU1BR0VfREVUQUlMX0FVVE8QARIUChBJTUFHRV9ERVRBSUxfTE9XEAISFQoRSU1BR0VfREVUQUlMX0hJR0gQAypuChBJbnB1dEF1ZGlvRm9ybWF0EiIKHklOUFVUX0FVRElPX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhoKFklOUFVUX0FVRElPX0ZPUk1BVF9XQVYQARIaChZJTlBVVF9BVURJT19GT1JNQVRfTVAzEAIqPQoIVG9vbFR5cGUSGQoVVE9PTF9UWVBFX1VOU1BFQ0lGSUVEEAASFgoSVE9PTF9UWVBFX0ZVTkNUSU9OEAEqhwEKDlRvb2xDaG9pY2VNb2RlEiAKHFRPT0xfQ0hPSUNFX01PREVfVU5TUEVDSUZJRUQQABIZChVUT09MX0NIT0lDRV9NT0RFX05PTkUQARIZChVUT09MX0NIT0lDRV9NT0RFX0FVVE8QAhIdChlUT09MX0NIT0lDRV9NT0RFX1JFUVVJUkVEEAMqpQEKElJlc3BvbnNlRm9ybWF0VHlwZRIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9VTlNQRUNJRklFRBAAEh0KGVJFU1BPTlNFX0ZPUk1BVF9UWVBFX1RFWFQQARIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX09CSkVDVBACEiQKIFJFU1BPTlNFX0ZPUk1BVF9UWVBFX0pTT05fU0NIRU1BEAMq9AEKD1JlYXNvbmluZ0VmZm9ydBIgChxSRUFTT05JTkdfRUZGT1JUX1VOU1BFQ0lGSUVEEAASGQoVUkVBU09OSU5HX0VGRk9SVF9OT05FEAESHAoYUkVBU09OSU5HX0VGRk9SVF9NSU5JTUFMEAISGAoUUkVBU09OSU5HX0VGRk9SVF9MT1cQAxIbChdSRUFTT05JTkdfRUZGT1JUX01FRElVTRAEEhkKFVJFQVNPTklOR19FRkZPUlRfSElHSBAFEhoKFlJFQVNPTklOR19FRkZPUlRfWEhJR0gQBhIYChRSRUFTT05JTkdfRUZGT1JUX01BWBAHKpABChBSZWFzb25pbmdTdW1tYXJ5EiEKHVJFQVNPTklOR19TVU1NQVJZX1VOU1BFQ0lGSUVEEAASGgoWUkVBU09OSU5HX1NVTU1BUllfQVVUTxABEh0KGVJFQVNPTklOR19TVU1NQVJZX0NPTkNJU0UQAhIeChpSRUFTT05JTkdfU1VNTUFSWV9ERVRBSUxFRBADKuoBChFBdWRpb091dHB1dEZvcm1hdBIjCh9BVURJT19PVVRQVVRfRk9STUFUX1VOU1BFQ0lGSUVEEAASGwoXQVVESU9fT1VUUFVUX0ZPUk1BVF9XQVYQARIbChdBVURJT19PVVRQVVRfRk9STUFUX0FBQxACEhsKF0FVRElPX09VVFBVVF9GT1JNQVRfTVAzEAMSHAoYQVVESU9fT1VUUFVUX0ZPUk1BVF9GTEFDEAQSHAoYQVVESU9fT1VUUFVUX0ZPUk1BVF9PUFVTEAUSHQoZQVVESU9fT1VUUFVUX0ZPUk1BVF9QQ00xNhAGKk4KDlByZWRpY3Rpb25UeXBlEh8KG1BSRURJQ1RJT05fVFlQRV9VTlNQRUNJRklFRBAAEhsKF1BSRURJQ1RJT05fVFlQRV9DT05URU5UEAEqYwoJVmVyYm9zaXR5EhkKFVZFUkJPU0lUWV9VTlNQRUNJRklFRBAAEhEKDVZFUkJPU0lUWV9MT1cQARIUChBWRVJCT1NJVFlfTUVESVVNEAISEgoOVkVSQk9TSVRZX0hJR0gQA2IGcHJvdG8z", [file_google_api_field_behavior, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
+  fileDesc("Ch90b2tlbndpcmUvY2hhdC92MS9tZXNzYWdlLnByb3RvEhF0b2tlbndpcmUuY2hhdC52MSKcAwoLQ2hhdE1lc3NhZ2USKwoEcm9sZRgBIAEoDjIXLnRva2Vud2lyZS5jaGF0LnYxLlJvbGVCBOJBAQISKQoMY29udGVudF90ZXh0GAIgASgJQhHiQQEBirUYCQoHY29udGVudEgAEksKDWNvbnRlbnRfcGFydHMYAyABKAsyHy50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydHNCEeJBAQGKtRgJCgdjb250ZW50SAASFwoEbmFtZRgEIAEoCUIE4kEBAUgBiAEBEjUKCnRvb2xfY2FsbHMYBSADKAsyGy50b2tlbndpcmUuY2hhdC52MS5Ub29sQ2FsbEIE4kEBARIfCgx0b29sX2NhbGxfaWQYBiABKAlCBOJBAQFIAogBARIaCgdyZWZ1c2FsGAcgASgJQgTiQQEBSAOIAQESHAoJcmVhc29uaW5nGAggASgJQgTiQQEBSASIAQFCCQoHY29udGVudEIHCgVfbmFtZUIPCg1fdG9vbF9jYWxsX2lkQgoKCF9yZWZ1c2FsQgwKCl9yZWFzb25pbmciSQoMQ29udGVudFBhcnRzEjMKBXBhcnRzGAEgAygLMh4udG9rZW53aXJlLmNoYXQudjEuQ29udGVudFBhcnRCBOJBAQI6BJC1GAEi7wIKC0NvbnRlbnRQYXJ0EjYKBHR5cGUYASABKA4yIi50b2tlbndpcmUuY2hhdC52MS5Db250ZW50UGFydFR5cGVCBOJBAQISFwoEdGV4dBgCIAEoCUIE4kEBAUgAiAEBEjQKCWltYWdlX3VybBgDIAEoCzIbLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlVXJsQgTiQQEBEjgKC2lucHV0X2F1ZGlvGAQgASgLMh0udG9rZW53aXJlLmNoYXQudjEuSW5wdXRBdWRpb0IE4kEBARIwCgRmaWxlGAUgASgLMhwudG9rZW53aXJlLmNoYXQudjEuRmlsZUlucHV0QgTiQQEBEhoKB3JlZnVzYWwYBiABKAlCBOJBAQFIAYgBARI8Cg1jYWNoZV9jb250cm9sGAcgASgLMh8udG9rZW53aXJlLmNoYXQudjEuQ2FjaGVDb250cm9sQgTiQQEBQgcKBV90ZXh0QgoKCF9yZWZ1c2FsIkIKDENhY2hlQ29udHJvbBISCgR0eXBlGAEgASgJQgTiQQECEhYKA3R0bBgCIAEoCUIE4kEBAUgAiAEBQgYKBF90dGwiUwoISW1hZ2VVcmwSEQoDdXJsGAEgASgJQgTiQQEBEjQKBmRldGFpbBgCIAEoDjIeLnRva2Vud2lyZS5jaGF0LnYxLkltYWdlRGV0YWlsQgTiQQEBIlsKCklucHV0QXVkaW8SEgoEZGF0YRgBIAEoCUIE4kEBARI5CgZmb3JtYXQYAiABKA4yIy50b2tlbndpcmUuY2hhdC52MS5JbnB1dEF1ZGlvRm9ybWF0QgTiQQEBIokBCglGaWxlSW5wdXQSHAoJZmlsZV9kYXRhGAEgASgJQgTiQQEBSACIAQESGgoHZmlsZV9pZBgCIAEoCUIE4kEBAUgBiAEBEhsKCGZpbGVuYW1lGAMgASgJQgTiQQEBSAKIAQFCDAoKX2ZpbGVfZGF0YUIKCghfZmlsZV9pZEILCglfZmlsZW5hbWUidgoEVG9vbBIvCgR0eXBlGAEgASgOMhsudG9rZW53aXJlLmNoYXQudjEuVG9vbFR5cGVCBOJBAQESPQoIZnVuY3Rpb24YAiABKAsyJS50b2tlbndpcmUuY2hhdC52MS5GdW5jdGlvbkRlZmluaXRpb25CBOJBAQIiqgEKEkZ1bmN0aW9uRGVmaW5pdGlvbhISCgRuYW1lGAEgASgJQgTiQQECEh4KC2Rlc2NyaXB0aW9uGAIgASgJQgTiQQEBSACIAQESKgoKcGFyYW1ldGVycxgDIAEoCUIW4kEBAYq1GAIQAZq1GAhSBm9iamVjdBIZCgZzdHJpY3QYBCABKAhCBOJBAQFIAYgBAUIOCgxfZGVzY3JpcHRpb25CCQoHX3N0cmljdCKGAQoIVG9vbENhbGwSEAoCaWQYASABKAlCBOJBAQESLwoEdHlwZRgCIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjcKCGZ1bmN0aW9uGAMgASgLMh8udG9rZW53aXJlLmNoYXQudjEuRnVuY3Rpb25DYWxsQgTiQQEBIjsKDEZ1bmN0aW9uQ2FsbBISCgRuYW1lGAEgASgJQgTiQQEBEhcKCWFyZ3VtZW50cxgCIAEoCUIE4kEBASJ8Cg9OYW1lZFRvb2xDaG9pY2USLwoEdHlwZRgBIAEoDjIbLnRva2Vud2lyZS5jaGF0LnYxLlRvb2xUeXBlQgTiQQEBEjgKCGZ1bmN0aW9uGAIgASgLMiAudG9rZW53aXJlLmNoYXQudjEuTmFtZWRGdW5jdGlvbkIE4kEBAiIjCg1OYW1lZEZ1bmN0aW9uEhIKBG5hbWUYASABKAlCBOJBAQIihQEKDlJlc3BvbnNlRm9ybWF0EjkKBHR5cGUYASABKA4yJS50b2tlbndpcmUuY2hhdC52MS5SZXNwb25zZUZvcm1hdFR5cGVCBOJBAQISOAoLanNvbl9zY2hlbWEYAiABKAsyHS50b2tlbndpcmUuY2hhdC52MS5Kc29uU2NoZW1hQgTiQQEBIp4BCgpKc29uU2NoZW1hEhIKBG5hbWUYASABKAlCBOJBAQESHgoLZGVzY3JpcHRpb24YAiABKAlCBOJBAQFIAIgBARImCgZzY2hlbWEYAyABKAlCFuJBAQGKtRgCEAGatRgIUgZvYmplY3QSGQoGc3RyaWN0GAQgASgIQgTiQQEBSAGIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zdHJpY3QigwEKDVN0cmVhbU9wdGlvbnMSIAoNaW5jbHVkZV91c2FnZRgBIAEoCEIE4kEBAUgAiAEBEiYKE2luY2x1ZGVfb2JmdXNjYXRpb24YAiABKAhCBOJBAQFIAYgBAUIQCg5faW5jbHVkZV91c2FnZUIWChRfaW5jbHVkZV9vYmZ1c2NhdGlvbiL/AQoJUmVhc29uaW5nEjgKBmVmZm9ydBgBIAEoDjIiLnRva2Vud2lyZS5jaGF0LnYxLlJlYXNvbmluZ0VmZm9ydEIE4kEBARIdCgptYXhfdG9rZW5zGAIgASgFQgTiQQEBSACIAQESGgoHZXhjbHVkZRgDIAEoCEIE4kEBAUgBiAEBEhoKB2VuYWJsZWQYBCABKAhCBOJBAQFIAogBARI6CgdzdW1tYXJ5GAUgASgOMiMudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nU3VtbWFyeUIE4kEBAUINCgtfbWF4X3Rva2Vuc0IKCghfZXhjbHVkZUIKCghfZW5hYmxlZCJeCgtBdWRpb091dHB1dBITCgV2b2ljZRgBIAEoCUIE4kEBARI6CgZmb3JtYXQYAiABKA4yJC50b2tlbndpcmUuY2hhdC52MS5BdWRpb091dHB1dEZvcm1hdEIE4kEBASJaCgpQcmVkaWN0aW9uEjUKBHR5cGUYASABKA4yIS50b2tlbndpcmUuY2hhdC52MS5QcmVkaWN0aW9uVHlwZUIE4kEBARIVCgdjb250ZW50GAIgASgJQgTiQQEBKnMKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfU1lTVEVNEAESEgoOUk9MRV9ERVZFTE9QRVIQAhINCglST0xFX1VTRVIQAxISCg5ST0xFX0FTU0lTVEFOVBAEEg0KCVJPTEVfVE9PTBAFKs8BCg9Db250ZW50UGFydFR5cGUSIQodQ09OVEVOVF9QQVJUX1RZUEVfVU5TUEVDSUZJRUQQABIaChZDT05URU5UX1BBUlRfVFlQRV9URVhUEAESHwobQ09OVEVOVF9QQVJUX1RZUEVfSU1BR0VfVVJMEAISIQodQ09OVEVOVF9QQVJUX1RZUEVfSU5QVVRfQVVESU8QAxIaChZDT05URU5UX1BBUlRfVFlQRV9GSUxFEAQSHQoZQ09OVEVOVF9QQVJUX1RZUEVfUkVGVVNBTBAFKm8KC0ltYWdlRGV0YWlsEhwKGElNQUdFX0RFVEFJTF9VTlNQRUNJRklFRBAAEhUKEUlNQUdFX0RFVEFJTF9BVVRPEAESFAoQSU1BR0VfREVUQUlMX0xPVxACEhUKEUlNQUdFX0RFVEFJTF9ISUdIEAMqbgoQSW5wdXRBdWRpb0Zvcm1hdBIiCh5JTlBVVF9BVURJT19GT1JNQVRfVU5TUEVDSUZJRUQQABIaChZJTlBVVF9BVURJT19GT1JNQVRfV0FWEAESGgoWSU5QVVRfQVVESU9fRk9STUFUX01QMxACKj0KCFRvb2xUeXBlEhkKFVRPT0xfVFlQRV9VTlNQRUNJRklFRBAAEhYKElRPT0xfVFlQRV9GVU5DVElPThABKocBCg5Ub29sQ2hvaWNlTW9kZRIgChxUT09MX0NIT0lDRV9NT0RFX1VOU1BFQ0lGSUVEEAASGQoVVE9PTF9DSE9JQ0VfTU9ERV9OT05FEAESGQoVVE9PTF9DSE9JQ0VfTU9ERV9BVVRPEAISHQoZVE9PTF9DSE9JQ0VfTU9ERV9SRVFVSVJFRBADKqUBChJSZXNwb25zZUZvcm1hdFR5cGUSJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNQT05TRV9GT1JNQVRfVFlQRV9URVhUEAESJAogUkVTUE9OU0VfRk9STUFUX1RZUEVfSlNPTl9PQkpFQ1QQAhIkCiBSRVNQT05TRV9GT1JNQVRfVFlQRV9KU09OX1NDSEVNQRADKvQBCg9SZWFzb25pbmdFZmZvcnQSIAocUkVBU09OSU5HX0VGRk9SVF9VTlNQRUNJRklFRBAAEhkKFVJFQVNPTklOR19FRkZPUlRfTk9ORRABEhwKGFJFQVNPTklOR19FRkZPUlRfTUlOSU1BTBACEhgKFFJFQVNPTklOR19FRkZPUlRfTE9XEAMSGwoXUkVBU09OSU5HX0VGRk9SVF9NRURJVU0QBBIZChVSRUFTT05JTkdfRUZGT1JUX0hJR0gQBRIaChZSRUFTT05JTkdfRUZGT1JUX1hISUdIEAYSGAoUUkVBU09OSU5HX0VGRk9SVF9NQVgQByqQAQoQUmVhc29uaW5nU3VtbWFyeRIhCh1SRUFTT05JTkdfU1VNTUFSWV9VTlNQRUNJRklFRBAAEhoKFlJFQVNPTklOR19TVU1NQVJZX0FVVE8QARIdChlSRUFTT05JTkdfU1VNTUFSWV9DT05DSVNFEAISHgoaUkVBU09OSU5HX1NVTU1BUllfREVUQUlMRUQQAyrqAQoRQXVkaW9PdXRwdXRGb3JtYXQSIwofQVVESU9fT1VUUFVUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhsKF0FVRElPX09VVFBVVF9GT1JNQVRfV0FWEAESGwoXQVVESU9fT1VUUFVUX0ZPUk1BVF9BQUMQAhIbChdBVURJT19PVVRQVVRfRk9STUFUX01QMxADEhwKGEFVRElPX09VVFBVVF9GT1JNQVRfRkxBQxAEEhwKGEFVRElPX09VVFBVVF9GT1JNQVRfT1BVUxAFEh0KGUFVRElPX09VVFBVVF9GT1JNQVRfUENNMTYQBipOCg5QcmVkaWN0aW9uVHlwZRIfChtQUkVESUNUSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIbChdQUkVESUNUSU9OX1RZUEVfQ09OVEVOVBABKmMKCVZlcmJvc2l0eRIZChVWRVJCT1NJVFlfVU5TUEVDSUZJRUQQABIRCg1WRVJCT1NJVFlfTE9XEAESFAoQVkVSQk9TSVRZX01FRElVTRACEhIKDlZFUkJPU0lUWV9ISUdIEANiBnByb3RvMw", [file_google_api_field_behavior, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
 
 /**
  * One message of the conversation.
@@ -162,6 +162,13 @@ export type ContentPart = Message<"tokenwire.chat.v1.ContentPart"> & {
    * @generated from field: optional string refusal = 6;
    */
   refusal?: string | undefined;
+
+  /**
+   * Optional. Anthropic's prompt-cache breakpoint, passed to providers that honour it.
+   *
+   * @generated from field: tokenwire.chat.v1.CacheControl cache_control = 7;
+   */
+  cacheControl?: CacheControl | undefined;
 };
 
 /**
@@ -170,6 +177,34 @@ export type ContentPart = Message<"tokenwire.chat.v1.ContentPart"> & {
  */
 export const ContentPartSchema: GenMessage<ContentPart> = /*@__PURE__*/
   messageDesc(file_tokenwire_chat_v1_message, 2);
+
+/**
+ * A prompt-cache breakpoint (Anthropic's `cache_control`).
+ *
+ * @generated from message tokenwire.chat.v1.CacheControl
+ */
+export type CacheControl = Message<"tokenwire.chat.v1.CacheControl"> & {
+  /**
+   * Required. The cache kind; `ephemeral` is the one Anthropic knows.
+   *
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * Optional. How long the entry lives: `5m` or `1h`; unset means the provider's default.
+   *
+   * @generated from field: optional string ttl = 2;
+   */
+  ttl?: string | undefined;
+};
+
+/**
+ * Describes the message tokenwire.chat.v1.CacheControl.
+ * Use `create(CacheControlSchema)` to create a new message.
+ */
+export const CacheControlSchema: GenMessage<CacheControl> = /*@__PURE__*/
+  messageDesc(file_tokenwire_chat_v1_message, 3);
 
 /**
  * An image by URL or data URL.
@@ -197,7 +232,7 @@ export type ImageUrl = Message<"tokenwire.chat.v1.ImageUrl"> & {
  * Use `create(ImageUrlSchema)` to create a new message.
  */
 export const ImageUrlSchema: GenMessage<ImageUrl> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 3);
+  messageDesc(file_tokenwire_chat_v1_message, 4);
 
 /**
  * Base64 audio.
@@ -225,7 +260,7 @@ export type InputAudio = Message<"tokenwire.chat.v1.InputAudio"> & {
  * Use `create(InputAudioSchema)` to create a new message.
  */
 export const InputAudioSchema: GenMessage<InputAudio> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 4);
+  messageDesc(file_tokenwire_chat_v1_message, 5);
 
 /**
  * A file by id or inline data.
@@ -260,7 +295,7 @@ export type FileInput = Message<"tokenwire.chat.v1.FileInput"> & {
  * Use `create(FileInputSchema)` to create a new message.
  */
 export const FileInputSchema: GenMessage<FileInput> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 5);
+  messageDesc(file_tokenwire_chat_v1_message, 6);
 
 /**
  * A tool the model may call.
@@ -288,7 +323,7 @@ export type Tool = Message<"tokenwire.chat.v1.Tool"> & {
  * Use `create(ToolSchema)` to create a new message.
  */
 export const ToolSchema: GenMessage<Tool> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 6);
+  messageDesc(file_tokenwire_chat_v1_message, 7);
 
 /**
  * A function the model may call.
@@ -330,7 +365,7 @@ export type FunctionDefinition = Message<"tokenwire.chat.v1.FunctionDefinition">
  * Use `create(FunctionDefinitionSchema)` to create a new message.
  */
 export const FunctionDefinitionSchema: GenMessage<FunctionDefinition> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 7);
+  messageDesc(file_tokenwire_chat_v1_message, 8);
 
 /**
  * A call of a tool made by the model.
@@ -365,7 +400,7 @@ export type ToolCall = Message<"tokenwire.chat.v1.ToolCall"> & {
  * Use `create(ToolCallSchema)` to create a new message.
  */
 export const ToolCallSchema: GenMessage<ToolCall> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 8);
+  messageDesc(file_tokenwire_chat_v1_message, 9);
 
 /**
  * A function call.
@@ -393,7 +428,7 @@ export type FunctionCall = Message<"tokenwire.chat.v1.FunctionCall"> & {
  * Use `create(FunctionCallSchema)` to create a new message.
  */
 export const FunctionCallSchema: GenMessage<FunctionCall> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 9);
+  messageDesc(file_tokenwire_chat_v1_message, 10);
 
 /**
  * Tool choice naming one function.
@@ -421,7 +456,7 @@ export type NamedToolChoice = Message<"tokenwire.chat.v1.NamedToolChoice"> & {
  * Use `create(NamedToolChoiceSchema)` to create a new message.
  */
 export const NamedToolChoiceSchema: GenMessage<NamedToolChoice> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 10);
+  messageDesc(file_tokenwire_chat_v1_message, 11);
 
 /**
  * A function by name.
@@ -442,7 +477,7 @@ export type NamedFunction = Message<"tokenwire.chat.v1.NamedFunction"> & {
  * Use `create(NamedFunctionSchema)` to create a new message.
  */
 export const NamedFunctionSchema: GenMessage<NamedFunction> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 11);
+  messageDesc(file_tokenwire_chat_v1_message, 12);
 
 /**
  * The output format.
@@ -470,7 +505,7 @@ export type ResponseFormat = Message<"tokenwire.chat.v1.ResponseFormat"> & {
  * Use `create(ResponseFormatSchema)` to create a new message.
  */
 export const ResponseFormatSchema: GenMessage<ResponseFormat> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 12);
+  messageDesc(file_tokenwire_chat_v1_message, 13);
 
 /**
  * A named JSON schema for structured output.
@@ -512,7 +547,7 @@ export type JsonSchema = Message<"tokenwire.chat.v1.JsonSchema"> & {
  * Use `create(JsonSchemaSchema)` to create a new message.
  */
 export const JsonSchemaSchema: GenMessage<JsonSchema> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 13);
+  messageDesc(file_tokenwire_chat_v1_message, 14);
 
 /**
  * Streaming options.
@@ -540,7 +575,7 @@ export type StreamOptions = Message<"tokenwire.chat.v1.StreamOptions"> & {
  * Use `create(StreamOptionsSchema)` to create a new message.
  */
 export const StreamOptionsSchema: GenMessage<StreamOptions> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 14);
+  messageDesc(file_tokenwire_chat_v1_message, 15);
 
 /**
  * Reasoning configuration (OpenRouter's unified shape).
@@ -589,7 +624,7 @@ export type Reasoning = Message<"tokenwire.chat.v1.Reasoning"> & {
  * Use `create(ReasoningSchema)` to create a new message.
  */
 export const ReasoningSchema: GenMessage<Reasoning> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 15);
+  messageDesc(file_tokenwire_chat_v1_message, 16);
 
 /**
  * Audio output parameters.
@@ -617,7 +652,7 @@ export type AudioOutput = Message<"tokenwire.chat.v1.AudioOutput"> & {
  * Use `create(AudioOutputSchema)` to create a new message.
  */
 export const AudioOutputSchema: GenMessage<AudioOutput> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 16);
+  messageDesc(file_tokenwire_chat_v1_message, 17);
 
 /**
  * Predicted output.
@@ -645,7 +680,7 @@ export type Prediction = Message<"tokenwire.chat.v1.Prediction"> & {
  * Use `create(PredictionSchema)` to create a new message.
  */
 export const PredictionSchema: GenMessage<Prediction> = /*@__PURE__*/
-  messageDesc(file_tokenwire_chat_v1_message, 17);
+  messageDesc(file_tokenwire_chat_v1_message, 18);
 
 /**
  * Who wrote a message.

@@ -1,0 +1,6 @@
+"""OpenRouter's plugins (the request's `plugins`; README's "Plugins" documents each).
+
+- `requested`: which plugins a request asks for (unknown ids refused, `:online` read);
+- `stage`: the pipeline stage that runs them, last before routing;
+- `healing` (`response-healing`): a JSON answer repaired and checked against its schema.
+"""
