@@ -36,6 +36,7 @@ def fill_usage(out: chat_pb2.Usage, u: base.Usage) -> None:
     out.completion_tokens = u.completion_tokens
     out.total_tokens = u.prompt_tokens + u.completion_tokens
     out.prompt_tokens_details.cached_tokens = u.cached_tokens
+    out.prompt_tokens_details.cache_write_tokens = u.cache_write_tokens
     out.completion_tokens_details.reasoning_tokens = u.reasoning_tokens
     if u.estimated:
         out.estimated = True
@@ -83,6 +84,11 @@ class ChunkWriter:
             choice.delta.role = message_pb2.ROLE_ASSISTANT
             chunk.dropped_parameters.extend(self.header.dropped if d.choice == 0 else ())
         _fill_delta(choice, d)
+        return chunk
+
+    def debug(self, upstream_body: str) -> chat_pb2.ChatCompletionChunk:
+        chunk = self._chunk()
+        chunk.debug.echo_upstream_body = upstream_body
         return chunk
 
     def usage(self, u: base.Usage) -> chat_pb2.ChatCompletionChunk:

@@ -18,8 +18,10 @@ from server.pipeline import assemble, parameters
 from server.pipeline.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
 from server.pipeline.finishers import StreamFinishing, finish_whole
 from server.providers import base
+from server.routing.catalog import Endpoint
 from server.routing.router import Opened, Router
 from server.tokens import estimated_usage
+from server.usage import trace
 from tokenwire.chat.v1 import chat_pb2
 
 log = logging.getLogger("tokenwire.chat")
@@ -111,8 +113,12 @@ class ChatPipeline:
             writer = assemble.ChunkWriter(_header(ctx, opened))
             include_usage = request.stream_options.include_usage
             finishing = StreamFinishing(ctx.finishers) if ctx.finishers else None
+            echo = _upstream_body(request, opened)
             async for event in opened.events:
                 outcome.observe(event)
+                if echo is not None:  # before the first answer: the upstream took the body
+                    yield Streamed(chunk=writer.debug(echo))
+                    echo = None
                 if isinstance(event, base.Delta):
                     chunk = writer.delta(event)
                     if finishing is not None:
@@ -161,6 +167,14 @@ class ChatPipeline:
                 log.exception("stage %s failed after request %s", stage, ctx.call.request_id)
 
 
+def _upstream_body(request: chat_pb2.CreateChatCompletionRequest, opened: Opened) -> str | None:
+    """The body sent upstream, when `debug.echo_upstream_body` asks and the provider has one."""
+    provider = opened.endpoint.provider
+    if not request.debug.echo_upstream_body or not isinstance(provider, base.EchoesBody):
+        return None
+    return provider.upstream_body(opened.generation)
+
+
 def _header(ctx: RequestContext, opened: Opened) -> assemble.Header:
     return assemble.Header(
         id=f"chatcmpl-{ctx.call.request_id.removeprefix('req_')}",
@@ -187,12 +201,26 @@ def _priced_chunk(
 
 
 def _price(usage: chat_pb2.Usage, opened: Opened) -> None:
-    cost = opened.endpoint.cost(usage.prompt_tokens, usage.completion_tokens)
+    details = usage.prompt_tokens_details
+    cost = opened.endpoint.cost(
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        details.cached_tokens,
+        details.cache_write_tokens,
+    )
     if cost:
         usage.cost = cost
 
 
 _NO_USAGE = base.Usage(0, 0)  # a request that got no answer
+
+
+def _cost(endpoint: Endpoint | None, u: base.Usage) -> float:
+    if endpoint is None:
+        return 0.0
+    return endpoint.cost(
+        u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.cache_write_tokens
+    )
 
 
 def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
@@ -216,7 +244,7 @@ def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
         completion_tokens=usage.completion_tokens,
         cached_tokens=usage.cached_tokens,
         estimated=usage.estimated,
-        cost_usd=endpoint.cost(usage.prompt_tokens, usage.completion_tokens) if endpoint else 0.0,
+        cost_usd=_cost(endpoint, usage),
         latency_ms=(now - ctx.started) * 1000,
         ttft_ms=(outcome.first_at - ctx.started) * 1000 if outcome.first_at else None,
         status=(error.code or error.type) if error else "cancelled" if outcome.cancelled else "ok",
@@ -226,4 +254,6 @@ def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
         template=ctx.template,
         template_version=ctx.template_version,
         memory_ids=tuple(ctx.memory_ids),
+        trace_id=trace.trace_id(ctx.request),
+        trace=trace.trace_json(ctx.request),
     )

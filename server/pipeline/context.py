@@ -91,6 +91,8 @@ class UsageRecord:
     template: str | None = None
     template_version: int | None = None
     memory_ids: tuple[str, ...] = ()
+    trace_id: str | None = None  # the request's `trace.trace_id`
+    trace: str | None = None  # its whole `trace`, as JSON text (server.usage.trace)
 
 
 @dataclass

@@ -205,7 +205,21 @@ def _part(p: message_pb2.ContentPart, param: str) -> base.ContentPart:
         format=_AUDIO_FORMATS.get(p.input_audio.format),
         file_id=p.file.file_id if p.file.HasField("file_id") else None,
         filename=p.file.filename if p.file.HasField("filename") else None,
+        cache_control=_cache_control(p, param) if p.HasField("cache_control") else None,
     )
+
+
+def _cache_control(p: message_pb2.ContentPart, param: str) -> base.CacheControl:
+    c = p.cache_control
+    if c.type != "ephemeral":
+        raise InvalidRequest(
+            f"'{param}.cache_control.type' must be 'ephemeral'.", param=f"{param}.cache_control"
+        )
+    if c.HasField("ttl") and c.ttl not in ("5m", "1h"):
+        raise InvalidRequest(
+            f"'{param}.cache_control.ttl' must be '5m' or '1h'.", param=f"{param}.cache_control"
+        )
+    return base.CacheControl(c.type, c.ttl if c.HasField("ttl") else None)
 
 
 def _logit_bias(r: chat_pb2.CreateChatCompletionRequest) -> dict[int, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class FinishReason(StrEnum):
@@ -26,6 +26,17 @@ class FinishReason(StrEnum):
     LENGTH = "length"
     TOOL_CALLS = "tool_calls"
     CONTENT_FILTER = "content_filter"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheControl:
+    """A prompt-cache breakpoint on a content part (Anthropic's `cache_control`)."""
+
+    type: str = "ephemeral"
+    ttl: str | None = None
+
+    def json(self) -> dict[str, str]:
+        return {"type": self.type, **({"ttl": self.ttl} if self.ttl else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +51,7 @@ class ContentPart:
     format: str | None = None  # audio format
     file_id: str | None = None
     filename: str | None = None
+    cache_control: CacheControl | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +169,20 @@ class Usage:
     completion_tokens: int
     cached_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # prompt tokens written to the provider's cache
     estimated: bool = False  # counted by tokenwire, not reported by the upstream
 
 
 Event = Delta | Usage
+
+
+@runtime_checkable
+class EchoesBody(Protocol):
+    """A provider that can show the body it sends upstream (`debug.echo_upstream_body`)."""
+
+    def upstream_body(self, request: GenerationRequest) -> str:
+        """The JSON body `stream(request)` sends, credentials redacted."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,10 @@ class Endpoint:
     context_length: int | None = None
     prompt_price: float = 0.0  # USD per million prompt tokens
     completion_price: float = 0.0  # USD per million completion tokens
+    # USD per million prompt tokens read from / written to the provider's cache; unset means
+    # they cost the prompt price.
+    cached_price: float | None = None
+    cache_write_price: float | None = None
     quantization: str | None = None
     data_collection: str = "deny"  # allow: the provider may keep and train on data
     zdr: bool = False  # zero data retention
@@ -35,9 +39,18 @@ class Endpoint:
     def __post_init__(self) -> None:
         object.__setattr__(self, "name", self.provider.name)  # frozen: made once, at start
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD for a request of this size."""
-        return (prompt_tokens * self.prompt_price + completion_tokens * self.completion_price) / 1e6
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached: int = 0, written: int = 0
+    ) -> float:
+        """USD for a request of this size; `cached` and `written` (cache reads and writes) are
+        among the prompt tokens, at their own prices when configured."""
+        cached_price = self.prompt_price if self.cached_price is None else self.cached_price
+        write_price = (
+            self.prompt_price if self.cache_write_price is None else self.cache_write_price
+        )
+        uncached = max(prompt_tokens - cached - written, 0)
+        prompt = uncached * self.prompt_price + cached * cached_price + written * write_price
+        return (prompt + completion_tokens * self.completion_price) / 1e6
 
 
 class Catalog:

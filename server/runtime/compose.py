@@ -276,6 +276,8 @@ def upstream_endpoints(
             context_length=m.context_length,
             prompt_price=m.prompt_price,
             completion_price=m.completion_price,
+            cached_price=m.cached_price,
+            cache_write_price=m.cache_write_price,
             quantization=m.quantization,
             data_collection=m.data_collection or policy[m.provider].data_collection,
             zdr=m.zdr if m.zdr is not None else policy[m.provider].zdr,

@@ -20,6 +20,8 @@
     context_length = 128000
     prompt_price = 0.15                # USD per million tokens
     completion_price = 0.60
+    cached_price = 0.075               # prompt tokens read from the cache (default: prompt_price)
+    cache_write_price = 0.1875         # ... and written to it (default: prompt_price)
     quantization = "fp16"
 
 Parsed once at the edge into frozen specs; API keys are read from the named
@@ -57,6 +59,8 @@ _MODEL_KEYS = {
     "context_length",
     "prompt_price",
     "completion_price",
+    "cached_price",
+    "cache_write_price",
     "quantization",
     "data_collection",
     "zdr",
@@ -80,6 +84,8 @@ class ModelSpec:
     context_length: int | None = None
     prompt_price: float = 0.0
     completion_price: float = 0.0
+    cached_price: float | None = None  # USD per million prompt tokens read from the cache
+    cache_write_price: float | None = None  # ... and written to it
     quantization: str | None = None
     data_collection: str | None = None  # None: the provider's
     zdr: bool | None = None
@@ -151,10 +157,16 @@ def _model(i: int, raw: Mapping[str, Any], providers: set[str]) -> ModelSpec:
         context_length=raw.get("context_length"),
         prompt_price=float(raw.get("prompt_price", 0.0)),
         completion_price=float(raw.get("completion_price", 0.0)),
+        cached_price=_price(raw, "cached_price"),
+        cache_write_price=_price(raw, "cache_write_price"),
         quantization=raw.get("quantization"),
         data_collection=_policy(policy, where) if policy is not None else None,
         zdr=raw.get("zdr"),
     )
+
+
+def _price(raw: Mapping[str, Any], name: str) -> float | None:
+    return float(raw[name]) if name in raw else None
 
 
 def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:

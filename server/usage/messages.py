@@ -24,8 +24,15 @@ _FIELDS = {
     Dimension.USER: "user",
     Dimension.PROVIDER: "provider",
     Dimension.STATUS: "status",
+    Dimension.TRACE: "trace_id",
 }
-_MAX_LENGTH = {"session_id": MAX_SESSION_ID, "user": MAX_USER, "model": 256, "key_id": 64}
+_MAX_LENGTH = {
+    "session_id": MAX_SESSION_ID,
+    "user": MAX_USER,
+    "model": 256,
+    "key_id": 64,
+    "trace_id": 256,
+}
 
 Request = usage_pb2.GetUsageRequest | usage_pb2.ExportUsageRequest
 
@@ -34,7 +41,7 @@ def filter_from(request: Request) -> UsageFilter:
     """The request's `filter` checked; errors name its fields as REST spells them."""
     given = request.filter
     values: dict[str, str | None] = {}
-    for name in ("organization_id", "key_id", "session_id", "model", "user"):
+    for name in ("organization_id", "key_id", "session_id", "model", "user", "trace_id"):
         value = getattr(given, name) if given.HasField(name) else None
         if value is not None and len(value) > _MAX_LENGTH.get(name, 64):
             raise InvalidRequest(f"'filter.{name}' is too long.", param=f"filter.{name}")
@@ -56,7 +63,7 @@ def dimensions_from(group_by: Iterable[int]) -> list[Dimension]:
         if value not in _DIMENSIONS:
             raise InvalidRequest(
                 "'group_by' takes session, key, organization, model, user, provider, status, "
-                "hour or day.",
+                "hour, day or trace.",
                 param="group_by",
             )
         out.append(_DIMENSIONS[value])

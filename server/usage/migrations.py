@@ -5,7 +5,8 @@ same SQL reads them on both dialects; `end_user` is the request's `user`
 (a reserved word in PostgreSQL). The surrogate `id` keeps rows apart even
 when clients reuse an `x-request-id`; `uid` (version 2) is unique per record
 as the writer made it, so replaying a journal never stores a record twice
-(rows from before it have none).
+(rows from before it have none). `trace_id` and `trace` (version 3) keep the
+request's `trace` (`server.usage.trace`).
 """
 
 from __future__ import annotations
@@ -59,5 +60,12 @@ MIGRATIONS = (
         2,
         "ALTER TABLE usage_records ADD COLUMN uid TEXT;\n"
         "CREATE UNIQUE INDEX usage_uid ON usage_records (uid)",
+    ),
+    Migration(
+        "usage",
+        3,
+        "ALTER TABLE usage_records ADD COLUMN trace_id TEXT;\n"
+        "ALTER TABLE usage_records ADD COLUMN trace TEXT;\n"
+        "CREATE INDEX usage_trace ON usage_records (trace_id)",
     ),
 )

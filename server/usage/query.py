@@ -23,6 +23,7 @@ class Dimension(StrEnum):
     STATUS = "status"
     HOUR = "hour"
     DAY = "day"
+    TRACE = "trace"
 
 
 _COLUMN = {
@@ -33,6 +34,7 @@ _COLUMN = {
     Dimension.USER: "end_user",
     Dimension.PROVIDER: "provider",
     Dimension.STATUS: "status",
+    Dimension.TRACE: "trace_id",
 }
 _PERIOD = {Dimension.HOUR: 3600, Dimension.DAY: 86400}
 
@@ -58,6 +60,7 @@ class UsageFilter:
     session_id: str | None = None
     model: str | None = None
     user: str | None = None
+    trace_id: str | None = None
     start: float | None = None
     end: float | None = None
 
@@ -70,6 +73,7 @@ class UsageFilter:
             ("session_id", self.session_id),
             (_COLUMN[Dimension.MODEL], self.model),
             ("end_user", self.user),
+            ("trace_id", self.trace_id),
         ):
             if value is not None:
                 clauses.append(f"{column} = ?")

@@ -26,7 +26,7 @@ FIELDS = (
     "request_id", "created", "key_id", "organization_id", "session_id", "user",
     "model_requested", "model", "provider", "attempts", "prompt_tokens", "completion_tokens",
     "cached_tokens", "estimated", "cost_usd", "latency_ms", "ttft_ms", "status", "http_status",
-    "streamed", "cancelled", "template", "template_version", "memory_ids",
+    "streamed", "cancelled", "template", "template_version", "memory_ids", "trace_id", "trace",
 )  # fmt: skip
 COLUMNS = ", ".join("end_user" if f == "user" else f for f in FIELDS)
 SELECT = f"SELECT {COLUMNS} FROM usage_records"
@@ -45,6 +45,9 @@ _TEXT = {
     "provider": MAX_NAME,
     "status": 64,
     "template": MAX_NAME,
+    "trace_id": MAX_NAME,
+    # the JSON of the whole trace: bounded by `server.usage.trace`, so never cut mid-way
+    "trace": 16 * 1024,
 }
 _INTS = ("prompt_tokens", "completion_tokens", "cached_tokens", "http_status", "template_version")
 _FLOATS = ("created", "cost_usd", "latency_ms", "ttft_ms")
@@ -80,6 +83,12 @@ def row(r: UsageRecord, uid: str | None) -> list[Any]:
     for i in _BOOLS_AT:
         values[i] = int(values[i])
     return values
+
+
+def current(values: list[Any]) -> list[Any]:
+    """A row a journal kept before the latest columns were added: NULL in each, before `uid`."""
+    missing = len(FIELDS) + 1 - len(values)
+    return [*values[:-1], *[None] * missing, values[-1]] if missing > 0 else values
 
 
 def text(value: str, limit: int) -> str:

@@ -3,7 +3,8 @@
 `session_id` comes from the body or the `x-session-id` header (the body
 wins) and is at most 128 characters; `user` is at most 256. Anything longer,
 or holding NUL (`refuse_nul`: PostgreSQL cannot store it), is a 400 naming
-the field, never a truncated record.
+the field, never a truncated record. So is a `trace` past its bounds
+(`server.usage.trace`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from server.errors import InvalidRequest
 from server.pipeline.context import RequestContext, UsageRecord
 from server.storage.database import refuse_nul
+from server.usage import trace
 
 MAX_SESSION_ID = 128
 MAX_USER = 256
@@ -24,6 +26,7 @@ def check(ctx: RequestContext) -> None:
         _check(session, param, MAX_SESSION_ID)
     if request.HasField("user"):
         _check(request.user, "user", MAX_USER)
+    trace.check(request)
 
 
 def _check(value: str, param: str, limit: int) -> None:

@@ -40,7 +40,7 @@ log = logging.getLogger("tokenwire.usage")
 
 # Seconds the writer waits for company when fewer rows than one full INSERT are queued.
 GATHER_SECONDS = 0.01
-# Rows per INSERT: 32 x 25 values stays under SQLite's oldest limit of 999 parameters,
+# Rows per INSERT: 32 x 27 values stays under SQLite's oldest limit of 999 parameters,
 # and the statements to prepare (and keep in SQLite's cache) are at most 32.
 ROWS_PER_INSERT = 32
 # Seconds between tries of a database that was unreachable: doubling from the first.
@@ -177,7 +177,7 @@ class UsageWriter:
         while self._backlog:
             segment = self._backlog[0]
             try:
-                await self._insert(list(read_rows(segment)))
+                await self._insert([rows.current(r) for r in read_rows(segment)])
             except StorageUnavailable:
                 if not retry:
                     self._retry = asyncio.ensure_future(self._replay_backlog(retry=True))

@@ -34,6 +34,7 @@ from server.providers.base import (
     Usage,
 )
 from server.providers.http.config import UpstreamConfig
+from server.providers.http.echo import redacted_json
 from server.providers.http.errors import bad_chunk, decode_json, error_from_payload
 from server.providers.http.exchange import HttpProvider, drain, load_json_text
 from server.providers.http.sse import SSEEvent
@@ -91,6 +92,9 @@ class AnthropicProvider(HttpProvider):
             raise bad_chunk(self._config, "a stream that ended before message_stop")
         yield reader.usage() or estimated_usage(request, reader.generated_chars)
 
+    def upstream_body(self, request: GenerationRequest) -> str:
+        return redacted_json(request_body(request, self._config), self._config)
+
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": ANTHROPIC_VERSION}
         if self._config.api_key:
@@ -129,13 +133,16 @@ def request_body(request: GenerationRequest, config: UpstreamConfig) -> dict[str
     return body
 
 
-def _conversation(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, Any]]]:
-    """The joined system prompt and the alternating user/assistant turns."""
-    system: list[str] = []
+def _conversation(
+    messages: tuple[Message, ...],
+) -> tuple[str | list[dict[str, Any]], list[dict[str, Any]]]:
+    """The system prompt (joined text, or text blocks when one carries a cache breakpoint)
+    and the alternating user/assistant turns."""
+    system: list[Message] = []
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.role in ("system", "developer"):
-            system.append(message.text())
+            system.append(message)
             continue
         role, blocks = _turn(message)
         if not blocks:
@@ -144,7 +151,14 @@ def _conversation(messages: tuple[Message, ...]) -> tuple[str, list[dict[str, An
             turns[-1]["content"].extend(blocks)
         else:
             turns.append({"role": role, "content": blocks})
-    return "\n\n".join(s for s in system if s), turns
+    return _system(system), turns
+
+
+def _system(messages: list[Message]) -> str | list[dict[str, Any]]:
+    parts = [p for m in messages if not isinstance(m.content, str) for p in m.content or ()]
+    if not any(p.cache_control for p in parts):
+        return "\n\n".join(text for m in messages if (text := m.text()))
+    return [block for m in messages for block in _blocks(m.content)]
 
 
 def _turn(message: Message) -> tuple[str, list[dict[str, Any]]]:
@@ -166,6 +180,13 @@ def _blocks(content: str | tuple[ContentPart, ...] | None) -> list[dict[str, Any
 
 
 def _part(part: ContentPart) -> dict[str, Any] | None:
+    block = _block(part)
+    if block is not None and part.cache_control is not None:
+        block["cache_control"] = part.cache_control.json()  # passed on as given
+    return block
+
+
+def _block(part: ContentPart) -> dict[str, Any] | None:
     if part.type == "text":
         return {"type": "text", "text": part.text} if part.text else None
     if part.type == "image_url" and part.url:
@@ -263,9 +284,14 @@ class _EventReader:
         if not self._tokens:
             return None
         t = self._tokens
-        cached = t.get("cache_read_input_tokens", 0)
-        prompt = t.get("input_tokens", 0) + cached + t.get("cache_creation_input_tokens", 0)
-        return Usage(prompt, t.get("output_tokens", 0), cached_tokens=cached)
+        cached, written = (
+            t.get("cache_read_input_tokens", 0),
+            t.get("cache_creation_input_tokens", 0),
+        )
+        prompt = t.get("input_tokens", 0) + cached + written
+        return Usage(
+            prompt, t.get("output_tokens", 0), cached_tokens=cached, cache_write_tokens=written
+        )
 
     def _take_usage(self, raw: dict[str, Any] | None) -> None:
         # message_delta repeats cumulative counts: later values replace earlier ones.

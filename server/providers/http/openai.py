@@ -39,6 +39,7 @@ from server.providers.base import (
     Usage,
 )
 from server.providers.http.config import UpstreamConfig
+from server.providers.http.echo import redacted_json
 from server.providers.http.errors import bad_chunk, decode_json, error_from_payload
 from server.providers.http.exchange import HttpProvider, drain, load_json_text
 from server.providers.http.sse import SSEEvent
@@ -88,6 +89,9 @@ class OpenAICompatProvider(HttpProvider):
                 await drain(events)
         if not (reader.done or reader.finished):
             raise bad_chunk(self._config, "a stream that ended before it finished")
+
+    def upstream_body(self, request: GenerationRequest) -> str:
+        return redacted_json(request_body(request, self._config), self._config)
 
     def auth_headers(self) -> dict[str, str]:
         key = self._config.api_key
@@ -156,7 +160,14 @@ def _message(message: Message) -> dict[str, Any]:
 def _content(content: str | tuple[ContentPart, ...] | None) -> str | list[dict[str, Any]] | None:
     if content is None or isinstance(content, str):
         return content
-    return [_part(p) for p in content]
+    return [_cached(_part(p), p) for p in content]
+
+
+def _cached(block: dict[str, Any], part: ContentPart) -> dict[str, Any]:
+    """`cache_control` passed on as given (OpenRouter, LiteLLM forward it to Anthropic)."""
+    if part.cache_control is not None:
+        block["cache_control"] = part.cache_control.json()
+    return block
 
 
 def _part(part: ContentPart) -> dict[str, Any]:
@@ -378,5 +389,6 @@ def _usage(raw: dict[str, Any]) -> Usage:
         prompt_tokens=int(raw.get("prompt_tokens") or 0),
         completion_tokens=int(raw.get("completion_tokens") or 0),
         cached_tokens=int(prompt_details.get("cached_tokens") or 0),
+        cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),  # OpenRouter's
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )

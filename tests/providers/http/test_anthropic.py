@@ -364,7 +364,7 @@ async def test_text_thinking_and_usage() -> None:
         Delta(content="Hel"),
         Delta(content="lo"),
         Delta(finish_reason=FinishReason.STOP),
-        Usage(prompt_tokens=125, completion_tokens=12, cached_tokens=100),
+        Usage(prompt_tokens=125, completion_tokens=12, cached_tokens=100, cache_write_tokens=5),
     ]
 
 

@@ -46,6 +46,8 @@ class _UsageDimensionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UsageD
     """The hour (UTC) the request started in."""
     USAGE_DIMENSION_DAY: _UsageDimension.ValueType  # 9
     """The day (UTC) the request started on."""
+    USAGE_DIMENSION_TRACE: _UsageDimension.ValueType  # 10
+    """The request's `trace.trace_id`."""
 
 class UsageDimension(_UsageDimension, metaclass=_UsageDimensionEnumTypeWrapper):
     """What usage can be grouped by."""
@@ -70,6 +72,8 @@ USAGE_DIMENSION_HOUR: UsageDimension.ValueType  # 8
 """The hour (UTC) the request started in."""
 USAGE_DIMENSION_DAY: UsageDimension.ValueType  # 9
 """The day (UTC) the request started on."""
+USAGE_DIMENSION_TRACE: UsageDimension.ValueType  # 10
+"""The request's `trace.trace_id`."""
 Global___UsageDimension: _TypeAlias = UsageDimension  # noqa: Y015
 
 @_typing.final
@@ -85,6 +89,7 @@ class UsageFilter(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     """Optional. Only this organization; an API key may name only its own."""
     key_id: _builtins.str
@@ -99,6 +104,8 @@ class UsageFilter(_message.Message):
     """Optional. Unix time in seconds, inclusive; unset means the beginning."""
     end_time: _builtins.int
     """Optional. Unix time in seconds, exclusive; unset means now and later."""
+    trace_id: _builtins.str
+    """Optional. Only the requests of this `trace.trace_id`."""
     def __init__(
         self,
         *,
@@ -109,10 +116,11 @@ class UsageFilter(_message.Message):
         user: _builtins.str | None = ...,
         start_time: _builtins.int | None = ...,
         end_time: _builtins.int | None = ...,
+        trace_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_trace_id", b"_trace_id", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_end_time", b"_end_time", "_key_id", b"_key_id", "_model", b"_model", "_organization_id", b"_organization_id", "_session_id", b"_session_id", "_start_time", b"_start_time", "_trace_id", b"_trace_id", "_user", b"_user", "end_time", b"end_time", "key_id", b"key_id", "model", b"model", "organization_id", b"organization_id", "session_id", b"session_id", "start_time", b"start_time", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__end_time: _TypeAlias = _typing.Literal["end_time"]  # noqa: Y015
     _WhichOneofArgType__end_time: _TypeAlias = _typing.Literal["_end_time", b"_end_time"]  # noqa: Y015
@@ -126,6 +134,8 @@ class UsageFilter(_message.Message):
     _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
     _WhichOneofReturnType__start_time: _TypeAlias = _typing.Literal["start_time"]  # noqa: Y015
     _WhichOneofArgType__start_time: _TypeAlias = _typing.Literal["_start_time", b"_start_time"]  # noqa: Y015
+    _WhichOneofReturnType__trace_id: _TypeAlias = _typing.Literal["trace_id"]  # noqa: Y015
+    _WhichOneofArgType__trace_id: _TypeAlias = _typing.Literal["_trace_id", b"_trace_id"]  # noqa: Y015
     _WhichOneofReturnType__user: _TypeAlias = _typing.Literal["user"]  # noqa: Y015
     _WhichOneofArgType__user: _TypeAlias = _typing.Literal["_user", b"_user"]  # noqa: Y015
     @_typing.overload
@@ -140,6 +150,8 @@ class UsageFilter(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__start_time) -> _WhichOneofReturnType__start_time | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trace_id) -> _WhichOneofReturnType__trace_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
 
@@ -234,6 +246,7 @@ class UsageBucket(_message.Message):
     COST_USD_FIELD_NUMBER: _builtins.int
     MEAN_LATENCY_MS_FIELD_NUMBER: _builtins.int
     MEAN_TTFT_MS_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     """Output only. The organization, when grouped by it and known."""
     key_id: _builtins.str
@@ -268,6 +281,8 @@ class UsageBucket(_message.Message):
     """Output only. Mean latency in milliseconds."""
     mean_ttft_ms: _builtins.float
     """Output only. Mean time to first token in milliseconds, over requests that produced one."""
+    trace_id: _builtins.str
+    """Output only. The trace id, when grouped by trace and known."""
     def __init__(
         self,
         *,
@@ -288,10 +303,11 @@ class UsageBucket(_message.Message):
         cost_usd: _builtins.float = ...,
         mean_latency_ms: _builtins.float = ...,
         mean_ttft_ms: _builtins.float | None = ...,
+        trace_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_key_id", b"_key_id", "_mean_ttft_ms", b"_mean_ttft_ms", "_model", b"_model", "_organization_id", b"_organization_id", "_period_start", b"_period_start", "_provider", b"_provider", "_session_id", b"_session_id", "_status", b"_status", "_user", b"_user", "key_id", b"key_id", "mean_ttft_ms", b"mean_ttft_ms", "model", b"model", "organization_id", b"organization_id", "period_start", b"period_start", "provider", b"provider", "session_id", b"session_id", "status", b"status", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_key_id", b"_key_id", "_mean_ttft_ms", b"_mean_ttft_ms", "_model", b"_model", "_organization_id", b"_organization_id", "_period_start", b"_period_start", "_provider", b"_provider", "_session_id", b"_session_id", "_status", b"_status", "_trace_id", b"_trace_id", "_user", b"_user", "key_id", b"key_id", "mean_ttft_ms", b"mean_ttft_ms", "model", b"model", "organization_id", b"organization_id", "period_start", b"period_start", "provider", b"provider", "session_id", b"session_id", "status", b"status", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_key_id", b"_key_id", "_mean_ttft_ms", b"_mean_ttft_ms", "_model", b"_model", "_organization_id", b"_organization_id", "_period_start", b"_period_start", "_provider", b"_provider", "_session_id", b"_session_id", "_status", b"_status", "_user", b"_user", "cached_tokens", b"cached_tokens", "cancelled", b"cancelled", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "errors", b"errors", "key_id", b"key_id", "mean_latency_ms", b"mean_latency_ms", "mean_ttft_ms", b"mean_ttft_ms", "model", b"model", "organization_id", b"organization_id", "period_start", b"period_start", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "session_id", b"session_id", "status", b"status", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_key_id", b"_key_id", "_mean_ttft_ms", b"_mean_ttft_ms", "_model", b"_model", "_organization_id", b"_organization_id", "_period_start", b"_period_start", "_provider", b"_provider", "_session_id", b"_session_id", "_status", b"_status", "_trace_id", b"_trace_id", "_user", b"_user", "cached_tokens", b"cached_tokens", "cancelled", b"cancelled", "completion_tokens", b"completion_tokens", "cost_usd", b"cost_usd", "errors", b"errors", "key_id", b"key_id", "mean_latency_ms", b"mean_latency_ms", "mean_ttft_ms", b"mean_ttft_ms", "model", b"model", "organization_id", b"organization_id", "period_start", b"period_start", "prompt_tokens", b"prompt_tokens", "provider", b"provider", "requests", b"requests", "session_id", b"session_id", "status", b"status", "trace_id", b"trace_id", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__key_id: _TypeAlias = _typing.Literal["key_id"]  # noqa: Y015
     _WhichOneofArgType__key_id: _TypeAlias = _typing.Literal["_key_id", b"_key_id"]  # noqa: Y015
@@ -309,6 +325,8 @@ class UsageBucket(_message.Message):
     _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
     _WhichOneofReturnType__status: _TypeAlias = _typing.Literal["status"]  # noqa: Y015
     _WhichOneofArgType__status: _TypeAlias = _typing.Literal["_status", b"_status"]  # noqa: Y015
+    _WhichOneofReturnType__trace_id: _TypeAlias = _typing.Literal["trace_id"]  # noqa: Y015
+    _WhichOneofArgType__trace_id: _TypeAlias = _typing.Literal["_trace_id", b"_trace_id"]  # noqa: Y015
     _WhichOneofReturnType__user: _TypeAlias = _typing.Literal["user"]  # noqa: Y015
     _WhichOneofArgType__user: _TypeAlias = _typing.Literal["_user", b"_user"]  # noqa: Y015
     @_typing.overload
@@ -327,6 +345,8 @@ class UsageBucket(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__status) -> _WhichOneofReturnType__status | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trace_id) -> _WhichOneofReturnType__trace_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
 

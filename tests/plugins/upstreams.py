@@ -1,0 +1,93 @@
+"""Real HTTP servers on 127.0.0.1 standing in for internet upstreams in the plugin tests.
+
+`Upstream` serves one aiohttp app on port 0 and keeps every request body it got;
+`anthropic_messages` answers like Anthropic's streamed Messages API, reporting
+cache reads and writes only when the request carries a `cache_control` block.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
+
+
+class Upstream:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.raw: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
+        self.url = ""
+
+    def handle(self, handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            raw = await request.read()
+            self.raw.append(raw)
+            self.headers.append(dict(request.headers))
+            self.bodies.append(json.loads(raw) if raw else {})
+            return await handler(request, self.bodies[-1])
+
+        return serve
+
+
+@asynccontextmanager
+async def serving(routes: dict[str, Handler]) -> AsyncIterator[Upstream]:
+    """An upstream answering POSTs to each path of `routes`; `url` is its base."""
+    upstream = Upstream()
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_post(path, upstream.handle(handler))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    upstream.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        yield upstream
+    finally:
+        await runner.cleanup()
+
+
+def _sse(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events)
+
+
+def _has_cache_control(body: dict[str, Any]) -> bool:
+    system = body.get("system")
+    blocks = [*(system if isinstance(system, list) else [])]
+    for message in body.get("messages", []):
+        if isinstance(message["content"], list):
+            blocks += message["content"]
+    return any("cache_control" in b for b in blocks)
+
+
+CACHE_READ, CACHE_WRITE, INPUT, OUTPUT = 1800, 200, 20, 3
+
+
+async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Anthropic's stream: a cache hit and write when `cache_control` reached it."""
+    cached = _has_cache_control(body)
+    usage = {
+        "input_tokens": INPUT,
+        "cache_read_input_tokens": CACHE_READ if cached else 0,
+        "cache_creation_input_tokens": CACHE_WRITE if cached else 0,
+        "output_tokens": 1,
+    }
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {"id": "msg_1", "usage": usage}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "ok"}},
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": OUTPUT},
+        },
+        {"type": "message_stop"},
+    ]
+    return web.Response(body=_sse(events), content_type="text/event-stream")
