@@ -2,5 +2,7 @@
 
 - `requested`: which plugins a request asks for (unknown ids refused, `:online` read);
 - `stage`: the pipeline stage that runs them, last before routing;
+- `backend`: the HTTP service a plugin calls (one pooled session, errors translated);
+- `moderation`: the input checked by an OpenAI-compatible `/v1/moderations` first;
 - `healing` (`response-healing`): a JSON answer repaired and checked against its schema.
 """

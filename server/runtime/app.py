@@ -164,7 +164,12 @@ async def start(
         config.grace,
         router,
         parts.usage,
-        [parts.store.aclose, parts.limiter.aclose, *([owned_db.close] if owned_db else [])],
+        [
+            parts.store.aclose,
+            parts.limiter.aclose,
+            parts.plugins.aclose,
+            *([owned_db.close] if owned_db else []),
+        ],
         parts.store.flush,
         calls,
     )

@@ -89,6 +89,7 @@ class Parts:
     limiter: Limiter
     keys: KeyStore
     store: UsageStore  # where usage lands unless a test passed its own sink
+    plugins: PluginStage  # closed at stop: it holds the plugins' HTTP sessions
 
 
 class _ObservedKeys(KeyStore):
@@ -134,6 +135,7 @@ def build(
     sink = sink or usage
     limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
     templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)
+    plugins = PluginStage(config.plugins)
     # The stages before routing, in order (ARCHITECTURE.md draws the whole request path).
     stages: tuple[Stage, ...] = (
         AuthStage(access),
@@ -142,7 +144,7 @@ def build(
         BudgetStage(KeyLedger(db)),
         TemplateStage(templates),
         MemoryStage(memories, _recall(config)),
-        PluginStage(),
+        plugins,
     )
     chat = ChatServicer(ChatPipeline(router, sink, stages))
     mounted = (
@@ -165,7 +167,7 @@ def build(
             usage_service.UsageServicer(usage, access, keys.organizations),
         ),
     )
-    return Parts(mounted, stages, sink, limiter, keys, usage)
+    return Parts(mounted, stages, sink, limiter, keys, usage, plugins)
 
 
 def _limits(config: Config) -> LimitsConfig:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from server.plugins.backend import BackendConfig
+from server.plugins.stage import PluginsConfig
 from server.providers.llama import models as llama_models
 from server.providers.llama.models import LocalModel
 from server.runtime.upstreams import Upstreams, parse
@@ -98,6 +100,8 @@ class Config:
     anonymous_ip_window: int = 3600
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
+    # The services plugins call, from the config file's [moderation] and [search].
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -126,18 +130,23 @@ def _from_file(config: Config, path: Path, environ: Mapping[str, str]) -> Config
     values = tomllib.loads(path.read_text())
     providers, models = values.pop("providers", {}), values.pop("models", [])
     local = values.pop("local_models", [])
+    moderation = values.pop("moderation", None)
     config = _apply(config, values, f"config file {path}")
     try:
         local_models = llama_models.parse(local, config.n_ctx)
+        plugins = PluginsConfig(moderation=_backend("moderation", moderation, environ))
         return replace(
-            config, upstreams=parse(providers, models, environ), local_models=local_models
+            config,
+            upstreams=parse(providers, models, environ),
+            local_models=local_models,
+            plugins=plugins,
         )
     except ValueError as e:
         raise ValueError(f"config file {path}: {e}") from None
 
 
 # Settings only the config file's tables give.
-_TABLES = frozenset({"upstreams", "local_models"})
+_TABLES = frozenset({"upstreams", "local_models", "plugins"})
 
 
 def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
@@ -148,6 +157,36 @@ def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
             raise ValueError(f"unknown setting {key!r} in {source}")
         changes[key] = _coerce(str(known[key].type), value, key, source)
     return replace(config, **changes)
+
+
+_BACKEND_KEYS = frozenset({"kind", "base_url", "api_key_env", "model", "timeout"})
+_BACKEND_KINDS = {"moderation": ("openai",), "search": ("searxng", "brave", "tavily")}
+
+
+def _backend(
+    section: str, raw: Mapping[str, Any] | None, environ: Mapping[str, str]
+) -> BackendConfig | None:
+    """A plugin's service from its section (`[moderation]`, `[search]`); the API key from the
+    environment variable `api_key_env` names."""
+    if raw is None:
+        return None
+    unknown = set(raw) - _BACKEND_KEYS
+    if unknown:
+        raise ValueError(f"[{section}]: unknown settings {', '.join(sorted(unknown))}")
+    kinds = _BACKEND_KINDS[section]
+    kind = raw.get("kind", kinds[0])
+    if kind not in kinds or "base_url" not in raw:
+        raise ValueError(f"[{section}]: base_url is required and kind is one of {', '.join(kinds)}")
+    key_env = raw.get("api_key_env")
+    if key_env is not None and key_env not in environ:
+        raise ValueError(f"[{section}]: the environment variable {key_env} is not set")
+    return BackendConfig(
+        kind=kind,
+        base_url=str(raw["base_url"]),
+        api_key=environ[key_env] if key_env else None,
+        model=raw.get("model"),
+        timeout=float(raw.get("timeout", 10.0)),
+    )
 
 
 def _bool(value: str) -> bool:

@@ -91,3 +91,18 @@ async def anthropic_messages(request: web.Request, body: dict[str, Any]) -> web.
         {"type": "message_stop"},
     ]
     return web.Response(body=_sse(events), content_type="text/event-stream")
+
+
+FLAG_WORD = "forbidden"
+
+
+async def openai_moderations(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """OpenAI's `/v1/moderations`: an input holding FLAG_WORD is flagged for violence."""
+    if request.headers.get("authorization") != "Bearer mod-key":
+        return web.json_response({"error": {"message": "bad key"}}, status=401)
+    results = []
+    for text in body["input"]:
+        hit = FLAG_WORD in text
+        categories = {"violence": hit, "harassment": hit and "!" in text, "sexual": False}
+        results.append({"flagged": hit, "categories": categories})
+    return web.json_response({"id": "modr-1", "model": body["model"], "results": results})
