@@ -4,5 +4,7 @@
 - `stage`: the pipeline stage that runs them, last before routing;
 - `backend`: the HTTP service a plugin calls (one pooled session, errors translated);
 - `moderation`: the input checked by an OpenAI-compatible `/v1/moderations` first;
+- `web` (and `model: "x:online"`): search results in the prompt, `url_citation`s in the
+  answer; `search`: the SearxNG, Brave and Tavily API shapes it searches with;
 - `healing` (`response-healing`): a JSON answer repaired and checked against its schema.
 """

@@ -1,7 +1,8 @@
 """The plugins' stage: the last before routing, it runs what the request's `plugins` ask.
 
-Order: `moderation` checks the input as the client sent it; then `response-healing`
-registers its finisher for the answer. A plugin whose service is not configured is a
+Order: `moderation` checks the input as the client sent it; `web` adds search results
+to the prompt (and citations to the answer); then `response-healing` registers its
+finisher for the answer. A plugin whose service is not configured is a
 400 naming it.
 """
 
@@ -12,12 +13,13 @@ from typing import TypeVar
 
 from server.errors import InvalidRequest, UnsupportedParameter
 from server.pipeline.context import RequestContext, UsageRecord
-from server.plugins import healing
+from server.plugins import healing, web
 from server.plugins.backend import BackendConfig
 from server.plugins.moderation import Moderator
-from server.plugins.requested import HEALING, MODERATION, requested
+from server.plugins.requested import HEALING, MODERATION, WEB, requested
+from server.plugins.search import Searcher
 
-NOT_YET = frozenset({"web", "file-parser", "auto-router"})
+NOT_YET = frozenset({"file-parser", "auto-router"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +27,14 @@ class PluginsConfig:
     """The services plugins call (None: not configured)."""
 
     moderation: BackendConfig | None = None
+    search: BackendConfig | None = None  # the web plugin's
 
 
 class PluginStage:
     def __init__(self, config: PluginsConfig | None = None) -> None:
         config = config or PluginsConfig()
         self._moderator = Moderator(config.moderation) if config.moderation else None
+        self._searcher = Searcher(config.search) if config.search else None
 
     async def before(self, ctx: RequestContext) -> None:
         wanted = requested(ctx.request)
@@ -43,6 +47,8 @@ class PluginStage:
             )
         if MODERATION in wanted:
             await _needed(self._moderator, MODERATION).check(ctx)
+        if WEB in wanted:
+            await web.search(ctx, wanted[WEB], _needed(self._searcher, "search"))
         if HEALING in wanted and (healer := healing.healer(ctx.request)) is not None:
             ctx.finishers.append(healer)
 
@@ -50,18 +56,20 @@ class PluginStage:
         pass
 
     async def aclose(self) -> None:
-        if self._moderator is not None:
-            await self._moderator.aclose()
+        for service in (self._moderator, self._searcher):
+            if service is not None:
+                await service.aclose()
 
 
 T = TypeVar("T")
 
 
-def _needed(service: T | None, plugin: str) -> T:
+def _needed(service: T | None, section: str) -> T:
     if service is None:
+        plugin = "web" if section == "search" else section
         raise InvalidRequest(
             f"The plugin '{plugin}' needs a service this server has not configured "
-            f"(the config file's [{plugin}] section).",
+            f"(the config file's [{section}] section).",
             param="plugins",
             code="plugin_not_configured",
         )

@@ -130,11 +130,14 @@ def _from_file(config: Config, path: Path, environ: Mapping[str, str]) -> Config
     values = tomllib.loads(path.read_text())
     providers, models = values.pop("providers", {}), values.pop("models", [])
     local = values.pop("local_models", [])
-    moderation = values.pop("moderation", None)
+    moderation, search = values.pop("moderation", None), values.pop("search", None)
     config = _apply(config, values, f"config file {path}")
     try:
         local_models = llama_models.parse(local, config.n_ctx)
-        plugins = PluginsConfig(moderation=_backend("moderation", moderation, environ))
+        plugins = PluginsConfig(
+            moderation=_backend("moderation", moderation, environ),
+            search=_backend("search", search, environ),
+        )
         return replace(
             config,
             upstreams=parse(providers, models, environ),

@@ -37,11 +37,11 @@ class Upstream:
 
 @asynccontextmanager
 async def serving(routes: dict[str, Handler]) -> AsyncIterator[Upstream]:
-    """An upstream answering POSTs to each path of `routes`; `url` is its base."""
+    """An upstream answering each path of `routes`; `url` is its base."""
     upstream = Upstream()
     app = web.Application()
     for path, handler in routes.items():
-        app.router.add_post(path, upstream.handle(handler))
+        app.router.add_route("*", path, upstream.handle(handler))
     runner = web.AppRunner(app, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -106,3 +106,36 @@ async def openai_moderations(request: web.Request, body: dict[str, Any]) -> web.
         categories = {"violence": hit, "harassment": hit and "!" in text, "sexual": False}
         results.append({"flagged": hit, "categories": categories})
     return web.json_response({"id": "modr-1", "model": body["model"], "results": results})
+
+
+PAGES = [
+    ("https://one.example/oslo", "Oslo - Wikipedia", "Oslo is the capital of Norway."),
+    ("https://two.example/page", "Visit Oslo", "Things to do in Oslo."),
+    ("https://three.example/", "Norway facts", "Norway has fjords."),
+]
+
+
+async def searxng(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """SearxNG's JSON API (`/search?q=…&format=json`)."""
+    if request.query.get("format") != "json" or not request.query.get("q"):
+        return web.json_response({"error": "bad query"}, status=400)
+    results = [{"url": u, "title": t, "content": c, "engine": "x"} for u, t, c in PAGES]
+    return web.json_response({"query": request.query["q"], "results": results})
+
+
+async def brave(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Brave Search (`/res/v1/web/search?q=…&count=…`, key in X-Subscription-Token)."""
+    if request.headers.get("x-subscription-token") != "brave-key":
+        return web.json_response({"error": "unauthorized"}, status=401)
+    count = int(request.query["count"])
+    results = [{"url": u, "title": t, "description": c} for u, t, c in PAGES[:count]]
+    return web.json_response({"type": "search", "web": {"results": results}})
+
+
+async def tavily(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Tavily (`POST /search` with `query` and `max_results`, a bearer key)."""
+    if request.headers.get("authorization") != "Bearer tvly-key":
+        return web.json_response({"error": "unauthorized"}, status=401)
+    pages = PAGES[: body["max_results"]]
+    results = [{"url": u, "title": t, "content": c, "score": 0.9} for u, t, c in pages]
+    return web.json_response({"query": body["query"], "results": results})
