@@ -4,6 +4,7 @@
     ├── InvalidRequest                  400 INVALID_ARGUMENT
     │   └── UnsupportedParameter        400 INVALID_ARGUMENT  (param named)
     ├── Unprocessable                   422 INVALID_ARGUMENT  (http_status in ErrorInfo)
+    ├── TooLarge                        413 INVALID_ARGUMENT  (http_status in ErrorInfo)
     ├── Unauthenticated                 401 UNAUTHENTICATED
     ├── PaymentRequired                 402 FAILED_PRECONDITION (http_status in ErrorInfo)
     ├── PermissionDenied                403 PERMISSION_DENIED
@@ -66,6 +67,15 @@ class Unprocessable(TokenwireError):
     grpc_code = grpc.StatusCode.INVALID_ARGUMENT
     http_status = 422
     type = "invalid_request_error"
+
+
+class TooLarge(TokenwireError):
+    """413: a part of the request (an attached file) is larger than this server takes."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 413
+    type = "invalid_request_error"
+    code = "file_too_large"
 
 
 class Unauthenticated(TokenwireError):

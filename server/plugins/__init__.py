@@ -6,5 +6,6 @@
 - `moderation`: the input checked by an OpenAI-compatible `/v1/moderations` first;
 - `web` (and `model: "x:online"`): search results in the prompt, `url_citation`s in the
   answer; `search`: the SearxNG, Brave and Tavily API shapes it searches with;
+- `files` (`file-parser`): PDF parts into text (pypdf), or left for upstreams that read files;
 - `healing` (`response-healing`): a JSON answer repaired and checked against its schema.
 """

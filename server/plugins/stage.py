@@ -1,6 +1,6 @@
 """The plugins' stage: the last before routing, it runs what the request's `plugins` ask.
 
-Order: `moderation` checks the input as the client sent it; `web` adds search results
+Order: `file-parser` turns PDFs into text; `moderation` checks the input; `web` adds search results
 to the prompt (and citations to the answer); then `response-healing` registers its
 finisher for the answer. A plugin whose service is not configured is a
 400 naming it.
@@ -13,13 +13,13 @@ from typing import TypeVar
 
 from server.errors import InvalidRequest, UnsupportedParameter
 from server.pipeline.context import RequestContext, UsageRecord
-from server.plugins import healing, web
+from server.plugins import files, healing, web
 from server.plugins.backend import BackendConfig
 from server.plugins.moderation import Moderator
-from server.plugins.requested import HEALING, MODERATION, WEB, requested
+from server.plugins.requested import FILE_PARSER, HEALING, MODERATION, WEB, requested
 from server.plugins.search import Searcher
 
-NOT_YET = frozenset({"file-parser", "auto-router"})
+NOT_YET = frozenset({"auto-router"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,8 @@ class PluginStage:
                 f"The plugin '{name}' is not supported by this tokenwire server yet.",
                 param="plugins",
             )
+        if FILE_PARSER in wanted and files.engine(wanted[FILE_PARSER]) == "pdf-text":
+            await files.parse_files(list(ctx.request.messages))
         if MODERATION in wanted:
             await _needed(self._moderator, MODERATION).check(ctx)
         if WEB in wanted:
