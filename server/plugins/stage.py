@@ -1,8 +1,9 @@
 """The plugins' stage: the last before routing, it runs what the request's `plugins` ask.
 
-Order: `file-parser` turns PDFs into text; `moderation` checks the input; `web` adds search results
-to the prompt (and citations to the answer); then `response-healing` registers its
-finisher for the answer. A plugin whose service is not configured is a
+Order: `file-parser` turns PDFs into text; `moderation` checks the input; `web` adds
+search results to the prompt (and citations to the answer); `auto-router` (or
+`model: "auto"`) picks the model for the prompt as it now is; `response-healing`
+registers its finisher for the answer. A plugin whose service is not configured is a
 400 naming it.
 """
 
@@ -11,15 +12,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeVar
 
-from server.errors import InvalidRequest, UnsupportedParameter
+from server.errors import InvalidRequest
 from server.pipeline.context import RequestContext, UsageRecord
-from server.plugins import files, healing, web
+from server.plugins import auto_router, files, healing, web
 from server.plugins.backend import BackendConfig
 from server.plugins.moderation import Moderator
-from server.plugins.requested import FILE_PARSER, HEALING, MODERATION, WEB, requested
+from server.plugins.requested import (
+    AUTO_ROUTER,
+    FILE_PARSER,
+    HEALING,
+    MODERATION,
+    WEB,
+    requested,
+)
 from server.plugins.search import Searcher
-
-NOT_YET = frozenset({"auto-router"})
+from server.routing.catalog import Catalog
+from server.routing.stats import Stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +39,29 @@ class PluginsConfig:
 
 
 class PluginStage:
-    def __init__(self, config: PluginsConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: PluginsConfig | None = None,
+        catalog: Catalog | None = None,
+        stats: Stats | None = None,
+    ) -> None:
         config = config or PluginsConfig()
+        self._catalog = catalog or Catalog(())
+        self._stats = stats or Stats()
         self._moderator = Moderator(config.moderation) if config.moderation else None
         self._searcher = Searcher(config.search) if config.search else None
 
     async def before(self, ctx: RequestContext) -> None:
         wanted = requested(ctx.request)
-        if not wanted:
-            return
-        for name in NOT_YET & wanted.keys():
-            raise UnsupportedParameter(
-                f"The plugin '{name}' is not supported by this tokenwire server yet.",
-                param="plugins",
-            )
         if FILE_PARSER in wanted and files.engine(wanted[FILE_PARSER]) == "pdf-text":
             await files.parse_files(list(ctx.request.messages))
         if MODERATION in wanted:
             await _needed(self._moderator, MODERATION).check(ctx)
         if WEB in wanted:
             await web.search(ctx, wanted[WEB], _needed(self._searcher, "search"))
+        if AUTO_ROUTER in wanted or ctx.request.model == auto_router.AUTO:
+            plugin = wanted.get(AUTO_ROUTER)
+            ctx.request.model = auto_router.choose(ctx, plugin, self._catalog, self._stats)
         if HEALING in wanted and (healer := healing.healer(ctx.request)) is not None:
             ctx.finishers.append(healer)
 

@@ -135,7 +135,7 @@ def build(
     sink = sink or usage
     limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
     templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)
-    plugins = PluginStage(config.plugins)
+    plugins = PluginStage(config.plugins, router.catalog, router.stats)
     # The stages before routing, in order (ARCHITECTURE.md draws the whole request path).
     stages: tuple[Stage, ...] = (
         AuthStage(access),
