@@ -26,7 +26,8 @@ def check(ctx: RequestContext) -> None:
         _check(session, param, MAX_SESSION_ID)
     if request.HasField("user"):
         _check(request.user, "user", MAX_USER)
-    trace.check(request)
+    for param, value in trace.values(request):
+        _check(value, param, trace.MAX_VALUE)
 
 
 def _check(value: str, param: str, limit: int) -> None:

@@ -12,32 +12,22 @@ from __future__ import annotations
 import json
 
 from server.errors import InvalidRequest
-from server.storage.database import refuse_nul
 from tokenwire.chat.v1 import chat_pb2, routing_pb2
 
 MAX_VALUE = 256
 MAX_METADATA = 16
 
 
-def check(request: chat_pb2.CreateChatCompletionRequest) -> None:
+def values(request: chat_pb2.CreateChatCompletionRequest) -> list[tuple[str, str]]:
+    """Each text of the trace and the parameter naming it (`server.usage.tags` bounds them);
+    more than MAX_METADATA pairs of `metadata` is a 400."""
     if not request.HasField("trace"):
-        return
+        return []
     trace = request.trace
     if len(trace.metadata) > MAX_METADATA:
         raise InvalidRequest(
             f"'trace.metadata' takes at most {MAX_METADATA} pairs.", param="trace.metadata"
         )
-    for param, value in _values(trace):
-        if len(value) > MAX_VALUE:
-            raise InvalidRequest(
-                f"'{param}' is at most {MAX_VALUE} characters.",
-                param=param,
-                code="string_above_max_length",
-            )
-        refuse_nul((value,), param)
-
-
-def _values(trace: routing_pb2.Trace) -> list[tuple[str, str]]:
     values = [(f"trace.{name}", value) for name, value in _named(trace).items()]
     for key, value in trace.metadata.items():
         values += [("trace.metadata", key), (f"trace.metadata.{key}", value)]

@@ -97,14 +97,12 @@ async def test_without_cache_control_the_system_prompt_stays_one_string(
     start_service: StartService, anthropic: Upstream
 ) -> None:
     service = await claude(start_service, anthropic)
+    messages: list[Any] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
     async with sdk(service) as client:
-        completion = await client.chat.completions.create(
-            model="claude",
-            messages=[
-                {"role": "system", "content": "Be brief."},
-                {"role": "user", "content": "hi"},
-            ],
-        )
+        completion = await client.chat.completions.create(model="claude", messages=messages)
     assert anthropic.bodies[-1]["system"] == "Be brief."
     assert completion.usage is not None and completion.usage.prompt_tokens_details is not None
     assert completion.usage.prompt_tokens_details.cached_tokens == 0
