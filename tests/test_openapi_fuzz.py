@@ -42,8 +42,13 @@ DOCUMENTED: dict[tuple[str, str], str] = {
     (CHAT, r"messages\[\d+\]\.tool_call_id"): "tool messages need it, a rule across fields",
     (CHAT, r"messages\[\d+\]\.content"): "required unless an assistant message calls tools",
     (CHAT, r"messages\[\d+\]\.content\[\d+\]\.\w+"): "a part needs the field its `type` names",
-    (CHAT, r"plugins|trace|provider\.enforce_distillable_text"): "accepted by the contract, "
+    (CHAT, r"provider\.enforce_distillable_text"): "accepted by the contract, "
     "refused by this server until implemented (README: What the API accepts)",
+    (CHAT, r"plugins"): "moderation and web need a service the config file names "
+    "([moderation], [search]); a plugin's `pdf` and `engine` depend on the server",
+    (CHAT, r"trace\.metadata.*"): "at most 16 pairs of at most 256 characters each",
+    (CHAT, r"response_format\.json_schema\.schema"): "response-healing needs a valid JSON Schema",
+    (CHAT, r"model"): "the auto-router may find no model that fits (README: Plugins)",
     (CHAT, r"provider\.(only|ignore|order|quantizations|max_price.*|data_collection|zdr|sort)"): (
         "preferences that leave no configured provider: they depend on the catalog"
     ),

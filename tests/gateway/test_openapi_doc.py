@@ -259,7 +259,7 @@ def test_query_parameters_are_the_unbound_scalar_fields() -> None:
     usage = FULL["paths"]["/v1/usage"]["get"]["parameters"]
     assert [p["name"] for p in usage] == [
         "filter.organization_id", "filter.key_id", "filter.session_id", "filter.model",
-        "filter.user", "filter.start_time", "filter.end_time", "group_by",
+        "filter.user", "filter.start_time", "filter.end_time", "filter.trace_id", "group_by",
     ]  # fmt: skip
     group_by = usage[-1]["schema"]
     assert group_by["type"] == "array" and "day" in group_by["items"]["enum"]

@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from tokenwire.options.v1 import json_pb2 as tokenwire_dot_options_dot_v1_dot_json__pb2
+from tokenwire.options.v1 import schema_pb2 as tokenwire_dot_options_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftokenwire/chat/v1/routing.proto\x12\x11tokenwire.chat.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1ftokenwire/options/v1/json.proto\"\xa3\t\n\x13ProviderPreferences\x12\x1a\n\x05order\x18\x01 \x03(\tB\x04\xe2\x41\x01\x01R\x05order\x12\x18\n\x04only\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01R\x04only\x12\x1c\n\x06ignore\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01R\x06ignore\x12\x32\n\x0f\x61llow_fallbacks\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02R\x0e\x61llowFallbacks\x88\x01\x01\x12\x38\n\x12require_parameters\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x03R\x11requireParameters\x88\x01\x01\x12\x39\n\x04sort\x18\x06 \x01(\x0e\x32\x1f.tokenwire.chat.v1.ProviderSortB\x04\xe2\x41\x01\x01R\x04sort\x12>\n\tmax_price\x18\x07 \x01(\x0b\x32\x1b.tokenwire.chat.v1.MaxPriceB\x04\xe2\x41\x01\x01R\x08maxPrice\x12P\n\x0f\x64\x61ta_collection\x18\x08 \x01(\x0e\x32!.tokenwire.chat.v1.DataCollectionB\x04\xe2\x41\x01\x01R\x0e\x64\x61taCollection\x12\x1b\n\x03zdr\x18\t \x01(\x08\x42\x04\xe2\x41\x01\x01H\x04R\x03zdr\x88\x01\x01\x12*\n\rquantizations\x18\n \x03(\tB\x04\xe2\x41\x01\x01R\rquantizations\x12\x65\n\x1cpreferred_min_throughput_p50\x18\x0b \x01(\x01\x42\"\xe2\x41\x01\x01\x8a\xb5\x18\x1a\n\x18preferred_min_throughputH\x00R\x19preferredMinThroughputP50\x12\x95\x01\n$preferred_min_throughput_percentiles\x18\x0c \x01(\x0b\x32\x1e.tokenwire.chat.v1.PercentilesB\"\xe2\x41\x01\x01\x8a\xb5\x18\x1a\n\x18preferred_min_throughputH\x00R!preferredMinThroughputPercentiles\x12\\\n\x19preferred_max_latency_p50\x18\r \x01(\x01\x42\x1f\xe2\x41\x01\x01\x8a\xb5\x18\x17\n\x15preferred_max_latencyH\x01R\x16preferredMaxLatencyP50\x12\x8c\x01\n!preferred_max_latency_percentiles\x18\x0e \x01(\x0b\x32\x1e.tokenwire.chat.v1.PercentilesB\x1f\xe2\x41\x01\x01\x8a\xb5\x18\x17\n\x15preferred_max_latencyH\x01R\x1epreferredMaxLatencyPercentiles\x12\x43\n\x18\x65nforce_distillable_text\x18\x0f \x01(\x08\x42\x04\xe2\x41\x01\x01H\x05R\x16\x65nforceDistillableText\x88\x01\x01\x42\x1a\n\x18preferred_min_throughputB\x17\n\x15preferred_max_latencyB\x12\n\x10_allow_fallbacksB\x15\n\x13_require_parametersB\x06\n\x04_zdrB\x1b\n\x19_enforce_distillable_text\"\xce\x01\n\x08MaxPrice\x12!\n\x06prompt\x18\x01 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00R\x06prompt\x88\x01\x01\x12)\n\ncompletion\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01R\ncompletion\x88\x01\x01\x12#\n\x07request\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02R\x07request\x88\x01\x01\x12\x1f\n\x05image\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x03R\x05image\x88\x01\x01\x42\t\n\x07_promptB\r\n\x0b_completionB\n\n\x08_requestB\x08\n\x06_image\"\xa1\x01\n\x0bPercentiles\x12\x1b\n\x03p50\x18\x01 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00R\x03p50\x88\x01\x01\x12\x1b\n\x03p75\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01R\x03p75\x88\x01\x01\x12\x1b\n\x03p90\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02R\x03p90\x88\x01\x01\x12\x1b\n\x03p99\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x03R\x03p99\x88\x01\x01\x42\x06\n\x04_p50B\x06\n\x04_p75B\x06\n\x04_p90B\x06\n\x04_p99\"\xc6\x02\n\x06Plugin\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12#\n\x07\x65nabled\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00R\x07\x65nabled\x88\x01\x01\x12+\n\x0e\x61llowed_models\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01R\rallowedModels\x12*\n\x0bmax_results\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x01R\nmaxResults\x88\x01\x01\x12.\n\rsearch_prompt\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01H\x02R\x0csearchPrompt\x88\x01\x01\x12!\n\x06\x65ngine\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01H\x03R\x06\x65ngine\x88\x01\x01\x12\x1c\n\x03pdf\x18\x07 \x01(\tB\n\xe2\x41\x01\x01\x8a\xb5\x18\x02\x10\x01R\x03pdfB\n\n\x08_enabledB\x0e\n\x0c_max_resultsB\x10\n\x0e_search_promptB\t\n\x07_engine\"\xbc\x03\n\x05Trace\x12$\n\x08trace_id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x01H\x00R\x07traceId\x88\x01\x01\x12(\n\ntrace_name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01H\x01R\ttraceName\x88\x01\x01\x12&\n\tspan_name\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01H\x02R\x08spanName\x88\x01\x01\x12\x32\n\x0fgeneration_name\x18\x04 \x01(\tB\x04\xe2\x41\x01\x01H\x03R\x0egenerationName\x88\x01\x01\x12/\n\x0eparent_span_id\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01H\x04R\x0cparentSpanId\x88\x01\x01\x12H\n\x08metadata\x18\x06 \x03(\x0b\x32&.tokenwire.chat.v1.Trace.MetadataEntryB\x04\xe2\x41\x01\x01R\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\x0b\n\t_trace_idB\r\n\x0b_trace_nameB\x0c\n\n_span_nameB\x12\n\x10_generation_nameB\x11\n\x0f_parent_span_id*\x7f\n\x0cProviderSort\x12\x1d\n\x19PROVIDER_SORT_UNSPECIFIED\x10\x00\x12\x17\n\x13PROVIDER_SORT_PRICE\x10\x01\x12\x1c\n\x18PROVIDER_SORT_THROUGHPUT\x10\x02\x12\x19\n\x15PROVIDER_SORT_LATENCY\x10\x03*f\n\x0e\x44\x61taCollection\x12\x1f\n\x1b\x44\x41TA_COLLECTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TA_COLLECTION_ALLOW\x10\x01\x12\x18\n\x14\x44\x41TA_COLLECTION_DENY\x10\x02*B\n\x05Route\x12\x15\n\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTE_FALLBACK\x10\x01\x12\x0e\n\nROUTE_SORT\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftokenwire/chat/v1/routing.proto\x12\x11tokenwire.chat.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1ftokenwire/options/v1/json.proto\x1a!tokenwire/options/v1/schema.proto\"\xa3\t\n\x13ProviderPreferences\x12\x1a\n\x05order\x18\x01 \x03(\tB\x04\xe2\x41\x01\x01R\x05order\x12\x18\n\x04only\x18\x02 \x03(\tB\x04\xe2\x41\x01\x01R\x04only\x12\x1c\n\x06ignore\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01R\x06ignore\x12\x32\n\x0f\x61llow_fallbacks\x18\x04 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x02R\x0e\x61llowFallbacks\x88\x01\x01\x12\x38\n\x12require_parameters\x18\x05 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x03R\x11requireParameters\x88\x01\x01\x12\x39\n\x04sort\x18\x06 \x01(\x0e\x32\x1f.tokenwire.chat.v1.ProviderSortB\x04\xe2\x41\x01\x01R\x04sort\x12>\n\tmax_price\x18\x07 \x01(\x0b\x32\x1b.tokenwire.chat.v1.MaxPriceB\x04\xe2\x41\x01\x01R\x08maxPrice\x12P\n\x0f\x64\x61ta_collection\x18\x08 \x01(\x0e\x32!.tokenwire.chat.v1.DataCollectionB\x04\xe2\x41\x01\x01R\x0e\x64\x61taCollection\x12\x1b\n\x03zdr\x18\t \x01(\x08\x42\x04\xe2\x41\x01\x01H\x04R\x03zdr\x88\x01\x01\x12*\n\rquantizations\x18\n \x03(\tB\x04\xe2\x41\x01\x01R\rquantizations\x12\x65\n\x1cpreferred_min_throughput_p50\x18\x0b \x01(\x01\x42\"\xe2\x41\x01\x01\x8a\xb5\x18\x1a\n\x18preferred_min_throughputH\x00R\x19preferredMinThroughputP50\x12\x95\x01\n$preferred_min_throughput_percentiles\x18\x0c \x01(\x0b\x32\x1e.tokenwire.chat.v1.PercentilesB\"\xe2\x41\x01\x01\x8a\xb5\x18\x1a\n\x18preferred_min_throughputH\x00R!preferredMinThroughputPercentiles\x12\\\n\x19preferred_max_latency_p50\x18\r \x01(\x01\x42\x1f\xe2\x41\x01\x01\x8a\xb5\x18\x17\n\x15preferred_max_latencyH\x01R\x16preferredMaxLatencyP50\x12\x8c\x01\n!preferred_max_latency_percentiles\x18\x0e \x01(\x0b\x32\x1e.tokenwire.chat.v1.PercentilesB\x1f\xe2\x41\x01\x01\x8a\xb5\x18\x17\n\x15preferred_max_latencyH\x01R\x1epreferredMaxLatencyPercentiles\x12\x43\n\x18\x65nforce_distillable_text\x18\x0f \x01(\x08\x42\x04\xe2\x41\x01\x01H\x05R\x16\x65nforceDistillableText\x88\x01\x01\x42\x1a\n\x18preferred_min_throughputB\x17\n\x15preferred_max_latencyB\x12\n\x10_allow_fallbacksB\x15\n\x13_require_parametersB\x06\n\x04_zdrB\x1b\n\x19_enforce_distillable_text\"\xce\x01\n\x08MaxPrice\x12!\n\x06prompt\x18\x01 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00R\x06prompt\x88\x01\x01\x12)\n\ncompletion\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01R\ncompletion\x88\x01\x01\x12#\n\x07request\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02R\x07request\x88\x01\x01\x12\x1f\n\x05image\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x03R\x05image\x88\x01\x01\x42\t\n\x07_promptB\r\n\x0b_completionB\n\n\x08_requestB\x08\n\x06_image\"\xa1\x01\n\x0bPercentiles\x12\x1b\n\x03p50\x18\x01 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x00R\x03p50\x88\x01\x01\x12\x1b\n\x03p75\x18\x02 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x01R\x03p75\x88\x01\x01\x12\x1b\n\x03p90\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x02R\x03p90\x88\x01\x01\x12\x1b\n\x03p99\x18\x04 \x01(\x01\x42\x04\xe2\x41\x01\x01H\x03R\x03p99\x88\x01\x01\x42\x06\n\x04_p50B\x06\n\x04_p75B\x06\n\x04_p90B\x06\n\x04_p99\"\x9d\x03\n\x06Plugin\x12U\n\x02id\x18\x01 \x01(\tBE\xe2\x41\x01\x02\x9a\xb5\x18=B;^(auto-router|moderation|web|file-parser|response-healing)$R\x02id\x12#\n\x07\x65nabled\x18\x02 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x00R\x07\x65nabled\x88\x01\x01\x12+\n\x0e\x61llowed_models\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01R\rallowedModels\x12@\n\x0bmax_results\x18\x04 \x01(\x05\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00\x34@H\x01R\nmaxResults\x88\x01\x01\x12.\n\rsearch_prompt\x18\x05 \x01(\tB\x04\xe2\x41\x01\x01H\x02R\x0csearchPrompt\x88\x01\x01\x12!\n\x06\x65ngine\x18\x06 \x01(\tB\x04\xe2\x41\x01\x01H\x03R\x06\x65ngine\x88\x01\x01\x12\x1c\n\x03pdf\x18\x07 \x01(\tB\n\xe2\x41\x01\x01\x8a\xb5\x18\x02\x10\x01R\x03pdfB\n\n\x08_enabledB\x0e\n\x0c_max_resultsB\x10\n\x0e_search_promptB\t\n\x07_engine\"\xa5\x04\n\x05Trace\x12\x39\n\x08trace_id\x18\x01 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x00R\x07traceId\x88\x01\x01\x12=\n\ntrace_name\x18\x02 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x01R\ttraceName\x88\x01\x01\x12;\n\tspan_name\x18\x03 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x02R\x08spanName\x88\x01\x01\x12G\n\x0fgeneration_name\x18\x04 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x03R\x0egenerationName\x88\x01\x01\x12\x44\n\x0eparent_span_id\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x02\x42\x0c^[^\\u0000]*$H\x04R\x0cparentSpanId\x88\x01\x01\x12H\n\x08metadata\x18\x06 \x03(\x0b\x32&.tokenwire.chat.v1.Trace.MetadataEntryB\x04\xe2\x41\x01\x01R\x08metadata\x1a;\n\rMetadataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x02\x38\x01\x42\x0b\n\t_trace_idB\r\n\x0b_trace_nameB\x0c\n\n_span_nameB\x12\n\x10_generation_nameB\x11\n\x0f_parent_span_id*\x7f\n\x0cProviderSort\x12\x1d\n\x19PROVIDER_SORT_UNSPECIFIED\x10\x00\x12\x17\n\x13PROVIDER_SORT_PRICE\x10\x01\x12\x1c\n\x18PROVIDER_SORT_THROUGHPUT\x10\x02\x12\x19\n\x15PROVIDER_SORT_LATENCY\x10\x03*f\n\x0e\x44\x61taCollection\x12\x1f\n\x1b\x44\x41TA_COLLECTION_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44\x41TA_COLLECTION_ALLOW\x10\x01\x12\x18\n\x14\x44\x41TA_COLLECTION_DENY\x10\x02*B\n\x05Route\x12\x15\n\x11ROUTE_UNSPECIFIED\x10\x00\x12\x12\n\x0eROUTE_FALLBACK\x10\x01\x12\x0e\n\nROUTE_SORT\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -80,13 +81,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PERCENTILES'].fields_by_name['p99']._loaded_options = None
   _globals['_PERCENTILES'].fields_by_name['p99']._serialized_options = b'\342A\001\001'
   _globals['_PLUGIN'].fields_by_name['id']._loaded_options = None
-  _globals['_PLUGIN'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_PLUGIN'].fields_by_name['id']._serialized_options = b'\342A\001\002\232\265\030=B;^(auto-router|moderation|web|file-parser|response-healing)$'
   _globals['_PLUGIN'].fields_by_name['enabled']._loaded_options = None
   _globals['_PLUGIN'].fields_by_name['enabled']._serialized_options = b'\342A\001\001'
   _globals['_PLUGIN'].fields_by_name['allowed_models']._loaded_options = None
   _globals['_PLUGIN'].fields_by_name['allowed_models']._serialized_options = b'\342A\001\001'
   _globals['_PLUGIN'].fields_by_name['max_results']._loaded_options = None
-  _globals['_PLUGIN'].fields_by_name['max_results']._serialized_options = b'\342A\001\001'
+  _globals['_PLUGIN'].fields_by_name['max_results']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\360?\021\000\000\000\000\000\0004@'
   _globals['_PLUGIN'].fields_by_name['search_prompt']._loaded_options = None
   _globals['_PLUGIN'].fields_by_name['search_prompt']._serialized_options = b'\342A\001\001'
   _globals['_PLUGIN'].fields_by_name['engine']._loaded_options = None
@@ -96,33 +97,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRACE_METADATAENTRY']._loaded_options = None
   _globals['_TRACE_METADATAENTRY']._serialized_options = b'8\001'
   _globals['_TRACE'].fields_by_name['trace_id']._loaded_options = None
-  _globals['_TRACE'].fields_by_name['trace_id']._serialized_options = b'\342A\001\001'
+  _globals['_TRACE'].fields_by_name['trace_id']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
   _globals['_TRACE'].fields_by_name['trace_name']._loaded_options = None
-  _globals['_TRACE'].fields_by_name['trace_name']._serialized_options = b'\342A\001\001'
+  _globals['_TRACE'].fields_by_name['trace_name']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
   _globals['_TRACE'].fields_by_name['span_name']._loaded_options = None
-  _globals['_TRACE'].fields_by_name['span_name']._serialized_options = b'\342A\001\001'
+  _globals['_TRACE'].fields_by_name['span_name']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
   _globals['_TRACE'].fields_by_name['generation_name']._loaded_options = None
-  _globals['_TRACE'].fields_by_name['generation_name']._serialized_options = b'\342A\001\001'
+  _globals['_TRACE'].fields_by_name['generation_name']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
   _globals['_TRACE'].fields_by_name['parent_span_id']._loaded_options = None
-  _globals['_TRACE'].fields_by_name['parent_span_id']._serialized_options = b'\342A\001\001'
+  _globals['_TRACE'].fields_by_name['parent_span_id']._serialized_options = b'\342A\001\001\232\265\030\021(\200\002B\014^[^\\u0000]*$'
   _globals['_TRACE'].fields_by_name['metadata']._loaded_options = None
   _globals['_TRACE'].fields_by_name['metadata']._serialized_options = b'\342A\001\001'
-  _globals['_PROVIDERSORT']._serialized_start=2459
-  _globals['_PROVIDERSORT']._serialized_end=2586
-  _globals['_DATACOLLECTION']._serialized_start=2588
-  _globals['_DATACOLLECTION']._serialized_end=2690
-  _globals['_ROUTE']._serialized_start=2692
-  _globals['_ROUTE']._serialized_end=2758
-  _globals['_PROVIDERPREFERENCES']._serialized_start=121
-  _globals['_PROVIDERPREFERENCES']._serialized_end=1308
-  _globals['_MAXPRICE']._serialized_start=1311
-  _globals['_MAXPRICE']._serialized_end=1517
-  _globals['_PERCENTILES']._serialized_start=1520
-  _globals['_PERCENTILES']._serialized_end=1681
-  _globals['_PLUGIN']._serialized_start=1684
-  _globals['_PLUGIN']._serialized_end=2010
-  _globals['_TRACE']._serialized_start=2013
-  _globals['_TRACE']._serialized_end=2457
-  _globals['_TRACE_METADATAENTRY']._serialized_start=2317
-  _globals['_TRACE_METADATAENTRY']._serialized_end=2376
+  _globals['_PROVIDERSORT']._serialized_start=2686
+  _globals['_PROVIDERSORT']._serialized_end=2813
+  _globals['_DATACOLLECTION']._serialized_start=2815
+  _globals['_DATACOLLECTION']._serialized_end=2917
+  _globals['_ROUTE']._serialized_start=2919
+  _globals['_ROUTE']._serialized_end=2985
+  _globals['_PROVIDERPREFERENCES']._serialized_start=156
+  _globals['_PROVIDERPREFERENCES']._serialized_end=1343
+  _globals['_MAXPRICE']._serialized_start=1346
+  _globals['_MAXPRICE']._serialized_end=1552
+  _globals['_PERCENTILES']._serialized_start=1555
+  _globals['_PERCENTILES']._serialized_end=1716
+  _globals['_PLUGIN']._serialized_start=1719
+  _globals['_PLUGIN']._serialized_end=2132
+  _globals['_TRACE']._serialized_start=2135
+  _globals['_TRACE']._serialized_end=2684
+  _globals['_TRACE_METADATAENTRY']._serialized_start=2544
+  _globals['_TRACE_METADATAENTRY']._serialized_end=2603
 # @@protoc_insertion_point(module_scope)

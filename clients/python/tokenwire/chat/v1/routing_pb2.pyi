@@ -326,7 +326,7 @@ class Plugin(_message.Message):
     enabled: _builtins.bool
     """Optional. Turn the plugin on or off."""
     max_results: _builtins.int
-    """Optional. Web plugin: results to fetch."""
+    """Optional. Web plugin: results to fetch, in [1, 20]; unset means 5."""
     search_prompt: _builtins.str
     """Optional. Web plugin: prompt introducing the results."""
     engine: _builtins.str
