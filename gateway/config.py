@@ -37,4 +37,5 @@ class GatewayConfig:
         "x-tokenwire-",
         "retry-after",
         "www-authenticate",
+        "x-session-id",
     )

@@ -13,6 +13,7 @@
     ├── RateLimited                     429 RESOURCE_EXHAUSTED (retry_after)
     ├── ShuttingDown                    503 UNAVAILABLE (grace period over)
     ├── StorageUnavailable              503 UNAVAILABLE (the database cannot be reached)
+    ├── ToolFailed                      500 INTERNAL (an agent's tool: told to the model)
     └── ProviderError                   503 UNAVAILABLE
         ├── UpstreamUnavailable         503 UNAVAILABLE  (provably not processed: may be re-sent)
         ├── BadUpstream                 502 UNAVAILABLE (http_status in ErrorInfo)
@@ -149,6 +150,13 @@ class ShuttingDown(TokenwireError):
     http_status = 503
     type = "api_error"
     code = "server_shutting_down"
+
+
+class ToolFailed(TokenwireError):
+    """An agent's tool could not give a result (bad arguments, refused, its server gone):
+    the loop tells the model so in the tool's result and records it."""
+
+    code = "tool_failed"
 
 
 class ProviderError(TokenwireError):

@@ -61,12 +61,19 @@ DOCUMENTED: dict[tuple[str, str], str] = {
     (r"POST /v1/templates", r"parameters\..+"): "the chat request rules above",
     (r"POST /v1/templates", r"variables.*"): "declared once, and every {{slot}} declared",
     (r"GET /v1/usage(/export)?", r"filter\.end_time"): "must be after `filter.start_time`",
+    (r"(POST|PATCH) /v1/agents.*", r"name"): "required on create (one schema with the "
+    "update), never a UUID",
+    (r"(POST|PATCH) /v1/agents.*", r"model"): "required on create, and never another agent",
+    (r"(POST|PATCH) /v1/agents.*", r"tools.*"): "each tool once; `http_fetch` needs "
+    "`allowed_hosts`, an MCP server exactly one of `command` and `url`",
     (r"GET /v1/memories", r"after"): "a cursor must name an existing memory",
     (r"POST /v1/admin/(keys|organizations)", r"name"): "printable characters only",
     (r"POST /v1/admin/keys", r"expire_time"): "must be in the future",
     (r"POST /v1/admin/keys/\{key_id\}:rotate", r"key_id"): "a revoked key cannot be rotated",
-    (r"POST /v1/admin/keys", r"default_model|allowed_models"): "printable, and the default "
-    "one of the allowed",
+    (
+        r"POST /v1/admin/keys",
+        r"default_model|allowed_models|allowed_agents",
+    ): "printable, and the default one of the allowed",
     (r".*", r"organization_id header"): "forwarded headers hold printable ASCII only "
     "(the error has no param: matched on its message)",
 }

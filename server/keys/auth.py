@@ -56,6 +56,7 @@ class KeyAuthenticator:
             organization_id=record.organization_id,
             default_model=spec.default_model,
             allowed_models=frozenset(spec.allowed_models) or None,
+            allowed_agents=frozenset(spec.allowed_agents) or None,
         )
 
 

@@ -43,6 +43,9 @@ def configure(
     create.add_argument(
         "--allow-model", action="append", default=[], help="a model the key may use (repeatable)"
     )
+    create.add_argument(
+        "--allow-agent", action="append", default=[], help="an agent the key may run (repeatable)"
+    )
     create.add_argument("--requests", type=int, help="requests per window")
     create.add_argument("--tokens", type=int, help="tokens per window")
     create.add_argument("--window", type=int, default=60, help="window seconds (default 60)")
@@ -83,6 +86,7 @@ def spec_of(args: argparse.Namespace) -> KeySpec:
         name=args.name,
         default_model=args.default_model,
         allowed_models=tuple(args.allow_model),
+        allowed_agents=tuple(args.allow_agent),
         rate=Rate(args.requests, args.tokens, args.window),
         budget_usd=args.budget,
         expires_at=expires,

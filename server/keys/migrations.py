@@ -1,8 +1,9 @@
 """Schema of organizations and API keys (component `keys`).
 
-Times are Unix seconds (DOUBLE PRECISION); `allowed_models` is a JSON list
-(NULL: any model); a NULL limit is no limit. `handle` is the public part of
-the key that finds its row; `secret_hash` is SHA-256 of the whole key.
+Times are Unix seconds (DOUBLE PRECISION); `allowed_models` and
+`allowed_agents` are JSON lists (NULL: any); a NULL limit is no limit.
+`handle` is the public part of the key that finds its row; `secret_hash` is
+SHA-256 of the whole key.
 """
 
 from __future__ import annotations
@@ -44,4 +45,5 @@ CREATE TABLE api_keys (
 CREATE INDEX api_keys_organization ON api_keys (organization_id, created_at)
 """,
     ),
+    Migration("keys", 2, "ALTER TABLE api_keys ADD COLUMN allowed_agents TEXT"),
 )

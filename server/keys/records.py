@@ -28,6 +28,7 @@ class KeySpec:
     name: str = ""
     default_model: str | None = None
     allowed_models: tuple[str, ...] = ()  # empty: any model
+    allowed_agents: tuple[str, ...] = ()  # empty: any agent (server/agents)
     rate: Rate = field(default_factory=Rate)
     budget_usd: float | None = None
     expires_at: float | None = None
@@ -75,6 +76,7 @@ def key_of(row: Row) -> KeyRecord:
         name=row["name"],
         default_model=row["default_model"],
         allowed_models=tuple(models),
+        allowed_agents=tuple(json.loads(row["allowed_agents"] or "[]")),
         rate=rate_of(row),
         budget_usd=row["budget_usd"],
         expires_at=row["expires_at"],

@@ -22,7 +22,7 @@ from server.storage.database import Database
 _COLUMNS = (
     "id, organization_id, name, handle, prefix, secret_hash, default_model, allowed_models,"
     " request_limit, token_limit, limit_window, budget_usd, spent_usd, expires_at, created_at,"
-    " revoked_at, rotated_at"
+    " revoked_at, rotated_at, allowed_agents"
 )
 _SELECT = f"SELECT {_COLUMNS} FROM api_keys"
 
@@ -54,7 +54,7 @@ class KeyStore:
         )
         await self._db.execute(
             f"INSERT INTO api_keys ({_COLUMNS}) VALUES"
-            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             *_values(record, new.handle),
         )
         return Issued(record, new.secret)
@@ -145,4 +145,5 @@ def _values(record: KeyRecord, handle: str) -> tuple[object, ...]:
         record.created_at,
         None,
         None,
+        json.dumps(list(spec.allowed_agents)) if spec.allowed_agents else None,
     )

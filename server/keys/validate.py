@@ -74,6 +74,10 @@ def spec(value: KeySpec, now: float) -> KeySpec:
         raise InvalidRequest(f"At most {MAX_MODELS} allowed models.", param="allowed_models")
     for m in value.allowed_models:
         model(m, "allowed_models")
+    if len(value.allowed_agents) > MAX_MODELS:
+        raise InvalidRequest(f"At most {MAX_MODELS} allowed agents.", param="allowed_agents")
+    for a in value.allowed_agents:
+        model(a, "allowed_agents")
     allowed, default = value.allowed_models, value.default_model
     if allowed and default is not None and default not in allowed:
         raise InvalidRequest(

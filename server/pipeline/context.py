@@ -42,6 +42,7 @@ class Principal:
     organization_id: str | None = None
     default_model: str | None = None
     allowed_models: frozenset[str] | None = None
+    allowed_agents: frozenset[str] | None = None  # `model: "agent/<name>"` (server/agents)
 
 
 # A caller nothing is known of: one shared value, not a new one per request.

@@ -1,12 +1,15 @@
-"""The chat service: `ChatPipeline` served over gRPC (the boundary handles errors and metadata)."""
+"""The chat service: `ChatPipeline`, behind `AgentDispatch`, served over gRPC (the boundary
+handles errors and metadata)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Protocol
 
 from grpc.aio import ServicerContext
 
-from server.pipeline.chat import ChatPipeline
+from server.pipeline.chat import Prepared
+from server.pipeline.context import CallInfo
 from server.rpc.boundary import CALL
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc
 
@@ -16,8 +19,18 @@ StreamRequest = chat_pb2.StreamChatCompletionRequest
 StreamResponse = chat_pb2.StreamChatCompletionResponse
 
 
+class Completions(Protocol):
+    """What the servicer serves: the `ChatPipeline`, or `AgentDispatch` in front of it."""
+
+    async def complete(self, request: Request, call: CallInfo) -> Response: ...
+
+    def stream(
+        self, request: Request, call: CallInfo, prepared: Prepared | None = None
+    ) -> AsyncGenerator[StreamResponse, None]: ...
+
+
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
-    def __init__(self, pipeline: ChatPipeline) -> None:
+    def __init__(self, pipeline: Completions) -> None:
         self._pipeline = pipeline
 
     async def CreateChatCompletion(

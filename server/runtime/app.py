@@ -142,7 +142,12 @@ async def start(
     try:
         await compose.check_can_start(config, parts.keys)
     except compose.StartupRefused:
-        for closer in (*(p.aclose for p in owned), parts.limiter.aclose, parts.store.aclose):
+        for closer in (
+            *(p.aclose for p in owned),
+            *parts.closers,
+            parts.limiter.aclose,
+            parts.store.aclose,
+        ):
             await closer()
         if owned_db is not None:
             await owned_db.close()
@@ -165,6 +170,7 @@ async def start(
         router,
         parts.usage,
         [
+            *parts.closers,
             parts.store.aclose,
             parts.limiter.aclose,
             parts.plugins.aclose,

@@ -8,11 +8,19 @@ the `organization_id` header picking the tenancy.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from server.agents import service as agent_service
+from server.agents import store as agent_store
+from server.agents.dispatch import AgentDispatch
+from server.agents.sessions import service as session_service
+from server.agents.sessions import store as session_store
+from server.agents.sessions.replay import Replayer
+from server.agents.tools.toolbox import Toolbox, ToolConfig
 from server.keys import admin as admin_service
 from server.keys import migrations as key_migrations
 from server.keys.auth import AdminCredential
@@ -50,8 +58,10 @@ from server.usage.journal import Journal
 from server.usage.store import UsageStore
 from server.usage.tags import TagStage
 from tokenwire.admin.v1 import admin_pb2_grpc
+from tokenwire.agents.v1 import agents_pb2_grpc
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, models_pb2, models_pb2_grpc
 from tokenwire.memory.v1 import memory_pb2_grpc
+from tokenwire.sessions.v1 import sessions_pb2_grpc
 from tokenwire.templates.v1 import templates_pb2_grpc
 from tokenwire.usage.v1 import usage_pb2_grpc
 
@@ -62,6 +72,8 @@ SERVICES = (
     memory_service.DESCRIPTOR,
     admin_service.DESCRIPTOR,
     usage_service.DESCRIPTOR,
+    agent_service.DESCRIPTOR,
+    session_service.DESCRIPTOR,
 )
 
 MIGRATIONS = (
@@ -69,6 +81,8 @@ MIGRATIONS = (
     *usage_migrations.MIGRATIONS,
     *template_store.MIGRATIONS,
     *memory_store.MIGRATIONS,
+    *agent_store.MIGRATIONS,
+    *session_store.MIGRATIONS,
 )
 
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -90,6 +104,7 @@ class Parts:
     keys: KeyStore
     store: UsageStore  # where usage lands unless a test passed its own sink
     plugins: PluginStage  # closed at stop: it holds the plugins' HTTP sessions
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()  # at stop, before the database
 
 
 class _ObservedKeys(KeyStore):
@@ -146,7 +161,10 @@ def build(
         MemoryStage(memories, _recall(config)),
         plugins,
     )
-    chat = ChatServicer(ChatPipeline(router, sink, stages))
+    pipeline = ChatPipeline(router, sink, stages)
+    agents, sessions = agent_store.AgentStore(db), session_store.SessionStore(db)
+    toolbox = Toolbox(_tool_config(config), memories)
+    chat = ChatServicer(AgentDispatch(pipeline, agents, toolbox, sessions, access))
     mounted = (
         Mounted(chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
         Mounted(models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(router.catalog)),
@@ -166,8 +184,26 @@ def build(
             usage_pb2_grpc.add_UsageServiceServicer_to_server,
             usage_service.UsageServicer(usage, access, keys.organizations),
         ),
+        Mounted(
+            agents_pb2_grpc.add_AgentServiceServicer_to_server,
+            agent_service.AgentServicer(agents, access),
+        ),
+        Mounted(
+            sessions_pb2_grpc.add_SessionServiceServicer_to_server,
+            session_service.SessionServicer(sessions, Replayer(pipeline, sessions), access),
+        ),
     )
-    return Parts(mounted, stages, sink, limiter, keys, usage, plugins)
+    closers = (toolbox.aclose, sessions.aclose)
+    return Parts(mounted, stages, sink, limiter, keys, usage, plugins, closers)
+
+
+def _tool_config(config: Config) -> ToolConfig:
+    """What agents' tools may do; the variables they may name are read here, once."""
+    return ToolConfig(
+        mcp_commands=frozenset(config.mcp_commands),
+        environ={name: os.environ[name] for name in config.mcp_env if name in os.environ},
+        allow_private=config.agent_private_hosts,
+    )
 
 
 def _limits(config: Config) -> LimitsConfig:

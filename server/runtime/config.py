@@ -98,6 +98,12 @@ class Config:
     # Requests per window from one IP without an API key, when open beyond loopback.
     anonymous_ip_requests: int = 60
     anonymous_ip_window: int = 3600
+    # Agents: the commands stdio MCP servers may be started with (exact; none refuses stdio),
+    # the names of environment variables agents may hand MCP servers, and whether their
+    # tools may reach private, loopback and link-local addresses (the SSRF guard).
+    mcp_commands: tuple[str, ...] = ()
+    mcp_env: tuple[str, ...] = ()
+    agent_private_hosts: bool = False
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
     # The services plugins call, from the config file's [moderation] and [search].
@@ -198,7 +204,11 @@ def _bool(value: str) -> bool:
     return value.lower() in ("true", "1", "yes")
 
 
-_PARSERS: dict[str, Any] = {"int": int, "float": float, "bool": _bool}
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "bool": _bool, "tuple[str,": _names}
 
 
 def _coerce(annotation: str, value: Any, key: str, source: str) -> Any:

@@ -246,6 +246,7 @@ class ApiKey(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     REVOKE_TIME_FIELD_NUMBER: _builtins.int
     ROTATE_TIME_FIELD_NUMBER: _builtins.int
+    ALLOWED_AGENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. The id (`key_…`), stable across rotations."""
     object: _builtins.str
@@ -280,6 +281,10 @@ class ApiKey(_message.Message):
     def rate_limit(self) -> Global___RateLimit:
         """Output only. The key's own rate limits."""
 
+    @_builtins.property
+    def allowed_agents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Output only. The agents (`model: "agent/<name>"`) the key may run; empty means any."""
+
     def __init__(
         self,
         *,
@@ -298,10 +303,11 @@ class ApiKey(_message.Message):
         create_time: _builtins.int = ...,
         revoke_time: _builtins.int | None = ...,
         rotate_time: _builtins.int | None = ...,
+        allowed_agents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "_revoke_time", b"_revoke_time", "_rotate_time", b"_rotate_time", "budget_usd", b"budget_usd", "default_model", b"default_model", "expire_time", b"expire_time", "rate_limit", b"rate_limit", "revoke_time", b"revoke_time", "rotate_time", b"rotate_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "_revoke_time", b"_revoke_time", "_rotate_time", b"_rotate_time", "allowed_models", b"allowed_models", "budget_usd", b"budget_usd", "create_time", b"create_time", "default_model", b"default_model", "expire_time", b"expire_time", "id", b"id", "name", b"name", "object", b"object", "organization_id", b"organization_id", "prefix", b"prefix", "rate_limit", b"rate_limit", "revoke_time", b"revoke_time", "rotate_time", b"rotate_time", "spent_usd", b"spent_usd", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "_revoke_time", b"_revoke_time", "_rotate_time", b"_rotate_time", "allowed_agents", b"allowed_agents", "allowed_models", b"allowed_models", "budget_usd", b"budget_usd", "create_time", b"create_time", "default_model", b"default_model", "expire_time", b"expire_time", "id", b"id", "name", b"name", "object", b"object", "organization_id", b"organization_id", "prefix", b"prefix", "rate_limit", b"rate_limit", "revoke_time", b"revoke_time", "rotate_time", b"rotate_time", "spent_usd", b"spent_usd", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_usd: _TypeAlias = _typing.Literal["budget_usd"]  # noqa: Y015
     _WhichOneofArgType__budget_usd: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd"]  # noqa: Y015
@@ -340,6 +346,7 @@ class CreateKeyRequest(_message.Message):
     BUDGET_USD_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     CREATE_ORGANIZATION_FIELD_NUMBER: _builtins.int
+    ALLOWED_AGENTS_FIELD_NUMBER: _builtins.int
     organization_id: _builtins.str
     """Required. The organization the key belongs to."""
     name: _builtins.str
@@ -360,6 +367,10 @@ class CreateKeyRequest(_message.Message):
     def rate_limit(self) -> Global___RateLimit:
         """Optional. The key's own rate limits; unset means none."""
 
+    @_builtins.property
+    def allowed_agents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Optional. The agents (`model: "agent/<name>"`) the key may run; empty means any."""
+
     def __init__(
         self,
         *,
@@ -371,10 +382,11 @@ class CreateKeyRequest(_message.Message):
         budget_usd: _builtins.float | None = ...,
         expire_time: _builtins.int | None = ...,
         create_organization: _builtins.bool = ...,
+        allowed_agents: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "budget_usd", b"budget_usd", "default_model", b"default_model", "expire_time", b"expire_time", "rate_limit", b"rate_limit"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "allowed_models", b"allowed_models", "budget_usd", b"budget_usd", "create_organization", b"create_organization", "default_model", b"default_model", "expire_time", b"expire_time", "name", b"name", "organization_id", b"organization_id", "rate_limit", b"rate_limit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd", "_default_model", b"_default_model", "_expire_time", b"_expire_time", "allowed_agents", b"allowed_agents", "allowed_models", b"allowed_models", "budget_usd", b"budget_usd", "create_organization", b"create_organization", "default_model", b"default_model", "expire_time", b"expire_time", "name", b"name", "organization_id", b"organization_id", "rate_limit", b"rate_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_usd: _TypeAlias = _typing.Literal["budget_usd"]  # noqa: Y015
     _WhichOneofArgType__budget_usd: _TypeAlias = _typing.Literal["_budget_usd", b"_budget_usd"]  # noqa: Y015

@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from tokenwire.chat.v1 import agent_run_pb2 as _agent_run_pb2
 from tokenwire.chat.v1 import message_pb2 as _message_pb2
 from tokenwire.chat.v1 import routing_pb2 as _routing_pb2
 import builtins as _builtins
@@ -675,6 +676,7 @@ class CreateChatCompletionResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     DROPPED_PARAMETERS_FIELD_NUMBER: _builtins.int
     SERVICE_TIER_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Unique id, `chatcmpl-…`."""
     object: _builtins.str
@@ -701,6 +703,10 @@ class CreateChatCompletionResponse(_message.Message):
     def dropped_parameters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Output only. Request parameters the serving provider could not honour and dropped."""
 
+    @_builtins.property
+    def agent(self) -> _agent_run_pb2.AgentRun:
+        """Output only. Agent runs only (`model: "agent/<name>"`): what the loop did."""
+
     def __init__(
         self,
         *,
@@ -714,10 +720,11 @@ class CreateChatCompletionResponse(_message.Message):
         usage: Global___Usage | None = ...,
         dropped_parameters: _abc.Iterable[_builtins.str] | None = ...,
         service_tier: Global___ServiceTier.ValueType = ...,
+        agent: _agent_run_pb2.AgentRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "agent", b"agent", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "agent", b"agent", "choices", b"choices", "created", b"created", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__system_fingerprint: _TypeAlias = _typing.Literal["system_fingerprint"]  # noqa: Y015
     _WhichOneofArgType__system_fingerprint: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint"]  # noqa: Y015
@@ -867,6 +874,8 @@ class ChatCompletionChunk(_message.Message):
     DROPPED_PARAMETERS_FIELD_NUMBER: _builtins.int
     SERVICE_TIER_FIELD_NUMBER: _builtins.int
     DEBUG_FIELD_NUMBER: _builtins.int
+    AGENT_STEP_FIELD_NUMBER: _builtins.int
+    AGENT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Same id on every chunk of a completion."""
     object: _builtins.str
@@ -897,6 +906,16 @@ class ChatCompletionChunk(_message.Message):
     def debug(self) -> Global___DebugOutput:
         """Output only. Debugging output, on the first chunk when `debug` asked for it."""
 
+    @_builtins.property
+    def agent_step(self) -> _agent_run_pb2.AgentStep:
+        """Output only. Agent runs only: a tool call the server ran (such a chunk has
+        no choices).
+        """
+
+    @_builtins.property
+    def agent(self) -> _agent_run_pb2.AgentRun:
+        """Output only. Agent runs only, on the last chunk: what the loop did."""
+
     def __init__(
         self,
         *,
@@ -911,10 +930,12 @@ class ChatCompletionChunk(_message.Message):
         dropped_parameters: _abc.Iterable[_builtins.str] | None = ...,
         service_tier: Global___ServiceTier.ValueType = ...,
         debug: Global___DebugOutput | None = ...,
+        agent_step: _agent_run_pb2.AgentStep | None = ...,
+        agent: _agent_run_pb2.AgentRun | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "debug", b"debug", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "agent", b"agent", "agent_step", b"agent_step", "debug", b"debug", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "choices", b"choices", "created", b"created", "debug", b"debug", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint", "agent", b"agent", "agent_step", b"agent_step", "choices", b"choices", "created", b"created", "debug", b"debug", "dropped_parameters", b"dropped_parameters", "id", b"id", "model", b"model", "object", b"object", "provider", b"provider", "service_tier", b"service_tier", "system_fingerprint", b"system_fingerprint", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__system_fingerprint: _TypeAlias = _typing.Literal["system_fingerprint"]  # noqa: Y015
     _WhichOneofArgType__system_fingerprint: _TypeAlias = _typing.Literal["_system_fingerprint", b"_system_fingerprint"]  # noqa: Y015

@@ -1,0 +1,1 @@
+"""Tools an agent runs on the server: built-ins (offline), `http_fetch`, MCP servers."""
