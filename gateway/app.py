@@ -32,6 +32,7 @@ from gateway.http import (
 )
 from gateway.invoker import Invoker, Metadata, Reply, RpcFailure
 from gateway.json_body import parse_json, require_json
+from gateway.local import LocalRoute, send_answer
 from gateway.metadata import checked, request_id_from
 from gateway.routes import Match, Route, Router, discover
 from gateway.sse import SSE_HEADERS, SseResponse
@@ -44,9 +45,14 @@ class Gateway:
     """Serves the HTTP bindings of `services` by calling them through `invoker`."""
 
     def __init__(
-        self, services: Iterable[ServiceDescriptor], invoker: Invoker, config: GatewayConfig
+        self,
+        services: Iterable[ServiceDescriptor],
+        invoker: Invoker,
+        config: GatewayConfig,
+        local: Mapping[str, LocalRoute] | None = None,
     ) -> None:
         self.config = config
+        self.local = dict(local or {})  # GET paths the running process answers itself
         self.router = Router(discover(services))
         self.invoker = invoker
         self.openapi = openapi.document(self.router.routes)
@@ -86,6 +92,9 @@ class Gateway:
         verb, path = scope["method"], scope["path"]
         if verb == "GET" and path == "/openapi.json":
             await send_json(send, 200, self.openapi, out)
+            return
+        if verb == "GET" and path in self.local:
+            await send_answer(send, await self.local[path](), out)
             return
         match = self.router.match(verb, path)
         if match is None:

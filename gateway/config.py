@@ -29,6 +29,7 @@ class GatewayConfig:
         "x-session-id",
         "x-request-id",
         "traceparent",
+        "tracestate",
         "x-tokenwire-memory",
     )
     # Response metadata forwarded to the client as HTTP headers, by prefix.
@@ -38,4 +39,5 @@ class GatewayConfig:
         "retry-after",
         "www-authenticate",
         "x-session-id",
+        "server-timing",
     )

@@ -51,6 +51,8 @@ def memory_off(ctx: RequestContext) -> bool:
 
 
 class MemoryStage:
+    span_name = "memory recall"  # traced: its `before` runs in a span of this name
+
     def __init__(self, store: MemoryStore, config: RecallConfig | None = None) -> None:
         self._store = store
         self._config = config or RecallConfig()

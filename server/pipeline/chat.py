@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from server.errors import SHUTTING_DOWN, ShuttingDown, TokenwireError
+from server.observability import tracing
 from server.pipeline import assemble, parameters
 from server.pipeline.context import CallInfo, RequestContext, Stage, UsageRecord, UsageSink
 from server.pipeline.finishers import StreamFinishing, finish_whole
@@ -78,6 +79,8 @@ class ChatPipeline:
         self.router = router
         self.usage = usage
         self.stages = tuple(stages)
+        # Stages that name a span (`span_name`) run in one when tracing is on.
+        self._span_names = tuple(getattr(s, "span_name", None) for s in self.stages)
 
     async def complete(
         self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
@@ -137,12 +140,24 @@ class ChatPipeline:
     ) -> Opened:
         """Everything before the first event: stages, validation, routing."""
         parameters.check_implemented(ctx.request)
-        for stage in self.stages:
-            await stage.before(ctx)
+        if tracing.enabled():
+            await self._before_traced(ctx)
+        else:
+            for stage in self.stages:
+                await stage.before(ctx)
         if prepared is not None:
             await prepared()
         outcome.opened = await self.router.open(ctx, self.router.plan(ctx))
         return outcome.opened
+
+    async def _before_traced(self, ctx: RequestContext) -> None:
+        """The stages, those that name a span in one (template expansion, memory recall)."""
+        for stage, name in zip(self.stages, self._span_names, strict=True):
+            if name is None:
+                await stage.before(ctx)
+                continue
+            with tracing.span(name):
+                await stage.before(ctx)
 
     async def _finish(self, ctx: RequestContext, outcome: Outcome) -> None:
         """Account for the request before the response goes out, so the next request sees

@@ -31,6 +31,8 @@ from server.errors import (
     TokenwireError,
     UpstreamUnavailable,
 )
+from server.observability import tracing
+from server.observability.tracing import CLIENT
 from server.pipeline import convert, parameters, transforms
 from server.pipeline.context import Attempt, RequestContext
 from server.providers.base import Event, GenerationRequest, Usage
@@ -124,7 +126,10 @@ class Router:
                 errors.append(ProviderError(f"Provider '{e.name}' is cooling down after failures."))
                 return None
             try:
-                return await self._first(ctx, e, dropped, generation)
+                with tracing.span(f"chat {e.upstream_model}", kind=CLIENT) as span:
+                    if span is not None:  # tracing is on: one span per try of a provider
+                        span.set_attributes(_attempt_attributes(e, attempt))
+                    return await self._first(ctx, e, dropped, generation)
             except RETRYABLE as error:
                 errors.append(error)
                 delay = self._delay(error, attempt)
@@ -212,6 +217,15 @@ class Router:
         # it was answering when the client left
         self.breakers[opened.endpoint.name].success(ctx.principal.organization_id)
         ctx.attempts.append(_attempt(opened.endpoint, "cancelled", opened.started, usage=usage))
+
+
+def _attempt_attributes(e: Endpoint, attempt: int) -> dict[str, str | int]:
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": e.name,
+        "gen_ai.request.model": e.upstream_model,
+        "tokenwire.attempt": attempt,
+    }
 
 
 def _attempt(

@@ -6,7 +6,8 @@
 - The call's `CallInfo` (request id, metadata, the client's address) is made
   once and is the servicer's through `CALL`; the headers stages put in it
   travel back as trailing metadata, with an error too (a stream sends them
-  as initial metadata once the stages have run: `chat_service`).
+  as initial metadata once the stages have run, `chat_service`, and as
+  trailing metadata again at its end).
 - A `TokenwireError` becomes its status (`server.rpc.status`); anything else is
   a bug: one log line naming the request, and INTERNAL.
 - A call still running when a stop's grace period runs out ends with
@@ -222,6 +223,8 @@ def _written(
         try:
             async for response in responses:
                 await context.write(response)
+            if call.headers:  # as they stand at the end (server-timing is known only then)
+                context.set_trailing_metadata(tuple(call.headers.items()))
         except asyncio.CancelledError as e:
             await responses.aclose()  # stops the provider at once
             await _failed(context, call, e, calls)

@@ -16,7 +16,7 @@ import logging
 import math
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,10 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.in_process import InProcessInvoker, captured
 from gateway.invoker import ChannelInvoker, Invoker
+from gateway.local import LocalRoute
 from gateway.protocol import HeadLimits, limited_protocol
 from server.errors import SHUTTING_DOWN
+from server.observability import health as observability_health
 from server.pipeline.context import UsageSink
 from server.providers.base import Provider
 from server.routing.catalog import Endpoint
@@ -142,12 +144,8 @@ async def start(
     try:
         await compose.check_can_start(config, parts.keys)
     except compose.StartupRefused:
-        for closer in (
-            *(p.aclose for p in owned),
-            *parts.closers,
-            parts.limiter.aclose,
-            parts.store.aclose,
-        ):
+        closers = (*(p.aclose for p in owned), *parts.closers, parts.limiter.aclose)
+        for closer in (*closers, parts.store.aclose, *parts.observed.closers):
             await closer()
         if owned_db is not None:
             await owned_db.close()
@@ -155,9 +153,13 @@ async def start(
     await parts.store.recover()  # usage a process that died left in the journal
     calls = boundary.Calls()
     server, health_servicer, grpc_port = await serve_grpc(config, parts.mounted, calls)
-    http, task, http_port = await serve_http(
-        config, InProcessInvoker(captured(parts.mounted, boundary.in_process))
+    following = asyncio.ensure_future(
+        observability_health.follow(
+            parts.observed.readiness, _health_setter(health_servicer), config.readiness_interval
+        )
     )
+    invoker = InProcessInvoker(captured(parts.mounted, boundary.in_process))
+    http, task, http_port = await serve_http(config, invoker, parts.observed.routes)
     return Service(
         grpc_port,
         http_port,
@@ -174,11 +176,39 @@ async def start(
             parts.store.aclose,
             parts.limiter.aclose,
             parts.plugins.aclose,
+            _cancelling(following),
+            parts.store.aclose,
+            parts.limiter.aclose,
+            *parts.observed.closers,
             *([owned_db.close] if owned_db else []),
         ],
         parts.store.flush,
         calls,
     )
+
+
+def _health_setter(servicer: Any) -> observability_health.SetStatus:
+    """Sets every service's gRPC health status (ignored once shutting down)."""
+    names = ("", *(s.full_name for s in SERVICES))
+
+    async def set_status(ready: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ready else _NOT_SERVING
+        for name in names:
+            await servicer.set(name, status)
+
+    return set_status
+
+
+_NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def _cancelling(task: asyncio.Future[None]) -> Callable[[], Awaitable[None]]:
+    async def cancel() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return cancel
 
 
 async def open_storage(config: Config) -> Database:
@@ -219,12 +249,20 @@ async def start_gateway(config: Config) -> Service:
     channel = grpc.aio.insecure_channel(
         config.grpc_target, options=[("grpc.lb_policy_name", "round_robin")]
     )
-    http, task, http_port = await serve_http(config, ChannelInvoker(channel))
+    readiness = observability_health.Readiness(
+        [observability_health.Check("grpc_target", observability_health.grpc_probe(channel))],
+        config.readiness_timeout,
+    )
+    probes = {"/healthz": observability_health.alive, "/readyz": readiness.answer}
+    http, task, http_port = await serve_http(config, ChannelInvoker(channel), probes)
     return Service(None, http_port, None, None, http, task, [], config.grace)
 
 
-async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asyncio.Task[None], int]:
-    """Serve the gateway over `invoker`; returns the server, its task and its port."""
+async def serve_http(
+    config: Config, invoker: Invoker, local: Mapping[str, LocalRoute] | None = None
+) -> tuple[_Uvicorn, asyncio.Task[None], int]:
+    """Serve the gateway over `invoker`, and the process's own `local` GET routes (metrics,
+    probes); returns the server, its task and its port."""
     head = HeadLimits(config.head_timeout, config.max_head_bytes, config.max_headers)
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes,
@@ -232,7 +270,7 @@ async def serve_http(config: Config, invoker: Invoker) -> tuple[_Uvicorn, asynci
         head=head,
         keepalive_interval=config.keepalive_interval,
     )
-    app = Gateway(SERVICES, invoker, gateway_config)
+    app = Gateway(SERVICES, invoker, gateway_config, local)
     sock = socket.create_server((config.host, config.http_port), reuse_port=config.reuse_port)
     # asyncio sets TCP_NODELAY only on sockets it made itself; without it the response body
     # waits ~40 ms for the delayed ACK of its head. Accepted connections inherit the option.

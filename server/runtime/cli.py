@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from collections.abc import Awaitable, Callable
 import uvloop
 
 from server.keys import cli as keys_cli
+from server.observability import logs
 from server.runtime import app, workers
 from server.runtime.compose import StartupRefused
 from server.runtime.config import Config, load
@@ -72,12 +72,7 @@ def parser() -> argparse.ArgumentParser:
     _common(gw)
     gw.add_argument("--grpc-target", help="gRPC server, host:port or dns:///name:port")
     serve.add_argument("--admin-token", help="token for the admin API (16+ characters)")
-    serve.add_argument(
-        "--allow-open",
-        action="store_const",
-        const=True,
-        help="serve a non-loopback address without API keys",
-    )
+    _switch(serve, "--allow-open", "serve a non-loopback address without API keys")
     serve.add_argument("--redis-url", help="Redis for rate limits shared across replicas")
     serve.add_argument("--retries", type=int, help="retries of an upstream before the next one")
     serve.add_argument(
@@ -105,6 +100,13 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _switch(p: argparse.ArgumentParser, flag: str, help: str, dest: str | None = None) -> None:
+    """A flag without a value: sets its setting (True; False for `--no-…`), else leaves it
+    unset so the environment or the config file decides."""
+    value = not flag.startswith("--no-")
+    p.add_argument(flag, dest=dest, action="store_const", const=value, help=help)
+
+
 def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML config file")
     p.add_argument("--database-url", help="postgresql://… or sqlite:///…")
@@ -121,6 +123,10 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--head-timeout", type=float, help="seconds to send a request's headers (default 10)"
     )
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    p.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
+    _switch(p, "--access-log", "one INFO line per chat request (logger tokenwire.access)")
+    p.add_argument("--otlp-endpoint", help="send traces to this OTLP/HTTP URL (…/v1/traces)")
+    _switch(p, "--no-metrics", "record no metrics and serve no /metrics", dest="metrics")
 
 
 # Under load, requests in flight keep hundreds of young objects alive that reference counting
@@ -172,9 +178,10 @@ def main(argv: list[str] | None = None) -> None:
         config = load(args)
     except ValueError as e:  # a bad option or config file: its message says what, no traceback
         raise SystemExit(f"tokenwire: {e}") from None
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        logs.configure(config.log_level, config.log_format)
+    except ValueError as e:
+        raise SystemExit(f"tokenwire: {e}") from None
     starter = app.start if command == "serve" else app.start_gateway
     try:
         if command == "serve" and config.workers > 1:

@@ -8,6 +8,7 @@ the `organization_id` header picking the tenancy.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,6 +22,7 @@ from server.agents.sessions import service as session_service
 from server.agents.sessions import store as session_store
 from server.agents.sessions.replay import Replayer
 from server.agents.tools.toolbox import Toolbox, ToolConfig
+from server.errors import TokenwireError
 from server.keys import admin as admin_service
 from server.keys import migrations as key_migrations
 from server.keys.auth import AdminCredential
@@ -35,6 +37,8 @@ from server.limits.stage import LimitsConfig, LimitStage
 from server.memory import service as memory_service
 from server.memory import store as memory_store
 from server.memory.stage import MemoryStage, RecallConfig
+from server.observability import health, metrics, tracing
+from server.observability.stage import Observers, ObservingStage
 from server.pipeline.chat import ChatPipeline
 from server.pipeline.context import Stage, UsageSink
 from server.plugins.stage import PluginStage
@@ -104,7 +108,55 @@ class Parts:
     keys: KeyStore
     store: UsageStore  # where usage lands unless a test passed its own sink
     plugins: PluginStage  # closed at stop: it holds the plugins' HTTP sessions
+    observed: Observed
     closers: tuple[Callable[[], Awaitable[None]], ...] = ()  # at stop, before the database
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What observability adds: the metrics recorded into (None when off), the GET routes
+    the gateway answers for the process, and what to close at stop."""
+
+    metrics: metrics.Recorder | None
+    readiness: health.Readiness
+    routes: Mapping[str, Callable[[], Awaitable[health.Answer]]]
+    closers: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+
+def build_observed(config: Config, db: Database, router: Router) -> Observed:
+    """Metrics (unless off), liveness, and readiness over the database, Redis and models."""
+    timeout = config.readiness_timeout
+    checks = [health.Check("database", health.database_probe(db))]
+    closers: list[Callable[[], Awaitable[None]]] = []
+    if config.redis_url:
+        probe, close = health.redis_probe(config.redis_url, timeout)
+        checks.append(health.Check("redis", probe))
+        closers.append(close)
+    checks.append(health.Check("models", health.models_probe(router)))
+    if config.otlp_endpoint:
+        delay = config.otlp_export_delay
+        tracing.install(tracing.TracingConfig(config.otlp_endpoint, export_delay=delay))
+        closers.append(_stop_tracing)
+    readiness = health.Readiness(checks, timeout)
+    routes: dict[str, Callable[[], Awaitable[health.Answer]]] = {
+        "/healthz": health.alive,
+        "/readyz": readiness.answer,
+    }
+    if not config.metrics:
+        return Observed(None, readiness, routes, tuple(closers))
+    created, exposition = metrics.create(config.metrics_dir)
+    recorded = metrics.Recorder(created)
+
+    async def scrape() -> health.Answer:
+        recorded.flush()  # this process's latest requests, gathered since the last flush
+        return health.Answer(200, exposition.render(), metrics.CONTENT_TYPE)
+
+    routes["/metrics"] = scrape
+    return Observed(recorded, readiness, routes, tuple(closers))
+
+
+async def _stop_tracing() -> None:
+    await asyncio.to_thread(tracing.shutdown)  # sends what is pending: blocking
 
 
 class _ObservedKeys(KeyStore):
@@ -151,8 +203,10 @@ def build(
     limiter = build_limiter(config.redis_url, fail_open=config.limits_fail_open)
     templates, memories = template_store.TemplateStore(db), memory_store.MemoryStore(db)
     plugins = PluginStage(config.plugins, router.catalog, router.stats)
+    observed = build_observed(config, db, router)
     # The stages before routing, in order (ARCHITECTURE.md draws the whole request path).
     stages: tuple[Stage, ...] = (
+        _observing_stage(config, observed.metrics, router, usage),
         AuthStage(access),
         TagStage(),
         LimitStage(limiter, KeyQuotas(db), _limits(config)),
@@ -194,7 +248,7 @@ def build(
         ),
     )
     closers = (toolbox.aclose, sessions.aclose)
-    return Parts(mounted, stages, sink, limiter, keys, usage, plugins, closers)
+    return Parts(mounted, stages, sink, limiter, keys, usage, plugins, observed, closers)
 
 
 def _tool_config(config: Config) -> ToolConfig:
@@ -204,6 +258,26 @@ def _tool_config(config: Config) -> ToolConfig:
         environ={name: os.environ[name] for name in config.mcp_env if name in os.environ},
         allow_private=config.agent_private_hosts,
     )
+
+
+def _observing_stage(
+    config: Config, recorded: metrics.Recorder | None, router: Router, usage: UsageStore
+) -> Stage:
+    """First of the stages, so that it sees every request that reaches them."""
+    catalog, breakers = router.catalog, router.breakers
+
+    def known(model: str) -> bool:
+        try:
+            catalog.canonical(model)
+        except TokenwireError:
+            return False
+        return True
+
+    def breaker_open(provider: str) -> bool:
+        return breakers[provider].state == "open"
+
+    observers = Observers(recorded, config.access_log, known, breaker_open, usage.backlog)
+    return ObservingStage(observers)
 
 
 def _limits(config: Config) -> LimitsConfig:

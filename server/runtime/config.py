@@ -64,6 +64,10 @@ class Config:
     # Gateway only: the gRPC server to call instead of serving in-process.
     grpc_target: str | None = None
     log_level: str = "info"
+    # Log lines as plain `text` or one JSON object per line (`json`).
+    log_format: str = "text"
+    # One INFO line per chat request (logger tokenwire.access); shown when log_level is info.
+    access_log: bool = False
     # Further tries of the same upstream after a retryable error, before the next one.
     retries: int = 1
     # Seconds before the first retry (doubling, with jitter).
@@ -104,6 +108,19 @@ class Config:
     mcp_commands: tuple[str, ...] = ()
     mcp_env: tuple[str, ...] = ()
     agent_private_hosts: bool = False
+    # Record request metrics and serve them at GET /metrics (Prometheus text format).
+    metrics: bool = True
+    # Where workers share their metrics (prometheus-client's multiprocess mode); the
+    # `--workers` supervisor sets it, under data_dir.
+    metrics_dir: str | None = None
+    # Send traces to this OTLP/HTTP collector URL (http://host:4318/v1/traces); unset: none.
+    otlp_endpoint: str | None = None
+    # Seconds finished spans wait to leave in one batch.
+    otlp_export_delay: float = 1.0
+    # Seconds each readiness check (database, Redis) may take before /readyz calls it down.
+    readiness_timeout: float = 2.0
+    # Seconds between the readiness checks the gRPC health service reports.
+    readiness_interval: float = 5.0
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
     # The services plugins call, from the config file's [moderation] and [search].

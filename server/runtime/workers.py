@@ -20,6 +20,7 @@ import ctypes
 import logging
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from types import FrameType
 
 import uvloop
@@ -73,6 +75,11 @@ def supervise(config: Config, argv: Sequence[str]) -> int:
     uvloop.run(_prepare(config))
     if not config.redis_url:
         log.warning("rate limits are counted per worker: set redis_url to share them")
+    with _metrics_dir(config) as metrics_dir:
+        return _serve(replace(config, metrics_dir=metrics_dir), argv)
+
+
+def _serve(config: Config, argv: Sequence[str]) -> int:
     with (
         _reserved(config.host, config.http_port) as http,
         _reserved(config.host, config.grpc_port) as grpc_,
@@ -107,6 +114,29 @@ def _reserved(host: str, port: int) -> Iterator[socket.socket]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         yield sock
+
+
+@contextlib.contextmanager
+def _metrics_dir(config: Config) -> Iterator[str | None]:
+    """An empty directory under data_dir where the workers share their metrics, removed
+    when they are done (a scrape of any worker reads all: `server.observability.metrics`)."""
+    if not config.metrics:
+        yield None
+        return
+    path = Path(config.data_dir).expanduser() / "metrics" / str(os.getpid())
+    shutil.rmtree(path, ignore_errors=True)  # a pid reused from an earlier run's supervisor
+    path.mkdir(parents=True)
+    try:
+        yield str(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _metrics_env(metrics_dir: str | None) -> dict[str, str]:
+    """prometheus-client reads its variable at import; tokenwire's config reads its own."""
+    if metrics_dir is None:
+        return {}
+    return {"PROMETHEUS_MULTIPROC_DIR": metrics_dir, "TOKENWIRE_METRICS_DIR": metrics_dir}
 
 
 def _port(sock: socket.socket) -> int:
@@ -174,6 +204,7 @@ def _spawn(config: Config, argv: Sequence[str]) -> tuple[_Pool, int]:
     env = {
         **os.environ,
         "TOKENWIRE_REUSE_PORT": "true",
+        **_metrics_env(config.metrics_dir),
         READY_ENV: str(write),
         SUPERVISOR_ENV: str(os.getpid()),
     }

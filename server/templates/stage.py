@@ -25,6 +25,8 @@ from tokenwire.chat.v1 import chat_pb2
 
 
 class TemplateStage:
+    span_name = "template expand"  # traced: its `before` runs in a span of this name
+
     def __init__(self, store: TemplateStore) -> None:
         self._store = store
 

@@ -54,6 +54,10 @@ class UsageStore:
     async def record(self, record: UsageRecord) -> None:
         self._writer.add(record)
 
+    def backlog(self) -> tuple[int, int]:
+        """Rows waiting for the database, and rows lost for good so far."""
+        return self._writer.queued, self._writer.dropped
+
     async def recover(self) -> None:
         await self._writer.recover()
 

@@ -59,12 +59,19 @@ class UsageWriter:
         # A uid per row: this writer's random prefix and a count (cheaper than a uuid each).
         self._prefix = os.urandom(8).hex()
         self._count = itertools.count()
+        self.dropped = 0  # rows lost for good (metrics read it)
+
+    @property
+    def queued(self) -> int:
+        """Rows waiting for the writer task."""
+        return len(self._queue)
 
     def add(self, record: UsageRecord) -> None:
         row = rows.row(record, f"{self._prefix}{next(self._count):x}")
         if self._journal is not None and not self._journal.append(orjson.dumps(row)):
             if self._backlog:  # the database is away too: nowhere to keep it
                 log.error("usage journal full: lost the usage of request %s", row[0])
+                self.dropped += 1
                 return
             log.warning("usage journal full: request %s's usage is in memory only", row[0])
         self._queue.append(row)
@@ -151,6 +158,7 @@ class UsageWriter:
             raise
         except Exception:
             log.exception("could not record the usage of request %s", row[0])
+            self.dropped += 1
         else:
             log.warning("recorded the usage of request %s with its text escaped", row[0])
 
@@ -159,6 +167,7 @@ class UsageWriter:
     ) -> None:
         if segment is None:
             log.error("lost the usage of %d requests: %s", len(batch), error.message)
+            self.dropped += len(batch)
             return
         log.warning("usage kept on disk until the database is back: %s", error.message)
         self._park(segment)

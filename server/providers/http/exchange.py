@@ -44,6 +44,7 @@ from server.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from server.observability import tracing
 from server.providers.base import ModelCard
 from server.providers.http.config import UpstreamConfig
 from server.providers.http.errors import (
@@ -157,7 +158,7 @@ class HttpProvider:
         response = await self._pooled().post(
             self._url,
             data=encode_json(body),
-            headers=headers,
+            headers=tracing.propagated(headers),  # the same headers unless tracing is on
             timeout=self._timeout,
             allow_redirects=False,
             upload_tracker=exchange.upload,
