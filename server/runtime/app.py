@@ -177,8 +177,6 @@ async def start(
             parts.limiter.aclose,
             parts.plugins.aclose,
             _cancelling(following),
-            parts.store.aclose,
-            parts.limiter.aclose,
             *parts.observed.closers,
             *([owned_db.close] if owned_db else []),
         ],
