@@ -93,7 +93,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head, self._received = False, 0
         super().on_headers_complete()
         if self.cycle is not None:  # None for an upgrade request
-            self.cycle.transport = _JoinedHead(self.transport, self.loop)  # type: ignore[assignment]
+            joined = _JoinedHead(self.transport, self.loop, self._linger)
+            self.cycle.transport = joined  # type: ignore[assignment]
 
     def _check_head(self) -> None:
         # A head that came in one read can be larger than the limit by up to that read.
@@ -158,6 +159,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             b"connection: close\r\n\r\n",
         ]
         self.transport.write(b"".join([*head, body]))
+        self._linger()
+
+    def _linger(self) -> None:
+        """End the connection after an answer without losing it: the write side closes at
+        once; what the client still sends is dropped until its EOF or `LINGER` seconds."""
+        self._refused = True
+        self._cancel_timer()
         if not self.transport.can_write_eof():
             self.transport.close()
             return
@@ -179,11 +187,17 @@ class _JoinedHead:
     Python of an event). Everything else goes to the connection's transport.
     """
 
-    __slots__ = ("_held", "_loop", "_transport", "write")
+    __slots__ = ("_held", "_linger", "_loop", "_transport", "write")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        loop: asyncio.AbstractEventLoop,
+        linger: Callable[[], None] | None = None,
+    ) -> None:
         self._transport = transport
         self._loop = loop
+        self._linger = linger  # how the connection ends after a `connection: close` answer
         self._held: list[bytes] | None = None
         self.write: Callable[[bytes], None] = self._hold  # the first write; then `_join`
 
@@ -209,8 +223,14 @@ class _JoinedHead:
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
+        """uvicorn ends a `connection: close` answer (a 408 mid-body, say) here. Closed at
+        once, a socket with unread bytes from a client still sending resets the connection,
+        and the client may lose the answer before reading it: linger instead."""
         self._flush()
-        self._transport.close()
+        if self._linger is None or self._transport.is_closing():
+            self._transport.close()
+        else:
+            self._linger()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
