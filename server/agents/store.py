@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from server.agents import validate
 from server.errors import Conflict, NotFound
+from server.rpc.updates import merge, output_only
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration
 from server.templates.store import ref_clause
@@ -48,8 +49,6 @@ _SELECT = (
     "SELECT a.id, a.name, a.created_at, v.version, v.definition, v.created_at AS updated_at"
     " FROM agents a JOIN agent_versions v ON v.agent_id = a.id"
 )
-# Output-only fields, written from the row, never from the stored definition.
-_OUTPUT_ONLY = ("id", "object", "version", "created_at", "updated_at")
 
 
 def not_found(ref: str) -> NotFound:
@@ -145,26 +144,6 @@ class AgentStore:
             return str(row["id"])
 
 
-def merge(current: Agent, changes: Agent) -> Agent:
-    """`current` with each field `changes` sets replaced (empty lists and maps carry over)."""
-    out: Message = Agent()
-    out.CopyFrom(current)
-    for field, value in changes.ListFields():
-        if field.name in _OUTPUT_ONLY:
-            continue
-        out.ClearField(field.name)
-        if field.message_type is not None and not field.is_repeated:
-            getattr(out, field.name).CopyFrom(value)
-        elif field.message_type is not None and field.message_type.GetOptions().map_entry:
-            getattr(out, field.name).update(value)
-        elif field.is_repeated:
-            getattr(out, field.name).extend(value)
-        else:
-            setattr(out, field.name, value)
-    assert isinstance(out, Agent)
-    return out
-
-
 def _taken(name: str) -> Conflict:
     return Conflict(f"An agent named '{name}' already exists in this organization.", param="name")
 
@@ -183,7 +162,7 @@ async def _write_version(
 ) -> None:
     definition: Message = Agent()
     definition.CopyFrom(agent)
-    for name in _OUTPUT_ONLY:
+    for name in output_only(Agent):
         definition.ClearField(name)
     text = json.dumps(json_format.MessageToDict(definition, preserving_proto_field_name=True))
     await db.execute(

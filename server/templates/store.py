@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from server.errors import Conflict, InvalidRequest, NotFound
+from server.rpc.updates import merge
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration
 from server.templates import validate
@@ -158,27 +159,6 @@ class TemplateStore:
                 organization_id,
             )
             return str(row["id"])
-
-
-def merge(current: Template, changes: Template) -> Template:
-    """`current` with each field `changes` sets replaced (empty lists carry over)."""
-    out = Template()
-    out.CopyFrom(current)
-    if changes.name:
-        out.name = changes.name
-    if changes.HasField("description"):
-        out.description = changes.description
-    if changes.HasField("model"):
-        out.model = changes.model
-    if changes.messages:
-        del out.messages[:]
-        out.messages.extend(changes.messages)
-    if changes.variables:
-        del out.variables[:]
-        out.variables.extend(changes.variables)
-    if changes.HasField("parameters"):
-        out.parameters.CopyFrom(changes.parameters)
-    return out
 
 
 # The fields an update mask may name: what a template's author writes.
