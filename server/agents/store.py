@@ -12,14 +12,12 @@ one JSON column, output-only fields left out.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 from google.protobuf import json_format
 
 from server.agents import validate
 from server.rpc.updates import output_only
-from server.storage.database import Database, Row
+from server.storage.database import Row
 from server.storage.migrations import Migration
 from server.storage.versioned import Kind, VersionedStore
 from tokenwire.agents.v1 import agents_pb2
@@ -66,5 +64,4 @@ KIND = Kind(
 
 
 class AgentStore(VersionedStore[Agent]):
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(KIND, db, clock)
+    kind = KIND

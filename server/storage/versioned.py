@@ -60,10 +60,14 @@ def ref_clause(ref: str, alias: str) -> tuple[str, str]:
 
 
 class VersionedStore(Generic[M]):
-    def __init__(self, kind: Kind[M], db: Database, clock: Callable[[], float] = time.time) -> None:
-        self.kind = kind
+    """A subclass names its `kind`."""
+
+    kind: Kind[M]
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self._clock = clock
+        kind = self.kind
         own = ", ".join(f"v.{c}" for c in kind.columns)
         self._select = (
             f"SELECT h.id, h.name, h.created_at, v.version, {own}, v.created_at AS updated_at"

@@ -13,14 +13,12 @@ into the version's columns and come back.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from server.storage.database import Database, Row
+from server.storage.database import Row
 from server.storage.migrations import Migration
 from server.storage.versioned import Kind, VersionedStore
 from server.templates import validate
@@ -81,8 +79,7 @@ KIND = Kind(
 
 
 class TemplateStore(VersionedStore[Template]):
-    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(KIND, db, clock)
+    kind = KIND
 
 
 def _dict(message: Message) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from server.agents.store import KIND as AGENTS
+from server.agents.store import AgentStore
 from server.errors import Conflict, InvalidRequest, NotFound
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration, migrate
@@ -61,11 +62,15 @@ SNIPPETS = Kind(
 )
 
 
+class SnippetStore(VersionedStore[Agent]):
+    kind = SNIPPETS
+
+
 @pytest.fixture
 async def store(database: Database) -> AsyncIterator[VersionedStore[Agent]]:
     await migrate(database, (SNIPPET_TABLES,))
     ticks = itertools.count(1_000)
-    yield VersionedStore(SNIPPETS, database, clock=lambda: float(next(ticks)))
+    yield SnippetStore(database, clock=lambda: float(next(ticks)))
 
 
 async def test_a_kind_is_its_own_tables_and_columns(
@@ -98,7 +103,7 @@ async def test_errors_name_the_kind(store: VersionedStore[Agent]) -> None:
     with pytest.raises(Conflict) as taken:
         await store.create("acme", Agent(name="s", model="m"))
     assert taken.value.message == "A snippet named 's' already exists in this organization."
-    assert VersionedStore(AGENTS, store.db).taken("x").message.startswith("An agent named")
+    assert AgentStore(store.db).taken("x").message.startswith("An agent named")
 
 
 async def test_concurrent_updates_never_build_on_the_same_version(
