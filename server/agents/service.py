@@ -52,7 +52,8 @@ class AgentServicer(agents_pb2_grpc.AgentServiceServicer):
         context: ServicerContext[pb.UpdateAgentRequest, pb.UpdateAgentResponse],
     ) -> pb.UpdateAgentResponse:
         org = await self._access.organization(CALL.get())
-        agent = await self._store.update(org, request.agent, request.changes)
+        mask = tuple(request.update_mask.paths)
+        agent = await self._store.update(org, request.agent, request.changes, mask)
         return pb.UpdateAgentResponse(agent=agent)
 
     async def DeleteAgent(

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from tokenwire.chat.v1 import routing_pb2 as _routing_pb2
@@ -626,12 +627,23 @@ class UpdateAgentRequest(_message.Message):
 
     AGENT_FIELD_NUMBER: _builtins.int
     CHANGES_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
     agent: _builtins.str
     """Required. The agent's name or UUID."""
     @_builtins.property
     def changes(self) -> Global___Agent:
-        """Required. What changes: each field set replaces the previous version's;
-        unset fields and empty lists carry over. A new `name` renames the agent.
+        """Required. What changes. Without `update_mask`, each field set replaces the
+        previous version's; unset fields and empty lists and maps carry over. A new
+        `name` renames the agent.
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Optional. The fields of `changes` to write, e.g. `update_mask=tools,limits`
+        over REST: each one named replaces the previous version's, unset or empty
+        included (so a list can be emptied or a setting cleared), and the others
+        carry over. Paths: name, description, model, models, provider,
+        instructions, template, variables, tools, limits, memory.
         """
 
     def __init__(
@@ -639,10 +651,11 @@ class UpdateAgentRequest(_message.Message):
         *,
         agent: _builtins.str = ...,
         changes: Global___Agent | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "changes", b"changes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "changes", b"changes", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
