@@ -3,7 +3,9 @@
 
 `pdf.engine`: `pdf-text` (the default) extracts each page's text with pypdf and puts a
 text part in the file's place; `native` leaves the file for an upstream that reads files
-itself; `mistral-ocr` needs an OCR service, which this server has none of (400).
+itself. `mistral-ocr` (OpenRouter's OCR by Mistral's service) is not available here: no
+OCR service is integrated, so asking for it is a 400 `engine_not_available` that says
+so and names the two engines that work, never a silent fallback to another engine.
 A PDF that is not base64, not a PDF, encrypted or past `MAX_PAGES` is a 400; one
 past `MAX_BYTES` a 413. Extraction runs in a thread, off the event loop.
 """
@@ -45,10 +47,11 @@ def engine(plugin: routing_pb2.Plugin) -> str:
         )
     if chosen == "mistral-ocr":
         raise InvalidRequest(
-            "The file-parser plugin's 'mistral-ocr' engine needs an OCR service this server "
-            "has not configured; use 'pdf-text' or 'native'.",
+            "The file-parser plugin's 'mistral-ocr' engine is not available on this server "
+            "(it has no OCR service); use 'pdf-text' to extract the text here or 'native' "
+            "to pass the file to a model that reads files.",
             param="plugins",
-            code="plugin_not_configured",
+            code="engine_not_available",
         )
     return str(chosen)
 

@@ -10,6 +10,8 @@ from typing import Any
 import grpc
 import openai
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from server.plugins.files import MAX_BYTES
 from server.providers.fake import FakeProvider
@@ -72,7 +74,7 @@ async def test_native_forwards_the_file(start_service: StartService, fake: FakeP
         ("data:application/pdf;base64,@@@@", None, 400, "not base64"),
         (data_url(HANDBOOK, "image/png"), None, 400, "not a PDF"),
         (data_url(b"%PDF" + b"0" * MAX_BYTES), None, 413, "larger than"),
-        (data_url(HANDBOOK), "mistral-ocr", 400, "OCR service"),
+        (data_url(HANDBOOK), "mistral-ocr", 400, "'mistral-ocr' engine is not available"),
         (data_url(HANDBOOK), "tesseract", 400, "pdf.engine"),
     ],
 )
@@ -93,21 +95,43 @@ async def test_bad_files_are_refused_with_a_message(
     assert not fake.config.seen
 
 
-async def test_grpc_pdf_text(start_service: StartService, fake: FakeProvider) -> None:
-    service = await start_service([fake])
+def grpc_request(engine: str) -> chat_pb2.CreateChatCompletionRequest:
     part = message_pb2.ContentPart(
         type=message_pb2.CONTENT_PART_TYPE_FILE,
         file=message_pb2.FileInput(file_data=base64.b64encode(HANDBOOK).decode()),
     )
-    request = chat_pb2.CreateChatCompletionRequest(
+    return chat_pb2.CreateChatCompletionRequest(
         model="fake-echo",
         messages=[
             message_pb2.ChatMessage(
                 role=message_pb2.ROLE_USER, content_parts=message_pb2.ContentParts(parts=[part])
             )
         ],
-        plugins=[routing_pb2.Plugin(id="file-parser", pdf='{"engine": "pdf-text"}')],
+        plugins=[routing_pb2.Plugin(id="file-parser", pdf=f'{{"engine": "{engine}"}}')],
     )
+
+
+async def test_grpc_pdf_text(start_service: StartService, fake: FakeProvider) -> None:
+    service = await start_service([fake])
+    request = grpc_request("pdf-text")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         response = await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(request)
     assert response.choices[0].message.content.startswith('<file name="document.pdf"> Rule 7:')
+
+
+async def test_mistral_ocr_is_refused_as_not_available_over_grpc(
+    start_service: StartService, fake: FakeProvider
+) -> None:
+    service = await start_service([fake])
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(
+                grpc_request("mistral-ocr")
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
+    info = error_details_pb2.ErrorInfo()
+    assert status is not None and status.details[0].Unpack(info)
+    assert (info.reason, info.metadata["param"]) == ("engine_not_available", "plugins")
+    assert "'pdf-text'" in status.message and "'native'" in status.message
+    assert not fake.config.seen
