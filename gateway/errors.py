@@ -8,7 +8,9 @@ The HTTP status follows the gRPC code (`HTTP_STATUS`, the mapping grpc-gateway,
 Envoy and google/rpc/code.proto share) unless the status carries a
 `google.rpc.ErrorInfo` whose metadata names `http_status` — how 402, 422 and
 502 cross gRPC. ErrorInfo's `reason` is OpenAI's `code`; its metadata
-`type` and `param` fill the rest.
+`type` and `param` fill the rest. A `google.protobuf.Struct` detail becomes the
+error's `metadata` object (OpenRouter's place for structured facts: a moderation
+refusal's `reasons` and `flagged_input`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 
 from gateway.invoker import RpcFailure
@@ -67,14 +70,24 @@ class GatewayError(Exception):
     code: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     type: str | None = None  # OpenAI's error type; derived from the status when unset
+    metadata: dict[str, object] | None = None  # structured facts, when the error has any
 
     def body(self) -> dict[str, object]:
         type_ = self.type or _TYPES.get(self.status, "api_error")
-        return error_body(self.message, type_, self.param, self.code)
+        return error_body(self.message, type_, self.param, self.code, self.metadata)
 
 
-def error_body(message: str, type_: str, param: str | None, code: str | None) -> dict[str, object]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+def error_body(
+    message: str,
+    type_: str,
+    param: str | None,
+    code: str | None,
+    metadata: dict[str, object] | None = None,
+) -> dict[str, object]:
+    error: dict[str, object] = {"message": message, "type": type_, "param": param, "code": code}
+    if metadata is not None:
+        error["metadata"] = metadata
+    return {"error": error}
 
 
 # What a request the server's stop cut off answers, streamed or not (the server's own
@@ -105,7 +118,16 @@ def from_rpc(failure: RpcFailure, forwarded: dict[str, str] | None = None) -> Ga
         code=(info.reason if info else None) or failure.code.name.lower(),
         headers=headers,
         type=meta.get("type"),
+        metadata=_structured(failure),
     )
+
+
+def _structured(failure: RpcFailure) -> dict[str, object] | None:
+    for detail in failure.status.details if failure.status else ():
+        structured = struct_pb2.Struct()
+        if detail.Unpack(structured):
+            return json_format.MessageToDict(structured)
+    return None
 
 
 def _error_info(failure: RpcFailure) -> error_details_pb2.ErrorInfo | None:

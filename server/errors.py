@@ -28,6 +28,8 @@ once, where they arise.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import grpc
 
@@ -45,6 +47,7 @@ class TokenwireError(Exception):
         param: str | None = None,
         code: str | None = None,
         metadata: dict[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -52,6 +55,9 @@ class TokenwireError(Exception):
         if code is not None:
             self.code = code
         self.metadata = dict(metadata or {})
+        # Structured facts for the client (JSON values): the OpenAI error object's
+        # `metadata` over REST, a `google.protobuf.Struct` status detail over gRPC.
+        self.details = dict(details or {})
 
 
 class InvalidRequest(TokenwireError):

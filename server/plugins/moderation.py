@@ -1,9 +1,14 @@
 """The `moderation` plugin: the input checked by an OpenAI-compatible `/v1/moderations`
 endpoint (`[moderation]` in the config file) before any model is called.
 
-Flagged input is a 403 with code `content_flagged`, the categories named in its
-message (and in the gRPC status's ErrorInfo metadata, `categories`); no model is
-called and nothing is billed. Every message but the assistant's is checked.
+Flagged input is a 403 with code `content_flagged`; no model is called and nothing
+is billed. Every message but the assistant's is checked. The refusal carries what
+OpenRouter documents for moderation errors as the error object's `metadata`:
+`reasons` (the flagged categories), `flagged_input` (the first flagged text, at most
+100 characters, cut in the middle) and `model_slug` (the model asked for); over gRPC
+that is a `google.protobuf.Struct` status detail, beside the ErrorInfo whose
+metadata `categories` lists the reasons comma-separated. No `provider_name`: no
+provider has been chosen when moderation runs.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ class Moderator:
         body = {"model": config.model or DEFAULT_MODEL, "input": texts}
         headers = {"authorization": f"Bearer {config.api_key}"} if config.api_key else None
         answer = await self._backend.call("POST", "/moderations", body=body, headers=headers)
-        flagged = _flagged(answer)
+        flagged, first = _flagged(answer)
         if flagged:
-            names = ", ".join(flagged)
             raise ContentFlagged(
-                f"The input was flagged by moderation: {names}.",
+                f"The input was flagged by moderation: {', '.join(flagged)}.",
                 metadata={"categories": ",".join(flagged)},
+                details={
+                    "reasons": flagged,
+                    "flagged_input": shortened(texts[first] if first < len(texts) else ""),
+                    "model_slug": ctx.request.model,
+                },
             )
 
     async def aclose(self) -> None:
@@ -58,21 +67,30 @@ def _inputs(messages: Any) -> list[str]:
     return [t for t in texts if t]
 
 
-def _flagged(answer: Any) -> list[str]:
-    """The categories flagged in any result, sorted; a malformed answer is a 502."""
+FLAGGED_INPUT_CHARS = 100  # OpenRouter's bound on `flagged_input`
+
+
+def shortened(text: str, most: int = FLAGGED_INPUT_CHARS) -> str:
+    """`text` within `most` characters, its middle replaced by `...` when longer."""
+    if len(text) <= most:
+        return text
+    head = (most - 3 + 1) // 2
+    return f"{text[:head]}...{text[len(text) - (most - 3 - head) :]}"
+
+
+def _flagged(answer: Any) -> tuple[list[str], int]:
+    """The categories flagged in any result, sorted, and the index of the first flagged
+    input (the results follow the inputs); a malformed answer is a 502."""
     try:
         results = answer["results"]
+        hits = [i for i, r in enumerate(results) if r["flagged"]]
         flagged = {
-            name
-            for r in results
-            if r["flagged"]
-            for name, on in (r.get("categories") or {}).items()
-            if on
+            name for i in hits for name, on in (results[i].get("categories") or {}).items() if on
         }
-        if any(r["flagged"] for r in results) and not flagged:
+        if hits and not flagged:
             flagged = {"unspecified"}
-    except (TypeError, KeyError) as error:
+    except (TypeError, KeyError, AttributeError) as error:
         raise BadUpstream(
             f"The moderation plugin's service answered in an unexpected shape ({error})."
         ) from None
-    return sorted(flagged)
+    return sorted(flagged), hits[0] if hits else 0

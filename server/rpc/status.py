@@ -2,7 +2,8 @@
 
 The status carries a `google.rpc.ErrorInfo`: `reason` is OpenAI's error
 `code`, and its metadata holds `type`, `param`, `http_status` (for statuses
-gRPC has no code for: 402, 422, 502) and `retry_after`.
+gRPC has no code for: 402, 422, 502) and `retry_after`. An error's structured
+`details` follow as a `google.protobuf.Struct`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import NoReturn, Protocol
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, struct_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -30,8 +31,14 @@ def to_status(error: TokenwireError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(reason=error.code or "", domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    if error.details:  # beside ErrorInfo: what the gateway answers as `error.metadata`
+        structured = struct_pb2.Struct()
+        structured.update(error.details)
+        details.append(any_pb2.Any())
+        details[-1].Pack(structured)
     status = status_pb2.Status(
-        code=error.grpc_code.value[0], message=error.message, details=[detail]
+        code=error.grpc_code.value[0], message=error.message, details=details
     )
     result: grpc.Status = rpc_status.to_status(status)
     return result

@@ -10,10 +10,12 @@ import grpc
 import openai
 import pytest
 from aiohttp import web
+from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from server.plugins.backend import BackendConfig
+from server.plugins.moderation import shortened
 from server.plugins.stage import PluginsConfig
 from server.providers.fake import FakeProvider
 from server.runtime import app
@@ -56,6 +58,11 @@ async def test_rest_flagged_input_is_403_and_no_model_is_called(
     assert caught.value.status_code == 403
     assert caught.value.code == "content_flagged"
     assert "harassment, violence" in caught.value.message
+    assert caught.value.response.json()["error"]["metadata"] == {  # OpenRouter's moderation facts
+        "reasons": ["harassment", "violence"],
+        "flagged_input": "something forbidden!",  # the first flagged input, not "be kind"
+        "model_slug": "fake-echo",
+    }
     assert not fake.config.seen  # the model was never asked
     assert moderations.bodies[-1] == {
         "model": "mod-1",
@@ -97,9 +104,14 @@ async def test_grpc_flagged_input_is_permission_denied_with_categories(
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
     assert status is not None
-    info = error_details_pb2.ErrorInfo()
-    status.details[0].Unpack(info)
+    info, metadata = error_details_pb2.ErrorInfo(), struct_pb2.Struct()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(metadata)
     assert (info.reason, info.metadata["categories"]) == ("content_flagged", "violence")
+    assert json_format.MessageToDict(metadata) == {  # what REST answers as `error.metadata`
+        "reasons": ["violence"],
+        "flagged_input": "forbidden",
+        "model_slug": "fake-echo",
+    }
 
 
 async def test_without_a_configured_service_the_plugin_is_a_400(
@@ -132,3 +144,15 @@ async def test_a_failing_moderation_service_is_a_503_not_a_pass(
     assert caught.value.status_code == 503
     assert caught.value.code == "moderation_unavailable"
     assert not fake.config.seen
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", ""),
+        ("a" * 100, "a" * 100),
+        ("a" * 50 + "b" * 51, "a" * 49 + "..." + "b" * 48),
+    ],
+)
+def test_flagged_input_is_cut_in_the_middle_to_100_characters(text: str, expected: str) -> None:
+    assert shortened(text) == expected and len(shortened(text)) <= 100
