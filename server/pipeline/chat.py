@@ -251,7 +251,7 @@ def usage_record(ctx: RequestContext, outcome: Outcome) -> UsageRecord:
         organization_id=ctx.principal.organization_id,
         session_id=ctx.session_id,
         user=ctx.request.user if ctx.request.HasField("user") else None,
-        model_requested=ctx.request.model,
+        model_requested=ctx.model_requested or ctx.request.model,  # a template's when none
         model=endpoint.model if endpoint else None,
         provider=endpoint.name if endpoint else None,
         attempts=tuple(ctx.attempts),

@@ -112,6 +112,12 @@ class RequestContext:
     finishers: list[Finisher] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     created: float = field(default_factory=time.time)
+    # The model the client asked for ("auto", "x:online", "" under a template), taken
+    # before any stage rewrites `request.model` to the one that will serve.
+    model_requested: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.model_requested = self.request.model
 
     @property
     def headers(self) -> dict[str, str]:

@@ -14,6 +14,8 @@ from server.providers.base import ALL_PARAMETERS
 from server.providers.fake import FakeConfig, FakeProvider
 from server.routing.catalog import Endpoint
 from server.runtime import app
+from server.usage.query import UsageFilter
+from server.usage.store import UsageStore
 from tests.conftest import StartService, sdk, user_turn
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, routing_pb2
 
@@ -111,3 +113,32 @@ async def test_grpc_auto_streams_from_the_chosen_model(start_service: StartServi
         chunks = [r.chunk async for r in call]
     assert {c.model for c in chunks} == {"tiny"}
     assert "".join(c.choices[0].delta.content for c in chunks) == "hi there "
+
+
+async def test_usage_records_the_model_asked_for_and_the_one_that_served(
+    start_service: StartService,
+) -> None:
+    service = await served(start_service)
+    async with sdk(service) as client:
+        await client.chat.completions.create(model="auto", messages=user_turn("hi"))
+        await client.chat.completions.create(
+            model="big",
+            messages=user_turn("hi"),
+            extra_body={"plugins": [{"id": "auto-router", "allowed_models": ["mid"]}]},
+        )
+    request = chat_pb2.CreateChatCompletionRequest(
+        model="auto",
+        messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text=LONG)],
+    )
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
+        stream = chat_pb2_grpc.ChatServiceStub(channel).StreamChatCompletion(
+            chat_pb2.StreamChatCompletionRequest(request=request)
+        )
+        assert {r.chunk.model async for r in stream} == {"mid"}
+    assert isinstance(service.usage, UsageStore)
+    records = await service.usage.records(UsageFilter(), 10)
+    assert sorted((r.model_requested, r.model, r.streamed) for r in records) == [
+        ("auto", "mid", True),
+        ("auto", "tiny", False),
+        ("big", "mid", False),
+    ]
