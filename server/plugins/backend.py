@@ -20,7 +20,8 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 class BackendConfig:
     """Where a plugin's service is; the key is read from the environment at the edge."""
 
-    kind: str  # which API shape: openai (moderation); searxng, brave or tavily (search)
+    # Which API shape: openai (moderation); searxng, brave or tavily (search); mistral (ocr).
+    kind: str
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     model: str | None = None  # moderation model, when the API takes one

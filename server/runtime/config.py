@@ -123,7 +123,7 @@ class Config:
     readiness_interval: float = 5.0
     # Upstream providers and models from the config file's [providers.*] and [[models]].
     upstreams: Upstreams = field(default_factory=Upstreams)
-    # The services plugins call, from the config file's [moderation] and [search].
+    # The services plugins call, from the config file's [moderation], [search] and [ocr].
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
     def __post_init__(self) -> None:
@@ -154,12 +154,14 @@ def _from_file(config: Config, path: Path, environ: Mapping[str, str]) -> Config
     providers, models = values.pop("providers", {}), values.pop("models", [])
     local = values.pop("local_models", [])
     moderation, search = values.pop("moderation", None), values.pop("search", None)
+    ocr = values.pop("ocr", None)
     config = _apply(config, values, f"config file {path}")
     try:
         local_models = llama_models.parse(local, config.n_ctx)
         plugins = PluginsConfig(
             moderation=_backend("moderation", moderation, environ),
             search=_backend("search", search, environ),
+            ocr=_backend("ocr", ocr, environ),
         )
         return replace(
             config,
@@ -186,14 +188,18 @@ def _apply(config: Config, values: Mapping[str, Any], source: str) -> Config:
 
 
 _BACKEND_KEYS = frozenset({"kind", "base_url", "api_key_env", "model", "timeout"})
-_BACKEND_KINDS = {"moderation": ("openai",), "search": ("searxng", "brave", "tavily")}
+_BACKEND_KINDS = {
+    "moderation": ("openai",),
+    "search": ("searxng", "brave", "tavily"),
+    "ocr": ("mistral",),
+}
 
 
 def _backend(
     section: str, raw: Mapping[str, Any] | None, environ: Mapping[str, str]
 ) -> BackendConfig | None:
-    """A plugin's service from its section (`[moderation]`, `[search]`); the API key from the
-    environment variable `api_key_env` names."""
+    """A plugin's service from its section (`[moderation]`, `[search]`, `[ocr]`); the API key
+    from the environment variable `api_key_env` names."""
     if raw is None:
         return None
     unknown = set(raw) - _BACKEND_KEYS

@@ -1,6 +1,7 @@
 """The `file-parser` plugin with real PDFs made by pypdf: their text reaches the model over
 REST (the openai SDK) and gRPC; `native` leaves the file alone; bad, encrypted and
-oversized PDFs and `mistral-ocr` are OpenAI-shaped 400s and 413s."""
+oversized PDFs and `mistral-ocr` without an OCR service are OpenAI-shaped 400s and 413s
+(`mistral-ocr` with one: tests/plugins/test_ocr.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 import grpc
 import openai
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
 from server.plugins.files import MAX_BYTES
 from server.providers.fake import FakeProvider
@@ -117,21 +116,3 @@ async def test_grpc_pdf_text(start_service: StartService, fake: FakeProvider) ->
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         response = await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(request)
     assert response.choices[0].message.content.startswith('<file name="document.pdf"> Rule 7:')
-
-
-async def test_mistral_ocr_is_refused_as_not_available_over_grpc(
-    start_service: StartService, fake: FakeProvider
-) -> None:
-    service = await start_service([fake])
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(
-                grpc_request("mistral-ocr")
-            )
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    status = rpc_status.from_call(refused.value)  # type: ignore[arg-type]
-    info = error_details_pb2.ErrorInfo()
-    assert status is not None and status.details[0].Unpack(info)
-    assert (info.reason, info.metadata["param"]) == ("engine_not_available", "plugins")
-    assert "'pdf-text'" in status.message and "'native'" in status.message
-    assert not fake.config.seen

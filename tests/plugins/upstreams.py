@@ -7,12 +7,15 @@ cache reads and writes only when the request carries a `cache_control` block.
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
+from pypdf import PdfReader
 
 Handler = Callable[[web.Request, dict[str, Any]], Awaitable[web.StreamResponse]]
 
@@ -139,3 +142,20 @@ async def tavily(request: web.Request, body: dict[str, Any]) -> web.Response:
     pages = PAGES[: body["max_results"]]
     results = [{"url": u, "title": t, "content": c, "score": 0.9} for u, t, c in pages]
     return web.json_response({"query": body["query"], "results": results})
+
+
+async def mistral_ocr(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """Mistral's `/v1/ocr` for a PDF data URL: each page's text (read here with pypdf, as
+    the service reads the scan) as Markdown, listed last page first: order is by `index`."""
+    if request.headers.get("authorization") != "Bearer ocr-key":
+        return web.json_response({"message": "Unauthorized"}, status=401)
+    document = body.get("document") or {}
+    prefix = "data:application/pdf;base64,"
+    if document.get("type") != "document_url" or not document["document_url"].startswith(prefix):
+        return web.json_response({"message": "bad document"}, status=422)
+    reader = PdfReader(io.BytesIO(base64.b64decode(document["document_url"][len(prefix) :])))
+    pages = [
+        {"index": i, "markdown": f"## Page {i + 1}\n{page.extract_text().strip()}"}
+        for i, page in enumerate(reader.pages)
+    ]
+    return web.json_response({"model": body["model"], "pages": pages[::-1], "usage_info": {}})
