@@ -44,8 +44,8 @@ DOCUMENTED: dict[tuple[str, str], str] = {
     (CHAT, r"messages\[\d+\]\.content\[\d+\]\.\w+"): "a part needs the field its `type` names",
     (CHAT, r"provider\.enforce_distillable_text"): "accepted by the contract, "
     "refused by this server until implemented (README: What the API accepts)",
-    (CHAT, r"plugins"): "moderation and web need a service the config file names "
-    "([moderation], [search]); a plugin's `pdf` and `engine` depend on the server",
+    (CHAT, r"plugins"): "moderation, web and mistral-ocr need a service the config file "
+    "names ([moderation], [search], [ocr]); a plugin's `pdf` and `engine` depend on the server",
     (CHAT, r"trace\.metadata.*"): "at most 16 pairs of at most 256 characters each",
     (CHAT, r"response_format\.json_schema\.schema"): "response-healing needs a valid JSON Schema",
     (CHAT, r"model"): "the auto-router may find no model that fits (README: Plugins)",
