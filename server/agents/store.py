@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 
 from google.protobuf import json_format
+from google.protobuf.message import Message
 
 from server.agents import validate
 from server.rpc.updates import output_only
@@ -41,10 +42,10 @@ MIGRATIONS = (
 
 
 def _definition(agent: Agent) -> tuple[str]:
-    written = Agent()
+    written: Message = Agent()  # by name: the generated stubs type field names as literals
     written.CopyFrom(agent)
     for name in output_only(Agent):
-        written.ClearField(name)  # type: ignore[arg-type]  # names from the descriptor
+        written.ClearField(name)
     return (json.dumps(json_format.MessageToDict(written, preserving_proto_field_name=True)),)
 
 
