@@ -55,7 +55,7 @@ class Attempt:
 
     provider: str
     model: str
-    outcome: str  # ok, error, cancelled
+    outcome: str  # ok, error, cancelled, breaker_open (skipped: nothing was sent)
     latency_ms: float
     error: str | None = None  # the error code when outcome is error
     prompt_tokens: int = 0

@@ -9,7 +9,8 @@ request was written in full (`UpstreamUnavailable`), or it answered 429, 503
 or 529 (their `Retry-After` honoured). A 502 or 504 (a proxy's, whose backend
 may be generating still), a timeout waiting for the answer, a connection lost
 after the request went out, or a 200 whose body is broken is never sent to
-that endpoint again. A provider whose circuit breaker is open is skipped.
+that endpoint again. A provider whose circuit breaker is open is skipped (an
+attempt with outcome `breaker_open`, nothing sent).
 Once an event is out, the stream is committed to that endpoint: a later
 failure ends it with that error, and nothing is spliced in from another
 model. Every try is recorded as an `Attempt` on the request's context.
@@ -43,6 +44,7 @@ from server.routing.stats import Stats
 
 RETRYABLE = (ProviderError, RateLimited)  # the upstream's failure: the next candidate is tried
 RESENDABLE = (UpstreamUnavailable, RateLimited)  # ... and first the same one, again
+BREAKER_OPEN = "breaker_open"  # the outcome of a provider skipped while its breaker is open
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,8 @@ class Router:
         for attempt in range(1 + self.policy.retries):
             if not self.breakers[e.name].allow(ctx.principal.organization_id):
                 errors.append(ProviderError(f"Provider '{e.name}' is cooling down after failures."))
+                # nothing was sent, but the skip is told (usage records, attempts metric)
+                ctx.attempts.append(Attempt(e.name, e.model, BREAKER_OPEN, 0.0))
                 return None
             try:
                 with tracing.span(f"chat {e.upstream_model}", kind=CLIENT) as span:

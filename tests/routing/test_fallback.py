@@ -370,7 +370,11 @@ async def test_circuit_breaker_opens_skips_and_probes(start_service: StartServic
         for _ in range(3):
             assert served(await ask(service)) == ("m", "p1")
         assert len(a.requests) == 2  # open after two failures: the third skipped p0
-        assert await attempts(service) == [("p1", "m", "ok", None)]
+        # the skip is on the record (nothing was sent), then the provider that answered
+        assert await attempts(service) == [
+            ("p0", "m", "breaker_open", None),
+            ("p1", "m", "ok", None),
+        ]
         a.default = OK
         await eventually(lambda: breaker.state == "half-open")  # the cooldown is time itself
         assert served(await ask(service)) == ("m", "p0")
