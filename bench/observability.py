@@ -54,8 +54,18 @@ def start_sink() -> str:
 
 def start(servers: Servers, tokenwire: str, sink: str) -> dict[str, tuple[int, int]]:
     """Each variant's server PID and HTTP port."""
-    base = [*shlex.split(tokenwire), "serve", "--provider", "fake", "--log-level", "warning",
-            "--http-port", "0", "--grpc-port", "0"]
+    base = [
+        *shlex.split(tokenwire),
+        "serve",
+        "--provider",
+        "fake",
+        "--log-level",
+        "warning",
+        "--http-port",
+        "0",
+        "--grpc-port",
+        "0",
+    ]
     extra = {VARIANTS[0]: ["--no-metrics"], VARIANTS[1]: [], VARIANTS[2]: ["--otlp-endpoint", sink]}
     found = {}
     for name in VARIANTS:
@@ -67,8 +77,13 @@ def start(servers: Servers, tokenwire: str, sink: str) -> dict[str, tuple[int, i
 Results = dict[tuple[str, str], list[load.Outcome]]
 
 
-def measure(pool: Executor, servers: Servers, targets: dict[str, tuple[int, int]],
-            rounds: int, requests: int) -> Results:
+def measure(
+    pool: Executor,
+    servers: Servers,
+    targets: dict[str, tuple[int, int]],
+    rounds: int,
+    requests: int,
+) -> Results:
     results: Results = {}
     for r in range(rounds):
         for measure_name, kind, concurrency in MEASURES:
@@ -78,8 +93,11 @@ def measure(pool: Executor, servers: Servers, targets: dict[str, tuple[int, int]
                 outcome = pool.submit(load.run, job).result(timeout=200)
                 servers.check()
                 results.setdefault((name, measure_name), []).append(outcome)
-                print(f"[{r + 1}/{rounds}] {name:22} {measure_name:6} {rps(outcome):7.0f} req/s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"[{r + 1}/{rounds}] {name:22} {measure_name:6} {rps(outcome):7.0f} req/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     return results
 
 
@@ -88,8 +106,11 @@ def _median(values: Sequence[float]) -> float:
 
 
 def report(results: Results) -> str:
-    rows = ["| variant | p50 c=1 (ms) | p99 c=1 (ms) | req/s c=16 | server CPU/req c=16 (µs) "
-            "| stream p50 (ms) | stream CPU/req (µs) |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| variant | p50 c=1 (ms) | p99 c=1 (ms) | req/s c=16 | server CPU/req c=16 (µs) "
+        "| stream p50 (ms) | stream CPU/req (µs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base_rps = 0.0
     for name in VARIANTS:
         c1, c16, st = (results[(name, m[0])] for m in MEASURES)
@@ -101,8 +122,10 @@ def report(results: Results) -> str:
         scpu = _median([sum(o.server_cpu) / max(o.completed, 1) * 1e6 for o in st])
         base_rps = base_rps or throughput
         change = f" ({(throughput / base_rps - 1) * 100:+.1f}%)" if name != VARIANTS[0] else ""
-        rows.append(f"| {name} | {p50:.3f} | {p99:.3f} | {throughput:.0f}{change} | {cpu:.0f} "
-                    f"| {sp50:.3f} | {scpu:.0f} |")
+        rows.append(
+            f"| {name} | {p50:.3f} | {p99:.3f} | {throughput:.0f}{change} | {cpu:.0f} "
+            f"| {sp50:.3f} | {scpu:.0f} |"
+        )
     return "\n".join(rows)
 
 

@@ -20,8 +20,19 @@ from server.rpc.boundary import CALL
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # What a line may carry beyond the basics, as `extra={...}` names it.
-FIELDS = ("organization", "key_id", "model", "provider", "status", "http_status", "latency_ms",
-          "ttft_ms", "prompt_tokens", "completion_tokens", "streamed")
+FIELDS = (
+    "organization",
+    "key_id",
+    "model",
+    "provider",
+    "status",
+    "http_status",
+    "latency_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "streamed",
+)
 ACCESS = logging.getLogger("tokenwire.access")
 
 

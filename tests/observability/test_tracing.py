@@ -100,8 +100,13 @@ async def test_tracing_off_sends_the_upstream_no_traceparent(
 
 
 async def test_body_trace_fields_as_openrouter_reads_them(start_service: StartService) -> None:
-    trace = {"trace_id": TRACE_ID, "parent_span_id": CALLER_SPAN, "span_name": "summarize",
-             "trace_name": "nightly", "generation_name": "draft"}
+    trace = {
+        "trace_id": TRACE_ID,
+        "parent_span_id": CALLER_SPAN,
+        "span_name": "summarize",
+        "trace_name": "nightly",
+        "generation_name": "draft",
+    }
     async with receiving() as receiver:
         service = await start_service([FakeProvider()], otlp_endpoint=receiver.url)
         async with httpx.AsyncClient() as client:
