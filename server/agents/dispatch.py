@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import AsyncGenerator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
+from opentelemetry.trace import Span
 
 from server.agents import answer, loop
 from server.agents.guard import Limits, LoopGuard
@@ -30,6 +32,7 @@ from server.agents.validate import AGENT_PREFIX
 from server.errors import InvalidRequest, PermissionDenied
 from server.memory.model import Scope
 from server.memory.stage import OFF_METADATA_KEY
+from server.observability import metrics, tracing
 from server.pipeline.chat import ChatPipeline, Prepared, Streamed
 from server.pipeline.context import CallInfo, Principal
 from server.rpc.access import Access, organization_of
@@ -55,26 +58,29 @@ class AgentDispatch:
         toolbox: Toolbox,
         sessions: SessionStore,
         access: Access,
+        meter: metrics.Recorder | None = None,
     ) -> None:
         self.pipeline = pipeline
         self._agents = agents
         self.toolbox = toolbox
         self.sessions = sessions
         self._access = access
+        self._meter = meter  # agents' steps and tool calls are counted here (None: off)
 
     async def complete(
         self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
     ) -> chat_pb2.CreateChatCompletionResponse:
         if not request.model.startswith(AGENT_PREFIX):
             return await self.pipeline.complete(request, call)
-        started = await self.start(request, call)
-        caller = StepCaller(self.pipeline, run_id(call), streamed=False)
-        try:
-            async for _ in loop.steps(started.run, caller):
-                pass
-            return answer.response(started.run, caller)
-        finally:
-            self.record(started)
+        with agent_span(request, call) as span:
+            started = await self.start(request, call)
+            caller = StepCaller(self.pipeline, run_id(call), streamed=False)
+            try:
+                async for _ in loop.steps(started.run, caller):
+                    pass
+                return answer.response(started.run, caller)
+            finally:
+                self.record(started, span)
 
     def stream(
         self,
@@ -92,16 +98,17 @@ class AgentDispatch:
         call: CallInfo,
         prepared: Prepared | None,
     ) -> AsyncGenerator[chat_pb2.StreamChatCompletionResponse, None]:
-        started = await self.start(request, call)
-        caller = StepCaller(self.pipeline, run_id(call), streamed=True, prepared=prepared)
-        try:
-            async for chunk in loop.steps(started.run, caller):
-                yield Streamed(chunk=chunk)
-            include_usage = request.stream_options.include_usage
-            for chunk in answer.last_chunks(started.run, caller, include_usage):
-                yield Streamed(chunk=chunk)
-        finally:
-            self.record(started)
+        with agent_span(request, call) as span:
+            started = await self.start(request, call)
+            caller = StepCaller(self.pipeline, run_id(call), streamed=True, prepared=prepared)
+            try:
+                async for chunk in loop.steps(started.run, caller):
+                    yield Streamed(chunk=chunk)
+                include_usage = request.stream_options.include_usage
+                for chunk in answer.last_chunks(started.run, caller, include_usage):
+                    yield Streamed(chunk=chunk)
+            finally:
+                self.record(started, span)
 
     async def start(self, request: chat_pb2.CreateChatCompletionRequest, call: CallInfo) -> Started:
         principal = await self._access.principal(call)
@@ -127,14 +134,41 @@ class AgentDispatch:
             recorder=Recorder(call.request_id),
             call=call,
             session_id=session_id,
+            meter=self._meter,
         )
         return Started(run, organization, agent.model)
 
-    def record(self, started: Started) -> None:
-        """Keep the run's steps, written in the background (see `SessionStore`)."""
+    def record(self, started: Started, span: Span | None = None) -> None:
+        """Keep the run's steps, written in the background (see `SessionStore`); tell the
+        run's span (when tracing) what it did."""
         run = started.run
+        if span is not None:
+            span.set_attributes(run_attributes(run))
         head = SessionHead(run.session_id, run.agent, started.model, run.recorder.started)
         self.sessions.record(started.organization, head, run.recorder.steps)
+
+
+def agent_span(
+    request: chat_pb2.CreateChatCompletionRequest, call: CallInfo
+) -> AbstractContextManager[Span | None]:
+    """The run's span, `invoke_agent {name}`, continuing the caller's traceparent: the
+    parent of its model calls and tools."""
+    name = request.model.removeprefix(AGENT_PREFIX)[: loop.MAX_NAME]
+    attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name}
+    return tracing.continued(f"invoke_agent {name}", call.metadata, attributes)
+
+
+def run_attributes(run: loop.Run) -> tracing.Attributes:
+    attributes: dict[str, str | int | float | bool] = {
+        "gen_ai.conversation.id": run.session_id,
+        "gen_ai.usage.input_tokens": run.usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": run.usage.completion_tokens,
+        "tokenwire.agent.steps": run.guard.steps,
+        "tokenwire.agent.tool_calls": run.guard.tool_calls,
+    }
+    if run.stopped_by is not None:
+        attributes["tokenwire.agent.stopped_by"] = run.stopped_by
+    return attributes
 
 
 def allowed(principal: Principal, name: str) -> None:

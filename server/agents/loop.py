@@ -13,17 +13,22 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from opentelemetry.trace import Span, Status, StatusCode
+
 from server.agents.guard import LoopGuard
 from server.agents.sessions.recorder import Recorder, ToolOutcome
 from server.agents.steps import Answer, Chunk, StepCaller
+from server.agents.tools.mcp import McpTool
 from server.agents.tools.toolbox import ToolSet
 from server.errors import TokenwireError, ToolFailed
+from server.observability import content, metrics, tracing
 from server.pipeline.context import CallInfo
 from tokenwire.chat.v1 import agent_run_pb2, chat_pb2, message_pb2
 
 log = logging.getLogger("tokenwire.agents")
 
-MAX_RESULT = 16_000  # characters of a tool result the model gets
+MAX_RESULT = 16_000  # characters of a tool result (or error) the model gets
+MAX_NAME = 128  # characters of a tool's or agent's name in a span (the model's string)
 SUMMARY = 200  # characters of a result in an `agent_step` chunk
 
 
@@ -45,6 +50,7 @@ class Run:
     handed_back: list[message_pb2.ToolCall] = field(default_factory=list)
     stopped_by: str | None = None
     done: bool = False
+    meter: metrics.Recorder | None = None  # where steps and tool calls are counted
 
     def request(self) -> chat_pb2.CreateChatCompletionRequest:
         request = chat_pb2.CreateChatCompletionRequest()
@@ -54,9 +60,11 @@ class Run:
         return request
 
     def step_call(self, step: int) -> CallInfo:
-        """The call as one model call sees it: its own request id (and usage record)."""
+        """The call as one model call sees it: its own request id (and usage record), and
+        with tracing on the run's span as its parent."""
         c = self.call
-        return CallInfo(f"{c.request_id}-{step}", c.metadata, c.peer, c.headers)
+        metadata = tracing.propagated(c.metadata)
+        return CallInfo(f"{c.request_id}-{step}", metadata, c.peer, c.headers)
 
     def account(self, answer: Answer) -> None:
         u, total = answer.usage, self.usage
@@ -87,6 +95,8 @@ async def steps(run: Run, caller: StepCaller) -> AsyncIterator[Chunk]:
     chunk per tool call run here."""
     while (stop := run.guard.before_step()) is None:
         step, answer, request = run.guard.steps + 1, Answer(), run.request()
+        if run.meter is not None:
+            run.meter.agent_step()
         sent = list(request.messages)  # before the stages rewrite the request
         try:
             async for chunk in caller.call(request, run.step_call(step), answer):
@@ -126,9 +136,24 @@ async def run_tool(run: Run, call: message_pb2.ToolCall) -> ToolOutcome:
     """One tool call's outcome; whatever goes wrong is told to the model, never raised."""
     started = time.monotonic()
     name = call.function.name
+    with tracing.span(f"execute_tool {name[:MAX_NAME]}", _tool_attributes(run, call)) as span:
+        result, error, outcome = await _execute(run, call)
+        if span is not None:
+            _traced(span, result, error, outcome)
+    if run.meter is not None:
+        run.meter.tool_call(tool_kind(run.tools, name), outcome)
+    duration = (time.monotonic() - started) * 1000
+    if error is not None:
+        return ToolOutcome(cut(f"Error: {error}"), duration, cut(error))
+    return ToolOutcome(cut(result), duration)
+
+
+async def _execute(run: Run, call: message_pb2.ToolCall) -> tuple[str, str | None, str]:
+    """The tool's result, or the error to tell the model; and the outcome (ok, error,
+    timeout)."""
+    name = call.function.name
     tool, policy = run.tools.tools.get(name), run.tools.policies.get(name)
-    error: str | None = None
-    result, limit = "", 0.0
+    limit = 0.0
     try:
         if tool is None or policy is None:
             raise ToolFailed(f"there is no tool named {name!r}")
@@ -137,22 +162,52 @@ async def run_tool(run: Run, call: message_pb2.ToolCall) -> ToolOutcome:
             raise ToolFailed("the arguments must be a JSON object")
         limit = max(0.0, min(policy.timeout, run.guard.remaining()))  # the run's budget too
         async with asyncio.timeout(limit):
-            result = await tool.run(arguments)
+            return await tool.run(arguments), None, "ok"
     except TimeoutError:
-        error = f"timed out after {limit:.3g} s"
         if policy is not None and limit < policy.timeout:
             run.guard.expired = True  # cut by the run's budget (timers may fire a bit early)
+        return "", f"timed out after {limit:.3g} s", "timeout"
     except TokenwireError as e:  # ToolFailed, or a store's refusal (a 400 from the memory)
-        error = e.message
+        return "", e.message, "error"
     except ValueError:
-        error = "the arguments are not valid JSON"
+        return "", "the arguments are not valid JSON", "error"
     except Exception:  # a bug in a tool must not end the run: the model is told it failed
-        log.exception("tool %s failed", name)
-        error = "the tool failed unexpectedly"
-    duration = (time.monotonic() - started) * 1000
+        log.exception("tool %s failed", name[:MAX_NAME])
+        return "", "the tool failed unexpectedly", "error"
+
+
+def cut(text: str) -> str:
+    """What the model gets of a tool's result or error: at most MAX_RESULT characters."""
+    return text[:MAX_RESULT]
+
+
+def tool_kind(tools: ToolSet, name: str) -> str:
+    """A bounded label for a tool: a built-in's own name, `mcp`, or `unknown` (a name the
+    agent lacks: the model's string, never a label)."""
+    tool = tools.tools.get(name)
+    if tool is None:
+        return "unknown"
+    return "mcp" if isinstance(tool, McpTool) else tool.name
+
+
+def _tool_attributes(run: Run, call: message_pb2.ToolCall) -> tracing.Attributes:
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": call.function.name[:MAX_NAME],
+        "gen_ai.tool.call.id": call.id[:MAX_NAME],
+        "tokenwire.tool.kind": tool_kind(run.tools, call.function.name),
+    }
+    if tracing.capturing_content():
+        attributes["gen_ai.tool.call.arguments"] = content.bounded(call.function.arguments)
+    return attributes
+
+
+def _traced(span: Span, result: str, error: str | None, outcome: str) -> None:
     if error is not None:
-        return ToolOutcome(f"Error: {error}", duration, error)
-    return ToolOutcome(result[:MAX_RESULT], duration)
+        span.set_status(Status(StatusCode.ERROR, error[:SUMMARY]))
+        span.set_attribute("error.type", outcome)
+    elif tracing.capturing_content():
+        span.set_attribute("gen_ai.tool.call.result", content.bounded(result))
 
 
 def assistant(answer: Answer) -> message_pb2.ChatMessage:

@@ -33,15 +33,57 @@ REQUEST_LABELS = (
     "error_type",
 )
 # The semantic conventions' advised bucket boundaries.
-DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
-                    40.96, 81.92)
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-                5.0, 7.5, 10.0)
+DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
 TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 # tokenwire's own time per request is counted in microseconds to milliseconds.
-OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                    0.25, 1.0)
+OVERHEAD_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Seconds a process keeps observations before writing them into its metrics (at most).
@@ -56,59 +98,91 @@ class Metrics:
         r = registry
         self.multiprocess = registry is None
         self.request_duration = Histogram(
-            "gen_ai_server_request_duration", "Time from a request's arrival to its last byte.",
-            REQUEST_LABELS, unit="seconds", buckets=DURATION_BUCKETS, registry=r,
+            "gen_ai_server_request_duration",
+            "Time from a request's arrival to its last byte.",
+            REQUEST_LABELS,
+            unit="seconds",
+            buckets=DURATION_BUCKETS,
+            registry=r,
         )
         self.token_usage = Histogram(
-            "gen_ai_client_token_usage", "Tokens per request by type (input, output).",
-            (*REQUEST_LABELS[:4], "gen_ai_token_type"), buckets=TOKEN_BUCKETS, registry=r,
+            "gen_ai_client_token_usage",
+            "Tokens per request by type (input, output).",
+            (*REQUEST_LABELS[:4], "gen_ai_token_type"),
+            buckets=TOKEN_BUCKETS,
+            registry=r,
         )
         self.time_to_first_token = Histogram(
-            "gen_ai_server_time_to_first_token", "Streams: time from arrival to the first token.",
-            REQUEST_LABELS[:4], unit="seconds", buckets=TTFT_BUCKETS, registry=r,
+            "gen_ai_server_time_to_first_token",
+            "Streams: time from arrival to the first token.",
+            REQUEST_LABELS[:4],
+            unit="seconds",
+            buckets=TTFT_BUCKETS,
+            registry=r,
         )
         self.time_per_output_token = Histogram(
             "gen_ai_server_time_per_output_token",
             "Streams: time per output token after the first one.",
-            REQUEST_LABELS[:4], unit="seconds", buckets=TPOT_BUCKETS, registry=r,
+            REQUEST_LABELS[:4],
+            unit="seconds",
+            buckets=TPOT_BUCKETS,
+            registry=r,
         )
         self.overhead = Histogram(
-            "tokenwire_overhead", "Time a request spent in tokenwire itself: its duration "
+            "tokenwire_overhead",
+            "Time a request spent in tokenwire itself: its duration "
             "less the time spent waiting on providers or the model.",
-            ("gen_ai_operation_name",), unit="seconds", buckets=OVERHEAD_BUCKETS, registry=r,
+            ("gen_ai_operation_name",),
+            unit="seconds",
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
         )
         self.in_flight = Gauge(
-            "tokenwire_requests_in_flight", "Chat requests being served.",
-            registry=r, multiprocess_mode="livesum",
+            "tokenwire_requests_in_flight",
+            "Chat requests being served.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.attempts = Counter(
-            "tokenwire_provider_attempts", "Tries of a provider by outcome: ok, retried (the "
-            "same provider tried again), fell_back (the next one tried), error, cancelled.",
-            ("gen_ai_provider_name", "outcome"), registry=r,
+            "tokenwire_provider_attempts",
+            "Tries of a provider by outcome: ok, retried (the "
+            "same provider tried again), fell_back (the next one tried), error, cancelled, "
+            "breaker_open (skipped, nothing sent: its circuit breaker was open).",
+            ("gen_ai_provider_name", "outcome"),
+            registry=r,
         )
         self.breaker_open = Gauge(
-            "tokenwire_breaker_open", "1 while a provider's shared circuit breaker is open.",
-            ("gen_ai_provider_name",), registry=r, multiprocess_mode="livemax",
+            "tokenwire_breaker_open",
+            "1 while a provider's shared circuit breaker is open.",
+            ("gen_ai_provider_name",),
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.refusals = Counter(
-            "tokenwire_refusals", "Requests refused by a rate limit or a budget, by reason.",
-            ("reason",), registry=r,
+            "tokenwire_refusals",
+            "Requests refused by a rate limit or a budget, by reason.",
+            ("reason",),
+            registry=r,
         )
         self.usage_queue_depth = Gauge(
-            "tokenwire_usage_queue_depth", "Usage rows waiting for the database.",
-            registry=r, multiprocess_mode="livesum",
+            "tokenwire_usage_queue_depth",
+            "Usage rows waiting for the database.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.usage_dropped = Counter(
             "tokenwire_usage_dropped", "Usage rows that could not be kept.", registry=r
         )
         self.agent_steps = Counter(
-            "tokenwire_agent_steps", "Steps agents took (model turns).", registry=r
+            "tokenwire_agent_steps", "Steps agents took (model calls).", registry=r
         )
         self.tool_calls = Counter(
-            "tokenwire_tool_calls", "Tools agents executed, by outcome (ok, error).",
-            ("outcome",), registry=r,
+            "tokenwire_tool_calls",
+            "Tools agents ran here, by kind (a built-in tool's type, "
+            "mcp, or unknown: a name the agent lacks) and outcome (ok, error, timeout).",
+            ("kind", "outcome"),
+            registry=r,
         )
-
 
     def count_at_scrape(self, in_flight: Callable[[], int]) -> bool:
         """Have a scrape read the in-flight gauge from `in_flight`; False in multiprocess mode,
@@ -195,6 +269,13 @@ class Recorder:
     def attempt(self, provider: str, outcome: str) -> None:
         key = (provider, outcome)
         self._attempts[key] = self._attempts.get(key, 0) + 1
+
+    def agent_step(self) -> None:
+        # Agents' counts go straight in: each step is a whole model call, no hot path.
+        self.metrics.agent_steps.inc()
+
+    def tool_call(self, kind: str, outcome: str) -> None:
+        self.metrics.tool_calls.labels(kind, outcome).inc()
 
     def breaker(self, provider: str, is_open: bool) -> None:
         """The provider's breaker gauge, written at the flush when its state changed."""

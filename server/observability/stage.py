@@ -16,9 +16,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from server.observability import logs, tracing
+from opentelemetry.trace import Span
+
+from server.observability import content, logs, tracing
+from server.observability.content import INPUT, OUTPUT
 from server.observability.metrics import Metrics, Recorder, Series
 from server.pipeline.context import Attempt, RequestContext, UsageRecord
+from server.routing.router import BREAKER_OPEN
+from tokenwire.chat.v1 import chat_pb2
 
 # Error codes that are refusals by tokenwire's own limits rather than failures.
 REFUSALS = {"rate_limit_exceeded": "rate_limit", "budget_exceeded": "budget"}
@@ -63,11 +68,15 @@ class ObservingStage:
             opened = _request_span(ctx)
             if opened is not None:
                 self._spans[id(ctx)] = opened
+                if tracing.capturing_content():
+                    ctx.finishers.append(_Completion(opened.span))
 
     async def after(self, ctx: RequestContext, record: UsageRecord) -> None:
         if self._spans:
             opened = self._spans.pop(id(ctx), None)
             if opened is not None:
+                if tracing.capturing_content():  # the messages as the stages left them
+                    opened.span.set_attribute(INPUT, content.input_messages(ctx.request.messages))
                 error = None if record.status == "ok" else record.status
                 opened.end(error, _span_attributes(record))
         waited = sum(a.latency_ms for a in record.attempts)
@@ -100,7 +109,7 @@ class ObservingStage:
             c.metrics.refusals.labels(REFUSALS[error]).inc()
         attempts = record.attempts
         for i, a in enumerate(attempts):
-            c.attempt(a.provider, _outcome(a, attempts[i + 1 : i + 2]))
+            c.attempt(a.provider, _outcome(a, attempts[i + 1 :]))
             c.breaker(a.provider, self._o.breaker_open(a.provider))
         if record.status == "ok" or record.completion_tokens:
             _tokens(series, record)
@@ -116,6 +125,24 @@ class ObservingStage:
             self._dropped = dropped
 
 
+class _Completion:
+    """A finisher putting the answer on the request's span (content capture on). It is the
+    first finisher, so the span has what the model said, before plugins amend it; a
+    stream's tool calls are not in the text finishers get, and are left out."""
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self._output = content.Output()
+
+    def whole(self, choice: chat_pb2.Choice) -> None:
+        m = choice.message
+        answer = self._output.add(m.content, m.tool_calls, choice.finish_reason)
+        self._span.set_attribute(OUTPUT, answer)
+
+    def last(self, choice: chat_pb2.ChunkChoice, text: str) -> None:
+        self._span.set_attribute(OUTPUT, self._output.add(text, (), choice.finish_reason))
+
+
 def _tokens(series: Series, record: UsageRecord) -> None:
     series.input_tokens.observe(record.prompt_tokens)
     series.output_tokens.observe(record.completion_tokens)
@@ -127,11 +154,15 @@ def _tokens(series: Series, record: UsageRecord) -> None:
         series.time_per_output_token.observe(max(0.0, per_token / 1000))
 
 
-def _outcome(attempt: Attempt, after: tuple[Attempt, ...]) -> str:
-    """ok / cancelled / error, or retried / fell_back for an error another try followed."""
-    if attempt.outcome != "error" or not after:
+def _outcome(attempt: Attempt, later: tuple[Attempt, ...]) -> str:
+    """ok / cancelled / error / breaker_open, or retried / fell_back for an error another
+    try followed (a provider skipped for its open breaker is no try)."""
+    if attempt.outcome != "error":
         return attempt.outcome
-    return "retried" if after[0].provider == attempt.provider else "fell_back"
+    tried = next((a for a in later if a.outcome != BREAKER_OPEN), None)
+    if tried is None:
+        return "error"
+    return "retried" if tried.provider == attempt.provider else "fell_back"
 
 
 def _span_attributes(record: UsageRecord) -> dict[str, str | int | float | bool]:

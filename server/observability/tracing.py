@@ -38,12 +38,16 @@ class TracingConfig:
     service_name: str = "tokenwire"
     # Seconds spans wait to be sent in a batch.
     export_delay: float = 1.0
+    # Put prompts, completions and tools' arguments and results on spans
+    # (`server.observability.content`): they may hold personal data, so only when asked.
+    capture_content: bool = False
 
 
 @dataclass
 class _Active:
     provider: TracerProvider | None = None
     tracer: trace.Tracer | None = None
+    capture_content: bool = False
 
 
 _ACTIVE = _Active()
@@ -64,6 +68,7 @@ def install(config: TracingConfig) -> None:
     delay_ms = int(config.export_delay * 1000)
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=delay_ms))
     _ACTIVE.provider, _ACTIVE.tracer = provider, provider.get_tracer("tokenwire")
+    _ACTIVE.capture_content = config.capture_content
 
 
 def shutdown() -> None:
@@ -71,6 +76,7 @@ def shutdown() -> None:
     if _ACTIVE.provider is not None:
         _ACTIVE.provider.shutdown()
     _ACTIVE.provider = _ACTIVE.tracer = None
+    _ACTIVE.capture_content = False
 
 
 def flush() -> None:
@@ -81,6 +87,11 @@ def flush() -> None:
 
 def enabled() -> bool:
     return _ACTIVE.tracer is not None
+
+
+def capturing_content() -> bool:
+    """Whether spans carry prompt and completion text (tracing on and told to)."""
+    return _ACTIVE.capture_content
 
 
 @contextlib.contextmanager
@@ -97,6 +108,17 @@ def span(
     if tracer is None:
         return _no_span()
     return tracer.start_as_current_span(name, attributes=attributes, kind=kind)
+
+
+def continued(
+    name: str, carrier: Mapping[str, str], attributes: Attributes | None = None
+) -> contextlib.AbstractContextManager[Span | None]:
+    """`span`, but a child of the caller's span when `carrier` names one (traceparent)."""
+    tracer = _ACTIVE.tracer
+    if tracer is None:
+        return _no_span()
+    parent = PROPAGATOR.extract(carrier, otel_context.get_current())
+    return tracer.start_as_current_span(name, parent, attributes=attributes)
 
 
 @dataclass(slots=True)

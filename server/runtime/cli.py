@@ -126,6 +126,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
     _switch(p, "--access-log", "one INFO line per chat request (logger tokenwire.access)")
     p.add_argument("--otlp-endpoint", help="send traces to this OTLP/HTTP URL (…/v1/traces)")
+    _switch(p, "--otlp-capture-content", "put prompt and completion text on spans (bounded)")
     _switch(p, "--no-metrics", "record no metrics and serve no /metrics", dest="metrics")
 
 

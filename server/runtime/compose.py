@@ -134,8 +134,13 @@ def build_observed(config: Config, db: Database, router: Router) -> Observed:
         closers.append(close)
     checks.append(health.Check("models", health.models_probe(router)))
     if config.otlp_endpoint:
-        delay = config.otlp_export_delay
-        tracing.install(tracing.TracingConfig(config.otlp_endpoint, export_delay=delay))
+        tracing.install(
+            tracing.TracingConfig(
+                config.otlp_endpoint,
+                export_delay=config.otlp_export_delay,
+                capture_content=config.otlp_capture_content,
+            )
+        )
         closers.append(_stop_tracing)
     readiness = health.Readiness(checks, timeout)
     routes: dict[str, Callable[[], Awaitable[health.Answer]]] = {
@@ -218,7 +223,8 @@ def build(
     pipeline = ChatPipeline(router, sink, stages)
     agents, sessions = agent_store.AgentStore(db), session_store.SessionStore(db)
     toolbox = Toolbox(_tool_config(config), memories)
-    chat = ChatServicer(AgentDispatch(pipeline, agents, toolbox, sessions, access))
+    dispatch = AgentDispatch(pipeline, agents, toolbox, sessions, access, observed.metrics)
+    chat = ChatServicer(dispatch)
     mounted = (
         Mounted(chat_pb2_grpc.add_ChatServiceServicer_to_server, chat),
         Mounted(models_pb2_grpc.add_ModelServiceServicer_to_server, ModelServicer(router.catalog)),

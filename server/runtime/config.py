@@ -117,6 +117,9 @@ class Config:
     otlp_endpoint: str | None = None
     # Seconds finished spans wait to leave in one batch.
     otlp_export_delay: float = 1.0
+    # Put prompts, completions and agents' tool arguments and results on spans (bounded;
+    # the GenAI conventions' opt-in content attributes). Off: they may hold personal data.
+    otlp_capture_content: bool = False
     # Seconds each readiness check (database, Redis) may take before /readyz calls it down.
     readiness_timeout: float = 2.0
     # Seconds between the readiness checks the gRPC health service reports.

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import httpx
+import openai
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+
+from tests.conftest import user_turn
 
 
 async def scrape(http_port: int) -> list[Sample]:
@@ -24,3 +27,13 @@ def value(samples: list[Sample], name: str, **labels: str) -> float:
 
 def _has(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in want.items())
+
+
+async def whole_and_streamed(client: openai.AsyncOpenAI, model: str = "fake-echo") -> None:
+    """One whole answer, and one stream read to its end."""
+    await client.chat.completions.create(model=model, messages=user_turn("hi"))
+    stream = await client.chat.completions.create(
+        model=model, messages=user_turn("hi"), stream=True
+    )
+    async for _ in stream:
+        pass

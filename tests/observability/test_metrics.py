@@ -12,9 +12,12 @@ from server.errors import UpstreamUnavailable
 from server.providers.base import Delta, Usage
 from server.providers.fake import FakeConfig, FakeProvider
 from server.routing.catalog import Endpoint
+from server.runtime import upstreams
 from server.runtime.compose import embedded_endpoints
 from tests.conftest import StartService, sdk, user_turn
-from tests.observability.scrape import scrape, value
+from tests.observability.scrape import scrape, value, whole_and_streamed
+from tests.routing.upstream_server import Reply, openai_error, openai_text
+from tests.routing.upstream_server import upstreams as serving
 
 CHAT = "gen_ai_server_request_duration_seconds_count"
 TOKENS = "gen_ai_client_token_usage_sum"
@@ -24,12 +27,7 @@ SCRIPT = (Delta(content="one "), Delta(content="two "), Delta(content="three"), 
 async def test_requests_tokens_ttft_and_overhead_are_counted(start_service: StartService) -> None:
     service = await start_service([FakeProvider(FakeConfig(script=SCRIPT))])
     async with sdk(service) as client:
-        await client.chat.completions.create(model="fake-echo", messages=user_turn("hi"))
-        stream = await client.chat.completions.create(
-            model="fake-echo", messages=user_turn("hi"), stream=True
-        )
-        async for _ in stream:
-            pass
+        await whole_and_streamed(client)
         with pytest.raises(openai.NotFoundError):
             await client.chat.completions.create(model="no-such-model", messages=user_turn("x"))
     samples = await scrape(service.http_port)
@@ -89,3 +87,28 @@ async def test_in_flight_counts_a_request_being_served(start_service: StartServi
         async for _ in stream:
             pass
     assert value(await scrape(service.http_port), "tokenwire_requests_in_flight") == 0
+
+
+async def test_a_provider_skipped_for_its_open_breaker_is_an_attempt(
+    start_service: StartService,
+) -> None:
+    async with serving(openai_error(503, "down"), Reply(events=openai_text("hi"))) as (a, b):
+        config = upstreams.parse(
+            {name: {"base_url": up.url, "api_key_env": "K"} for name, up in (("p0", a), ("p1", b))},
+            [{"id": "m", "provider": name, "upstream": "up"} for name in ("p0", "p1")],
+            {"K": "sk-test"},
+        )
+        # open after two failures, and for longer than the test runs
+        service = await start_service(
+            [], upstreams=config, breaker_min_requests=2, breaker_cooldown=600.0
+        )
+        async with sdk(service) as client:
+            for _ in range(3):
+                await client.chat.completions.create(model="m", messages=user_turn("hi"))
+        samples = await scrape(service.http_port)
+    assert len(a.requests) == 2  # the third request sent p0 nothing
+    attempts = "tokenwire_provider_attempts_total"
+    assert value(samples, attempts, gen_ai_provider_name="p0", outcome="fell_back") == 2
+    assert value(samples, attempts, gen_ai_provider_name="p0", outcome="breaker_open") == 1
+    assert value(samples, attempts, gen_ai_provider_name="p1", outcome="ok") == 3
+    assert value(samples, "tokenwire_breaker_open", gen_ai_provider_name="p0") == 1
