@@ -34,6 +34,7 @@ from gateway.local import LocalRoute
 from gateway.protocol import HeadLimits, limited_protocol
 from server.errors import SHUTTING_DOWN
 from server.observability import health as observability_health
+from server.observability import http_metrics
 from server.pipeline.context import UsageSink
 from server.providers.base import Provider
 from server.routing.catalog import Endpoint
@@ -251,16 +252,26 @@ async def start_gateway(config: Config) -> Service:
         [observability_health.Check("grpc_target", observability_health.grpc_probe(channel))],
         config.readiness_timeout,
     )
-    probes = {"/healthz": observability_health.alive, "/readyz": readiness.answer}
-    http, task, http_port = await serve_http(config, ChannelInvoker(channel), probes)
+    local: dict[str, LocalRoute] = {
+        "/healthz": observability_health.alive,
+        "/readyz": readiness.answer,
+    }
+    measured = None
+    if config.metrics:  # its own HTTP series: the chat metrics are its gRPC server's
+        local["/metrics"], measured = http_metrics.for_gateway()
+    http, task, http_port = await serve_http(config, ChannelInvoker(channel), local, measured)
     return Service(None, http_port, None, None, http, task, [], config.grace)
 
 
 async def serve_http(
-    config: Config, invoker: Invoker, local: Mapping[str, LocalRoute] | None = None
+    config: Config,
+    invoker: Invoker,
+    local: Mapping[str, LocalRoute] | None = None,
+    measured: Callable[[Gateway], Any] | None = None,
 ) -> tuple[_Uvicorn, asyncio.Task[None], int]:
     """Serve the gateway over `invoker`, and the process's own `local` GET routes (metrics,
-    probes); returns the server, its task and its port."""
+    probes), through `measured`'s wrapper when given; returns the server, its task and its
+    port."""
     head = HeadLimits(config.head_timeout, config.max_head_bytes, config.max_headers)
     gateway_config = GatewayConfig(
         max_body_bytes=config.max_body_bytes,
@@ -268,7 +279,8 @@ async def serve_http(
         head=head,
         keepalive_interval=config.keepalive_interval,
     )
-    app = Gateway(SERVICES, invoker, gateway_config, local)
+    gateway = Gateway(SERVICES, invoker, gateway_config, local)
+    app = gateway if measured is None else measured(gateway)
     sock = socket.create_server((config.host, config.http_port), reuse_port=config.reuse_port)
     # asyncio sets TCP_NODELAY only on sockets it made itself; without it the response body
     # waits ~40 ms for the delayed ACK of its head. Accepted connections inherit the option.
