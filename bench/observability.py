@@ -3,10 +3,12 @@
 Starts `tokenwire serve --provider fake` three times, as separate processes: with metrics
 off (`--no-metrics`), with metrics on (the default), and with metrics and tracing on
 (`--otlp-endpoint` at a small OTLP/HTTP sink in this process that answers 200 to every
-batch). From a separate load process (`roundtrip_load.py`) it measures REST through the
-in-process gateway: p50/p99 at concurrency 1, and req/s and the server's CPU per request at
-concurrency 16 (unary) and at concurrency 1 (SSE stream), interleaved over `--rounds` rounds
-(medians reported), so a noisy moment on the shared machine moves one round, not the table.
+batch); and a standalone `tokenwire gateway` in front of the first, twice: its own HTTP
+metrics off and on (the CPU figures then are the gateway's). From a separate load process
+(`roundtrip_load.py`) it measures REST: p50/p99 at concurrency 1, and req/s and the
+server's CPU per request at concurrency 16 (unary) and at concurrency 1 (SSE stream),
+interleaved over `--rounds` rounds (medians reported), so a noisy moment on the shared
+machine moves one round, not the table.
 
     .venv/bin/python bench/observability.py            # from the checkout's root
     .venv/bin/python bench/observability.py --quick    # smoke run
@@ -29,6 +31,9 @@ from roundtrip import PORT, percentile, rps
 from roundtrip_procs import Servers
 
 VARIANTS = ("metrics off", "metrics on", "metrics + tracing on")
+# A standalone `tokenwire gateway` in front of the "metrics off" server, its own /metrics off
+# and on (its HTTP series): the CPU column is the gateway's.
+GATEWAYS = ("gateway alone, metrics off", "gateway alone, metrics on")
 MEASURES = (("c1", "rest", 1), ("c16", "rest", 16), ("stream", "rest-sse", 1))
 
 
@@ -68,8 +73,16 @@ def start(servers: Servers, tokenwire: str, sink: str) -> dict[str, tuple[int, i
     ]
     extra = {VARIANTS[0]: ["--no-metrics"], VARIANTS[1]: [], VARIANTS[2]: ["--otlp-endpoint", sink]}
     found = {}
+    announced = rf"gRPC on {PORT}, HTTP on http://{PORT}/v1"
     for name in VARIANTS:
-        server, m = servers.start(name, [*base, *extra[name]], rf"HTTP on http://{PORT}/v1")
+        server, m = servers.start(name, [*base, *extra[name]], announced)
+        found[name] = (server.pid, int(m.group(2)))
+        if name == VARIANTS[0]:
+            grpc_port = int(m.group(1))
+    gateway = [*shlex.split(tokenwire), "gateway", "--grpc-target", f"127.0.0.1:{grpc_port}"]
+    gateway += ["--http-port", "0", "--log-level", "warning"]
+    for name, flags in zip(GATEWAYS, (["--no-metrics"], []), strict=True):
+        server, m = servers.start(name, [*gateway, *flags], rf"HTTP on http://{PORT}/v1")
         found[name] = (server.pid, int(m.group(1)))
     return found
 
@@ -112,7 +125,9 @@ def report(results: Results) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     base_rps = 0.0
-    for name in VARIANTS:
+    for name in (*VARIANTS, *GATEWAYS):
+        if name in (VARIANTS[0], GATEWAYS[0]):
+            base_rps = 0.0  # each group against its own "metrics off"
         c1, c16, st = (results[(name, m[0])] for m in MEASURES)
         p50 = _median([percentile(o.total_ns, 50) for o in c1])
         p99 = _median([percentile(o.total_ns, 99) for o in c1])
@@ -121,7 +136,8 @@ def report(results: Results) -> str:
         sp50 = _median([percentile(o.total_ns, 50) for o in st])
         scpu = _median([sum(o.server_cpu) / max(o.completed, 1) * 1e6 for o in st])
         base_rps = base_rps or throughput
-        change = f" ({(throughput / base_rps - 1) * 100:+.1f}%)" if name != VARIANTS[0] else ""
+        first = name in (VARIANTS[0], GATEWAYS[0])
+        change = "" if first else f" ({(throughput / base_rps - 1) * 100:+.1f}%)"
         rows.append(
             f"| {name} | {p50:.3f} | {p99:.3f} | {throughput:.0f}{change} | {cpu:.0f} "
             f"| {sp50:.3f} | {scpu:.0f} |"
