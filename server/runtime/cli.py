@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-token", help="token for the admin API (16+ characters)")
     _switch(serve, "--allow-open", "serve a non-loopback address without API keys")
     serve.add_argument("--redis-url", help="Redis for rate limits shared across replicas")
+    # Only the server traces: the standalone gateway passes `traceparent` on as gRPC metadata.
+    serve.add_argument("--otlp-endpoint", help="send traces to this OTLP/HTTP URL (…/v1/traces)")
+    _switch(serve, "--otlp-capture-content", "put prompt and completion text on spans (bounded)")
     serve.add_argument("--retries", type=int, help="retries of an upstream before the next one")
     serve.add_argument(
         "--memory-budget-tokens",
@@ -125,8 +128,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", choices=["text", "json"], help="log lines (default text)")
     _switch(p, "--access-log", "one INFO line per chat request (logger tokenwire.access)")
-    p.add_argument("--otlp-endpoint", help="send traces to this OTLP/HTTP URL (…/v1/traces)")
-    _switch(p, "--otlp-capture-content", "put prompt and completion text on spans (bounded)")
     _switch(p, "--no-metrics", "record no metrics and serve no /metrics", dest="metrics")
 
 
