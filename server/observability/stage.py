@@ -127,20 +127,20 @@ class ObservingStage:
 
 class _Completion:
     """A finisher putting the answer on the request's span (content capture on). It is the
-    first finisher, so the span has what the model said, before plugins amend it; a
-    stream's tool calls are not in the text finishers get, and are left out."""
+    first finisher, so the span has what the model said, before plugins amend it."""
 
     def __init__(self, span: Span) -> None:
         self._span = span
         self._output = content.Output()
 
     def whole(self, choice: chat_pb2.Choice) -> None:
-        m = choice.message
-        answer = self._output.add(m.content, m.tool_calls, choice.finish_reason)
-        self._span.set_attribute(OUTPUT, answer)
+        self.last(choice, choice.message)
 
-    def last(self, choice: chat_pb2.ChunkChoice, text: str) -> None:
-        self._span.set_attribute(OUTPUT, self._output.add(text, (), choice.finish_reason))
+    def last(
+        self, choice: chat_pb2.Choice | chat_pb2.ChunkChoice, message: chat_pb2.ResponseMessage
+    ) -> None:
+        answer = self._output.add(message.content, message.tool_calls, choice.finish_reason)
+        self._span.set_attribute(OUTPUT, answer)
 
 
 def _tokens(series: Series, record: UsageRecord) -> None:

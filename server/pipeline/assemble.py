@@ -119,7 +119,7 @@ def _fill_delta(choice: chat_pb2.ChunkChoice, d: base.Delta) -> None:
 
 
 @dataclass
-class _Choice:
+class Choice:
     content: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
@@ -140,6 +140,22 @@ class _Choice:
         if d.finish_reason is not None:
             self.finish = d.finish_reason
 
+    def fill(self, m: chat_pb2.ResponseMessage) -> None:
+        """The assistant message the deltas so far add up to."""
+        m.role = message_pb2.ROLE_ASSISTANT
+        text = "".join(self.content)
+        if text or not self.calls:
+            m.content = text
+        if any(self.reasoning):
+            m.reasoning = "".join(self.reasoning)
+        if any(self.refusal):
+            m.refusal = "".join(self.refusal)
+        for index in sorted(self.calls):
+            call_id, name, *args = self.calls[index]
+            m.tool_calls.add(id=call_id, type=message_pb2.TOOL_TYPE_FUNCTION).function.MergeFrom(
+                message_pb2.FunctionCall(name=name, arguments="".join(args))
+            )
+
 
 class Collector:
     """Collects a stream of events into one whole completion."""
@@ -147,7 +163,7 @@ class Collector:
     def __init__(self, header: Header, logprobs: bool) -> None:
         self.header = header
         self._logprobs = logprobs
-        self._choices: defaultdict[int, _Choice] = defaultdict(_Choice)
+        self._choices: defaultdict[int, Choice] = defaultdict(Choice)
         self._usage: base.Usage | None = None
 
     def add(self, event: base.Event) -> None:
@@ -166,28 +182,15 @@ class Collector:
             provider=h.provider,
             dropped_parameters=h.dropped,
         )
-        choices = self._choices or {0: _Choice()}
+        choices = self._choices or {0: Choice()}
         for index in sorted(choices):
             self._fill(out.choices.add(index=index), choices[index])
         if self._usage is not None:
             fill_usage(out.usage, self._usage)
         return out
 
-    def _fill(self, choice: chat_pb2.Choice, c: _Choice) -> None:
-        m = choice.message
-        m.role = message_pb2.ROLE_ASSISTANT
-        text = "".join(c.content)
-        if text or not c.calls:
-            m.content = text
-        if any(c.reasoning):
-            m.reasoning = "".join(c.reasoning)
-        if any(c.refusal):
-            m.refusal = "".join(c.refusal)
-        for index in sorted(c.calls):
-            call_id, name, *args = c.calls[index]
-            m.tool_calls.add(id=call_id, type=message_pb2.TOOL_TYPE_FUNCTION).function.MergeFrom(
-                message_pb2.FunctionCall(name=name, arguments="".join(args))
-            )
+    def _fill(self, choice: chat_pb2.Choice, c: Choice) -> None:
+        c.fill(choice.message)
         choice.finish_reason = _FINISH[c.finish]
         if self._logprobs:
             choice.logprobs.content.extend(_logprobs(c.logprobs))

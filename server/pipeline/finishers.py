@@ -2,9 +2,10 @@
 
 A stage that wants to act on the output (response healing, the web plugin's
 citations) adds a `Finisher` to `ctx.finishers`. A whole completion passes each
-of its choices through `whole`; a stream passes the text of each choice to `last`
-with the chunk carrying that choice's finish reason, so the verdict rides on the
-choice's last chunk while every earlier chunk goes out untouched.
+of its choices through `whole`; a stream passes each choice's message, assembled
+from its deltas, to `last` with the chunk carrying that choice's finish reason, so
+the verdict rides on the choice's last chunk while every earlier chunk goes out
+untouched.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Protocol
 
+from server.pipeline.assemble import Choice
 from server.providers import base
 from tokenwire.chat.v1 import chat_pb2
 
@@ -22,8 +24,8 @@ class Finisher(Protocol):
         """Edit or annotate a finished choice of a whole completion."""
         ...
 
-    def last(self, choice: chat_pb2.ChunkChoice, text: str) -> None:
-        """Annotate a stream's last chunk of a choice, given the choice's whole text."""
+    def last(self, choice: chat_pb2.ChunkChoice, message: chat_pb2.ResponseMessage) -> None:
+        """Annotate a stream's last chunk of a choice, given the choice's whole message."""
         ...
 
 
@@ -36,16 +38,17 @@ def finish_whole(
 
 
 class StreamFinishing:
-    """Gathers each choice's text from the deltas so finishers see it at the end."""
+    """Gathers each choice's message from the deltas so finishers see it at the end."""
 
     def __init__(self, finishers: Sequence[Finisher]) -> None:
         self._finishers = tuple(finishers)
-        self._text: defaultdict[int, list[str]] = defaultdict(list)
+        self._choices: defaultdict[int, Choice] = defaultdict(Choice)
 
     def see(self, delta: base.Delta, chunk: chat_pb2.ChatCompletionChunk) -> None:
-        self._text[delta.choice].append(delta.content)
+        self._choices[delta.choice].add(delta)
         if delta.finish_reason is None:
             return
-        text = "".join(self._text.pop(delta.choice))
+        message = chat_pb2.ResponseMessage()
+        self._choices.pop(delta.choice).fill(message)
         for finisher in self._finishers:
-            finisher.last(chunk.choices[0], text)
+            finisher.last(chunk.choices[0], message)

@@ -79,9 +79,9 @@ class Healer:
         message.content = verdict.text
         _fill(choice.healing, verdict, with_text=False)
 
-    def last(self, choice: chat_pb2.ChunkChoice, text: str) -> None:
-        if text:
-            _fill(choice.healing, self.verdict(text), with_text=True)
+    def last(self, choice: chat_pb2.ChunkChoice, message: chat_pb2.ResponseMessage) -> None:
+        if message.content and not message.tool_calls:  # as `whole`: calls are not the answer
+            _fill(choice.healing, self.verdict(message.content), with_text=True)
 
 
 def _fill(out: chat_pb2.Healing, verdict: Verdict, *, with_text: bool) -> None:

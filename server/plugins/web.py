@@ -101,8 +101,8 @@ class Citations:
     def whole(self, choice: chat_pb2.Choice) -> None:
         choice.message.annotations.extend(self.annotations(choice.message.content))
 
-    def last(self, choice: chat_pb2.ChunkChoice, text: str) -> None:
-        choice.delta.annotations.extend(self.annotations(text))
+    def last(self, choice: chat_pb2.ChunkChoice, message: chat_pb2.ResponseMessage) -> None:
+        choice.delta.annotations.extend(self.annotations(message.content))
 
 
 def _cited(text: str, marker: str, url: str) -> tuple[int, int]:

@@ -11,7 +11,7 @@ import httpx
 
 from server.observability import tracing
 from server.observability.content import CUT, INPUT, MAX_CHARS, OUTPUT
-from server.providers.base import Delta, FinishReason, Usage
+from server.providers.base import Delta, FinishReason, ToolCallDelta, Usage
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService
 from tests.observability.otlp_receiver import Receiver, attributes, receiving
@@ -25,10 +25,24 @@ SCRIPT = (
 SERVER = 2  # the OTLP protobuf's SpanKind SERVER: the request's span
 
 
-async def traced(start: StartService, *bodies: dict[str, Any], **settings: Any) -> Receiver:
+CALLING = (
+    Delta(content="Looking."),
+    Delta(tool_calls=(ToolCallDelta(0, id="call_1", name="weather", arguments='{"city"'),)),
+    Delta(tool_calls=(ToolCallDelta(0, arguments=': "Oslo"}'),)),
+    Delta(finish_reason=FinishReason.TOOL_CALLS),
+    Usage(4, 9),
+)
+
+
+async def traced(
+    start: StartService,
+    *bodies: dict[str, Any],
+    script: tuple[Delta | Usage, ...] = SCRIPT,
+    **settings: Any,
+) -> Receiver:
     """The spans of `bodies` posted to a tokenwire tracing to a real OTLP receiver."""
     async with receiving() as receiver:
-        provider = FakeProvider(FakeConfig(script=SCRIPT))
+        provider = FakeProvider(FakeConfig(script=script))
         service = await start([provider], otlp_endpoint=receiver.url, **settings)
         async with httpx.AsyncClient(timeout=30) as client:
             for body in bodies:
@@ -74,6 +88,21 @@ async def test_prompt_and_completion_on_the_request_span_when_asked(
                 "finish_reason": "stop",
             }
         ]
+    assert len(requests(receiver)) == 2
+
+
+async def test_tool_calls_are_in_the_captured_answer_streamed_or_not(
+    start_service: StartService,
+) -> None:
+    bodies = ({"messages": MESSAGES}, {"messages": MESSAGES, "stream": True})
+    receiver = await traced(start_service, *bodies, script=CALLING, otlp_capture_content=True)
+    for seen in requests(receiver):  # unary, and streamed: the call's deltas put together
+        (answer,) = json.loads(str(seen[OUTPUT]))
+        assert answer["finish_reason"] == "tool_calls"
+        text, call = answer["parts"]
+        assert text == {"type": "text", "content": "Looking."}
+        assert call["id"] == "call_1" and call["name"] == "weather"
+        assert call["arguments"] in ('{"city": "Oslo"}', {"city": "Oslo"})
     assert len(requests(receiver)) == 2
 
 
