@@ -14,7 +14,7 @@ logging set-up) so that any part can open a span without being handed a tracer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -94,9 +94,9 @@ def capturing_content() -> bool:
     return _ACTIVE.capture_content
 
 
-@contextlib.contextmanager
-def _no_span() -> Iterator[None]:
-    yield None
+# What `span` gives when tracing is off: one shared context manager (reusable), no generator
+# made per call.
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 def span(
@@ -106,7 +106,7 @@ def span(
     An exception leaving the block marks the span as an error."""
     tracer = _ACTIVE.tracer
     if tracer is None:
-        return _no_span()
+        return _NO_SPAN
     return tracer.start_as_current_span(name, attributes=attributes, kind=kind)
 
 
@@ -116,7 +116,7 @@ def continued(
     """`span`, but a child of the caller's span when `carrier` names one (traceparent)."""
     tracer = _ACTIVE.tracer
     if tracer is None:
-        return _no_span()
+        return _NO_SPAN
     parent = PROPAGATOR.extract(carrier, otel_context.get_current())
     return tracer.start_as_current_span(name, parent, attributes=attributes)
 
