@@ -57,7 +57,8 @@ def _logprobs(items: Iterable[base.TokenLogprob]) -> list[chat_pb2.TokenLogprob]
 
 
 class ChunkWriter:
-    """Turns deltas into chunks; the first delta of each choice carries the role."""
+    """Turns deltas into the stream's messages (a chunk each); the first delta of each choice
+    carries the role."""
 
     def __init__(self, header: Header) -> None:
         self.header = header
@@ -70,31 +71,34 @@ class ChunkWriter:
             model=h.model,
             provider=h.provider,
         )
-        # Every chunk starts as a copy of these fields: parsing them is cheaper than setting them.
-        self._head = head.SerializeToString()
+        # Every message starts as a copy of these fields: parsing them is cheaper than setting
+        # them, and parsing the whole message is cheaper than building a chunk and then
+        # copying it into a message (`StreamChatCompletionResponse(chunk=…)` copies).
+        self._head = chat_pb2.StreamChatCompletionResponse(chunk=head).SerializeToString()
 
-    def _chunk(self) -> chat_pb2.ChatCompletionChunk:
-        return chat_pb2.ChatCompletionChunk.FromString(self._head)
+    def _message(self) -> chat_pb2.StreamChatCompletionResponse:
+        return chat_pb2.StreamChatCompletionResponse.FromString(self._head)
 
-    def delta(self, d: base.Delta) -> chat_pb2.ChatCompletionChunk:
-        chunk = self._chunk()
+    def delta(self, d: base.Delta) -> chat_pb2.StreamChatCompletionResponse:
+        message = self._message()
+        chunk = message.chunk
         choice = chunk.choices.add(index=d.choice)
         if d.choice not in self._started:
             self._started.add(d.choice)
             choice.delta.role = message_pb2.ROLE_ASSISTANT
             chunk.dropped_parameters.extend(self.header.dropped if d.choice == 0 else ())
         _fill_delta(choice, d)
-        return chunk
+        return message
 
-    def debug(self, upstream_body: str) -> chat_pb2.ChatCompletionChunk:
-        chunk = self._chunk()
-        chunk.debug.echo_upstream_body = upstream_body
-        return chunk
+    def debug(self, upstream_body: str) -> chat_pb2.StreamChatCompletionResponse:
+        message = self._message()
+        message.chunk.debug.echo_upstream_body = upstream_body
+        return message
 
-    def usage(self, u: base.Usage) -> chat_pb2.ChatCompletionChunk:
-        chunk = self._chunk()
-        fill_usage(chunk.usage, u)
-        return chunk
+    def usage(self, u: base.Usage) -> chat_pb2.StreamChatCompletionResponse:
+        message = self._message()
+        fill_usage(message.chunk.usage, u)
+        return message
 
 
 def _fill_delta(choice: chat_pb2.ChunkChoice, d: base.Delta) -> None:

@@ -120,15 +120,17 @@ class ChatPipeline:
             async for event in opened.events:
                 outcome.observe(event)
                 if echo is not None:  # before the first answer: the upstream took the body
-                    yield Streamed(chunk=writer.debug(echo))
+                    yield writer.debug(echo)
                     echo = None
                 if isinstance(event, base.Delta):
-                    chunk = writer.delta(event)
+                    message = writer.delta(event)
                     if finishing is not None:
-                        finishing.see(event, chunk)
-                    yield Streamed(chunk=chunk)
+                        finishing.see(event, message.chunk)
+                    yield message
                 elif include_usage:
-                    yield Streamed(chunk=_priced_chunk(writer.usage(event), opened))
+                    message = writer.usage(event)
+                    _price(message.chunk.usage, opened)
+                    yield message
         except BaseException as exc:
             outcome.fail(exc)
             raise
@@ -206,13 +208,6 @@ def _priced(
     if response.HasField("usage"):
         _price(response.usage, opened)
     return response
-
-
-def _priced_chunk(
-    chunk: chat_pb2.ChatCompletionChunk, opened: Opened
-) -> chat_pb2.ChatCompletionChunk:
-    _price(chunk.usage, opened)
-    return chunk
 
 
 def _price(usage: chat_pb2.Usage, opened: Opened) -> None:
