@@ -279,7 +279,9 @@ def measure_all(pool: Executor, servers: Servers, targets: Sequence[Target], pla
     """Every measurement of every target, once per round, interleaved."""
     results: Results = {}
     for r in range(plan.rounds):
-        for target in targets:
+        # ABBA: odd rounds go in reverse, so that no target always runs in the same place (on
+        # a shared machine, swapping two runs' order alone moved CPU per request by 5-8%).
+        for target in targets if r % 2 == 0 else targets[::-1]:
             for measure in target.measures:
                 job = plan.job(target, measure)
                 runner = grpc_h2load.run if job.kind == "grpc-h2load" else load.run
