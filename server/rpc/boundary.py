@@ -81,10 +81,17 @@ class Boundary:
     `calls` tracks the calls for the grace period; `None` on the in-process path, whose
     streams are handed over as async iterators (`streams_written=False`)."""
 
-    def __init__(self, server: Any, calls: Calls | None, streams_written: bool = True) -> None:
+    def __init__(
+        self,
+        server: Any,
+        calls: Calls | None,
+        streams_written: bool = True,
+        registered_methods: bool = True,
+    ) -> None:
         self._server = server
         self._calls = calls
         self._written = streams_written
+        self._registered = registered_methods
 
     def add_generic_rpc_handlers(
         self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]
@@ -92,6 +99,8 @@ class Boundary:
         self._server.add_generic_rpc_handlers([_Generic(h, self) for h in handlers])
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        if not self._registered:
+            return  # the generic handler the stubs add first serves the same methods
         wrapped = {name: self.wrap(h) for name, h in handlers.items()}
         # grpc's own stubs lag behind it: the method exists since grpcio 1.62
         self._server.add_registered_method_handlers(service, wrapped)
