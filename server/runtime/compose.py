@@ -41,6 +41,7 @@ from server.observability import health, metrics, tracing
 from server.observability.stage import Observers, ObservingStage
 from server.pipeline.chat import ChatPipeline
 from server.pipeline.context import Stage, UsageSink
+from server.plugins import auto_router
 from server.plugins.stage import PluginStage
 from server.providers.base import ModelCard, Provider
 from server.routing.breaker import BreakerConfig, Breakers
@@ -273,6 +274,8 @@ def _observing_stage(
     catalog, breakers = router.catalog, router.breakers
 
     def known(model: str) -> bool:
+        if model == auto_router.AUTO:  # no model of the catalog's, but one series, bounded
+            return True
         try:
             catalog.canonical(model)
         except TokenwireError:

@@ -17,6 +17,7 @@ from server.runtime import app
 from server.usage.query import UsageFilter
 from server.usage.store import UsageStore
 from tests.conftest import StartService, sdk, user_turn
+from tests.observability.scrape import scrape, value
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, routing_pb2
 
 LONG = "word " * 400  # ~500 tokens by tokenwire's estimate: more than tiny's context
@@ -142,3 +143,6 @@ async def test_usage_records_the_model_asked_for_and_the_one_that_served(
         ("auto", "tiny", False),
         ("big", "mid", False),
     ]
+    samples = await scrape(service.http_port)  # `auto` is a model of its own on /metrics too
+    by_request = {"gen_ai_request_model": "auto", "error_type": ""}
+    assert value(samples, "gen_ai_server_request_duration_seconds_count", **by_request) == 2
