@@ -17,8 +17,8 @@ from a separate load process, rounds interleaved, medians reported:
   the run's length, the first of each connection a warm-up) through
   tokenwire `--workers 2` and straight to the upstream: time to the first
   frame, frame delay (from the upstream's send to the client's read, clocks
-  shared), frames later than 100 ms, and the peak RSS of tokenwire's
-  processes. The load client is one Python process: at 2,048 streams it is
+  shared), frames later than 100 ms, and tokenwire's peak memory (RSS
+  summed over its processes, and PSS, which counts pages they share once). The load client is one Python process: at 2,048 streams it is
   itself busy (see the direct row);
 - sustained: whole answers from the 20 ms upstream at c=64/256/1,024 through
   tokenwire `--workers 1` and `2` and straight: requests/s (and its ratio to
@@ -35,6 +35,7 @@ import shlex
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -193,7 +194,8 @@ def paced_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> di
     out = {}
     for n in plan.paced:
         for name, port in (("direct", p.paced), ("tokenwire", p.rest[2])):
-            got = run(pool, servers, paced.paced_streams, port, n, plan.paced_seconds, 64)
+            with PssPeak(p.tree[2] if name == "tokenwire" else ()) as pss:
+                got = run(pool, servers, paced.paced_streams, port, n, plan.paced_seconds, 64)
             key = f"{n} {name}"
             out[f"{key} first p50"] = percentile(got.first_ms, 50)
             out[f"{key} first p99"] = percentile(got.first_ms, 99)
@@ -203,6 +205,7 @@ def paced_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> di
             out[f"{key} frames"] = len(got.frame_ms)
             out[f"{key} errors"] = len(got.errors)
         out[f"{n} rss"] = sum(_peak_rss_mib(pid) for pid in p.tree[2])
+        out[f"{n} pss"] = pss.peak_mib
     return out
 
 
@@ -215,6 +218,46 @@ def sustained_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -
             out[f"{c} {name} p99"] = percentile(got.total_ms, 99)
             out[f"{c} {name} timeouts"] = got.timeouts + len(got.errors)
     return out
+
+
+class PssPeak:
+    """The highest sum of the processes' PSS seen while in use, sampled every 0.2 s.
+
+    PSS (proportional set size) counts a page the forked workers share with the supervisor
+    once across them, where summed RSS counts it in each: the memory the tree really uses."""
+
+    def __init__(self, pids: Sequence[int]) -> None:
+        self._pids = tuple(pids)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.peak_mib = 0.0
+
+    def __enter__(self) -> PssPeak:
+        if self._pids:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._pids:
+            self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            now = sum(_pss_mib(pid) for pid in self._pids)
+            self.peak_mib = max(self.peak_mib, now)
+            if self._stop.wait(0.2):  # a sampling period, not a synchronisation
+                return
+
+
+def _pss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # the process has ended
+        pass
+    return 0.0
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -250,9 +293,11 @@ def report(plan: Plan, chunks: Rounds, ratio: Rounds, pace: Rounds, load_: Round
                 f"{med(pace, f'{k} stalled'):.0f} / {med(pace, f'{k} frames'):.0f}",
                 f"{med(pace, f'{k} errors'):.0f}",
                 f"{med(pace, f'{n} rss'):.0f}" if name == "tokenwire" else "—",
+                f"{med(pace, f'{n} pss'):.0f}" if name == "tokenwire" else "—",
             ])  # fmt: skip
     headers = ["streams", "path", "first frame p50 ms", "p99 ms", "frame delay p50 ms",
-               "p99 ms", "frames > 100 ms", "errors", "tokenwire peak RSS MiB"]  # fmt: skip
+               "p99 ms", "frames > 100 ms", "errors", "peak RSS summed MiB",
+               "peak PSS MiB"]  # fmt: skip
     parts.append("## Paced streams (64 frames, 20 ms apart), tokenwire --workers 2\n\n"
                  + markdown(headers, rows))  # fmt: skip
     rows = []
