@@ -18,8 +18,9 @@ from a separate load process, rounds interleaved, medians reported:
   tokenwire `--workers 2` and straight to the upstream: time to the first
   frame, frame delay (from the upstream's send to the client's read, clocks
   shared), frames later than 100 ms, and tokenwire's peak memory (RSS
-  summed over its processes, and PSS, which counts pages they share once). The load client is one Python process: at 2,048 streams it is
-  itself busy (see the direct row);
+  summed over its processes, and PSS, which counts pages they share once).
+  The load client is one Python process: at 2,048 streams it is itself busy
+  (see the direct row);
 - sustained: whole answers from the 20 ms upstream at c=64/256/1,024 through
   tokenwire `--workers 1` and `2` and straight: requests/s (and its ratio to
   direct), p99, timeouts (no answer within 10 s).
