@@ -93,10 +93,10 @@ def main() -> None:
         for _ in range(args.runs):  # taking turns, so other load on the machine hits each alike
             for name, work in cases.items():
                 results[name].append(per_record(work, args.records))
-                if (segment := journal.seal()) is not None:
+                if (segment := journal.seal_when_full()) is not None:
                     journal.discard(segment)  # as the writer does once the rows are stored
             results["... + fsync() per record"].append(per_record(fsynced(journal), fsync_records))
-        journal.close()
+        journal.close(committed=True)
     print(f"| µs per record (median of {args.runs} runs) | µs |")
     print("|---|---:|")
     for name, values in results.items():

@@ -7,11 +7,14 @@ that would cost a disk flush per request (see bench/usage_journal.py) — so a
 machine that loses power may lose the rows of the last moments; a segment set
 aside while the database is away is fsynced once.
 
-The usage store seals the open segment each time it takes a batch of rows and
-discards the segment once the database has every row; a segment whose batch
-could not be written (the database unreachable) stays on disk in the backlog
-and is replayed when the database answers again. Rows carry a unique `uid`, so
-replaying rows already committed inserts nothing.
+The usage store seals the open segment when it takes a batch of rows and the
+segment has grown past `SEGMENT_BYTES` (and whenever a batch cannot be
+written), and discards a sealed segment once the database has every row: rows
+already committed stay in the open segment until then, as a replay of them
+inserts nothing (rows carry a unique `uid`), which spares a file created and
+removed per batch (~7 % of a loaded server's CPU). A segment whose batch could
+not be written (the database unreachable) stays on disk in the backlog and is
+replayed when the database answers again.
 
     <dir>/<instance>.lock       flock-ed while the process that writes it lives
     <dir>/<instance>.<n>.jsonl  its segments
@@ -40,6 +43,8 @@ import orjson
 log = logging.getLogger("tokenwire.usage")
 
 MAX_BYTES = 256 * 1024 * 1024  # ~500,000 rows waiting for the database
+# The open segment is sealed with a batch once this big: ~2,000 rows, replayed at most once.
+SEGMENT_BYTES = 1024 * 1024
 
 
 def open_journal(data_dir: str, database: str) -> Journal | None:
@@ -67,10 +72,13 @@ class Segment:
 
 
 class Journal:
-    def __init__(self, directory: Path, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int = MAX_BYTES, segment_bytes: int = SEGMENT_BYTES
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self._dir = directory
         self._max_bytes = max_bytes
+        self._segment_bytes = segment_bytes
         self.instance = f"{os.getpid()}-{os.urandom(4).hex()}"
         lock = _locked(directory / f"{self.instance}.lock")
         assert lock is not None  # a name no one else has
@@ -94,6 +102,10 @@ class Journal:
             return None
         self._open = self._segment()
         return sealed
+
+    def seal_when_full(self) -> Segment | None:
+        """`seal`, once the open segment holds `segment_bytes`; else None (rows stay in it)."""
+        return self.seal() if self._open.size >= self._segment_bytes else None
 
     def discard(self, segment: Segment) -> None:
         """Forget a segment whose rows the database holds."""
@@ -128,10 +140,11 @@ class Journal:
             os.close(fd)
         return adopted
 
-    def close(self) -> None:
-        """Release the journal; segments still holding rows stay for the next start."""
+    def close(self, *, committed: bool) -> None:
+        """Release the journal; segments still holding rows stay for the next start (the open
+        one too, unless the database holds every row it has: `committed`)."""
         _close(self._open)
-        if self._open.size == 0:
+        if self._open.size == 0 or committed:
             self._open.path.unlink(missing_ok=True)
         if not any(self._dir.glob(f"{self.instance}.*.jsonl")):
             (self._dir / f"{self.instance}.lock").unlink(missing_ok=True)

@@ -107,7 +107,8 @@ class UsageWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry
         if self._journal is not None:
-            self._journal.close()  # parked segments stay, for the next start to replay
+            # Parked segments stay, for the next start to replay; with none, every row is stored.
+            self._journal.close(committed=not self._backlog)
 
     async def _write(self) -> None:
         while self._queue:
@@ -116,10 +117,12 @@ class UsageWriter:
             batch, self._queue = self._queue, []
             if self._backlog and self._journal is not None:
                 continue  # the database is away: the rows wait in the journal's open segment
-            segment = self._journal.seal() if self._journal is not None else None
+            segment = self._journal.seal_when_full() if self._journal is not None else None
             try:
                 await self._insert(batch)
             except StorageUnavailable as e:
+                if segment is None and self._journal is not None:
+                    segment = self._journal.seal()  # the batch's rows are in the open segment
                 self._unreachable(segment, batch, e)
             else:
                 if segment is not None and self._journal is not None:

@@ -15,7 +15,7 @@ import orjson
 from server.errors import StorageUnavailable
 from server.storage.database import Database
 from server.storage.migrations import migrate
-from server.usage.journal import Journal, read_rows
+from server.usage.journal import Journal, Segment, read_rows
 from server.usage.migrations import MIGRATIONS as USAGE
 from server.usage.query import UsageFilter
 from server.usage.store import UsageStore
@@ -33,8 +33,8 @@ def test_a_live_journal_is_never_adopted_a_dead_ones_is(tmp_path: Path) -> None:
     (adopted,) = other.adopt()
     assert list(read_rows(adopted)) == [[2]] and adopted.path.name.startswith(other.instance)
     assert other.adopt() == []  # once
-    live.close()
-    other.close()
+    live.close(committed=False)
+    other.close(committed=False)
 
 
 DIES_WITH_A_ROW = """
@@ -53,7 +53,7 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     os.write(journal._open.fd, b'["cut sho')  # the process died mid-write
     segment = journal.seal()
     assert segment is not None and list(read_rows(segment)) == [[1]]
-    journal.close()
+    journal.close(committed=False)
 
 
 def test_the_backlog_is_bounded(tmp_path: Path) -> None:
@@ -67,7 +67,51 @@ def test_the_backlog_is_bounded(tmp_path: Path) -> None:
     assert not journal.append(line)  # parked bytes count too
     journal.unpark(segment)
     assert journal.append(line)
-    journal.close()
+    journal.close(committed=False)
+
+
+def test_the_open_segment_is_sealed_once_full(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, segment_bytes=80)
+    line = orjson.dumps(["x" * 40])  # 45 bytes with its newline
+    journal.append(line)
+    assert journal.seal_when_full() is None  # 45 of 80 bytes: the rows stay where they are
+    journal.append(line)
+    full = journal.seal_when_full()
+    assert full is not None and list(read_rows(full)) == [["x" * 40]] * 2
+    journal.append(line)  # into a new segment
+    assert journal.seal_when_full() is None
+    journal.discard(full)
+    journal.close(committed=True)
+    assert not tmp_path.exists()  # every row stored: nothing left, the directory gone too
+
+
+async def test_batches_written_leave_one_segment_and_no_row_twice(
+    database: Database, tmp_path: Path
+) -> None:
+    """Stored batches do not each create and remove a file; the rows they leave in the open
+    segment, replayed after a crash, insert nothing twice."""
+    await migrate(database, USAGE)
+    journal = tmp_path / "journal"
+    store = UsageStore(database, Journal(journal))
+    for i in range(6):
+        await store.record(record(request_id=f"req_{i}"))
+        await store.flush()  # a batch of its own
+    (segment,) = journal.glob("*.jsonl")
+    assert segment.name.endswith(".1.jsonl")  # the first segment still: none made per batch
+    assert len(list(read_rows(Segment(segment, -1)))) == 6  # stored, and still on disk
+    dead = tmp_path / "replayed"  # as a process killed with the segment open left it
+    dead.mkdir()
+    (dead / "dead-1.lock").touch()  # a lock no process holds
+    segment.rename(dead / "dead-1.1.jsonl")
+    replayed = UsageStore(database, Journal(dead))
+    await replayed.recover()
+    await replayed.drain()
+    assert sorted(r.request_id for r in await store.records(UsageFilter(), 20)) == [
+        f"req_{i}" for i in range(6)
+    ]
+    await store.aclose()
+    await replayed.aclose()
+    assert not journal.exists()  # stored, so nothing left behind
 
 
 async def test_rows_parked_when_the_process_stopped_are_written_at_the_next_start(
