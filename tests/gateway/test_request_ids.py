@@ -11,13 +11,13 @@ FORMAT = re.compile(r"req_[0-9a-f]{32}")
 
 
 def test_new_ids_are_well_formed_and_distinct_across_refills() -> None:
-    ids = [new_request_id() for _ in range(1000)]  # several refills of the random supply
+    ids = [new_request_id() for _ in range(1000)]
     assert all(FORMAT.fullmatch(i) for i in ids)
     assert len(set(ids)) == len(ids)
 
 
 def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
-    new_request_id()  # the supply is filled and partly used before the fork
+    new_request_id()  # the parent has made ids before the fork
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next id, to the parent

@@ -28,8 +28,7 @@ import importlib.metadata
 import json
 import math
 import ssl
-from collections.abc import AsyncGenerator, Mapping
-from types import TracebackType
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -124,7 +123,7 @@ class HttpProvider:
         failure leaves as a `server.errors` type.
         """
         exchange = _Exchange(self._config)
-        with _Translated(exchange):
+        with _translated(exchange):
             try:
                 response = await self._post(self._stream_headers, body, exchange)
                 await _check_response(self._config, response)
@@ -142,7 +141,7 @@ class HttpProvider:
         """The JSON object answering `body`, read whole; errors and cancellation as in
         `_events`."""
         config, exchange = self._config, _Exchange(self._config)
-        with _Translated(exchange):
+        with _translated(exchange):
             try:
                 response = await self._post(self._whole_headers, body, exchange)
                 await _raise_for_status(config, response)
@@ -282,27 +281,15 @@ async def drain(events: AsyncGenerator[SSEEvent, None]) -> None:
                 pass
 
 
-class _Translated:
-    """Foreign errors in, typed errors out; messages name no host, key or path.
-
-    A class rather than a generator-based context manager: it runs on every exchange, and
-    costs a third of what contextlib's machinery does."""
-
-    __slots__ = ("_exchange",)
-
-    def __init__(self, exchange: _Exchange) -> None:
-        self._exchange = exchange
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if isinstance(exc, aiohttp.ClientError | TimeoutError):
-            raise _typed(exc, self._exchange) from exc
-        if isinstance(exc, SSEError):
-            raise bad_chunk(self._exchange.config, "an event stream beyond our size limit") from exc
+@contextlib.contextmanager
+def _translated(exchange: _Exchange) -> Iterator[None]:
+    """Foreign errors in, typed errors out; messages name no host, key or path."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise _typed(exc, exchange) from exc
+    except SSEError as exc:
+        raise bad_chunk(exchange.config, "an event stream beyond our size limit") from exc
 
 
 def _typed(exc: Exception, exchange: _Exchange) -> TokenwireError:
