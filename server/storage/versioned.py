@@ -24,8 +24,8 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 
 from google.protobuf.message import Message
 
-from server.errors import Conflict, InvalidRequest, NotFound
-from server.rpc.updates import merge, output_only
+from server.errors import Conflict, NotFound
+from server.rpc.updates import masked, merge, writable
 from server.storage.database import Database, Row
 
 M = TypeVar("M", bound=Message)
@@ -47,8 +47,7 @@ class Kind(Generic[M]):
     @property
     def maskable(self) -> tuple[str, ...]:
         """The fields an update mask may name: all a client writes."""
-        written = output_only(self.message)
-        return tuple(f.name for f in self.message.DESCRIPTOR.fields if f.name not in written)
+        return writable(self.message)
 
 
 def ref_clause(ref: str, alias: str) -> tuple[str, str]:
@@ -135,7 +134,7 @@ class VersionedStore(Generic[M]):
                 raise self.not_found(ref)
             record_id, version = row["id"], row["version"]
             current = await self._load(tx, record_id, version - 1)
-            merged = masked(current, changes, mask, self.kind) if mask else merge(current, changes)
+            merged = masked(current, changes, mask) if mask else merge(current, changes)
             self.kind.validate(merged)
             if _name(merged) != _name(current):
                 await self._rename(tx, organization_id, record_id, _name(merged))
@@ -228,31 +227,3 @@ class _Named(Protocol):
 
 def _name(record: Message) -> str:
     return cast(_Named, record).name  # every kind has a `name`; `Message` does not declare it
-
-
-def masked(current: M, changes: M, mask: Sequence[str], kind: Kind[M]) -> M:
-    """`current` with each field `mask` names taken from `changes`, unset or empty included."""
-    maskable = kind.maskable
-    out = type(current)()
-    out.CopyFrom(current)
-    for path in mask:
-        if path not in maskable:
-            raise InvalidRequest(
-                f"'update_mask' names '{path}'; it takes {', '.join(maskable)}.",
-                param="update_mask",
-            )
-        _replace(out, changes, path)
-    return out
-
-
-def _replace(target: Message, source: Message, path: str) -> None:
-    """`target`'s field `path` made `source`'s: cleared first, so an unset one stays unset."""
-    target.ClearField(path)
-    field = target.DESCRIPTOR.fields_by_name[path]
-    if field.is_repeated:  # lists and maps: MergeFrom into the emptied field copies them
-        getattr(target, path).MergeFrom(getattr(source, path))
-    elif field.message_type is not None:
-        if source.HasField(path):
-            getattr(target, path).CopyFrom(getattr(source, path))
-    elif not field.has_presence or source.HasField(path):
-        setattr(target, path, getattr(source, path))

@@ -15,7 +15,7 @@ from server.agents.store import AgentStore
 from server.errors import Conflict, InvalidRequest, NotFound
 from server.storage.database import Database, Row
 from server.storage.migrations import Migration, migrate
-from server.storage.versioned import MAX_PAGE, Kind, VersionedStore, masked
+from server.storage.versioned import MAX_PAGE, Kind, VersionedStore
 from server.templates.store import KIND as TEMPLATES
 from tokenwire.agents.v1 import agents_pb2
 
@@ -181,23 +181,3 @@ def test_maskable_fields_are_the_ones_clients_write() -> None:
         "limits",
         "memory",
     )
-
-
-def test_a_mask_replaces_maps_lists_and_messages_unset_ones_included() -> None:
-    current = Agent(
-        name="a",
-        model="m",
-        description="d",
-        variables={"x": "1", "y": "2"},
-        tools=[agents_pb2.AgentTool(type="calculator")],
-        limits=agents_pb2.AgentLimits(max_steps=3),
-    )
-    changes = Agent(variables={"z": "3"}, model="ignored", instructions="new")
-    out = masked(current, changes, ("variables", "tools", "limits", "instructions"), AGENTS)
-    assert dict(out.variables) == {"z": "3"}  # replaced, not merged
-    assert len(out.tools) == 0 and not out.HasField("limits")  # named and unset: cleared
-    assert (out.instructions, out.model, out.description) == ("new", "m", "d")
-    assert dict(current.variables) == {"x": "1", "y": "2"}  # the current one is untouched
-    with pytest.raises(InvalidRequest) as caught:
-        masked(current, changes, ("created_at",), AGENTS)
-    assert caught.value.param == "update_mask" and "tools" in caught.value.message
