@@ -47,7 +47,7 @@ class Moderator:
                 details={
                     "reasons": flagged,
                     "flagged_input": shortened(texts[first] if first < len(texts) else ""),
-                    "model_slug": ctx.request.model,
+                    "model_slug": shortened(ctx.request.model, MODEL_SLUG_CHARS),
                 },
             )
 
@@ -68,6 +68,10 @@ def _inputs(messages: Any) -> list[str]:
 
 
 FLAGGED_INPUT_CHARS = 100  # OpenRouter's bound on `flagged_input`
+# What else a refusal repeats is bounded too: it travels in a gRPC trailer, whose size
+# is limited, and the service's category names are not ours.
+MODEL_SLUG_CHARS = 256
+MAX_REASONS, REASON_CHARS = 32, 64
 
 
 def shortened(text: str, most: int = FLAGGED_INPUT_CHARS) -> str:
@@ -93,4 +97,5 @@ def _flagged(answer: Any) -> tuple[list[str], int]:
         raise BadUpstream(
             f"The moderation plugin's service answered in an unexpected shape ({error})."
         ) from None
-    return sorted(flagged), hits[0] if hits else 0
+    reasons = sorted({str(name)[:REASON_CHARS] for name in flagged})[:MAX_REASONS]
+    return reasons, hits[0] if hits else 0

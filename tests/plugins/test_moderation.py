@@ -14,6 +14,7 @@ from google.protobuf import json_format, struct_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from server.plugins import moderation
 from server.plugins.backend import BackendConfig
 from server.plugins.moderation import shortened
 from server.plugins.stage import PluginsConfig
@@ -156,3 +157,12 @@ async def test_a_failing_moderation_service_is_a_503_not_a_pass(
 )
 def test_flagged_input_is_cut_in_the_middle_to_100_characters(text: str, expected: str) -> None:
     assert shortened(text) == expected and len(shortened(text)) <= 100
+
+
+def test_what_a_refusal_repeats_of_the_service_is_bounded() -> None:
+    categories = {f"{i:03d}" + "x" * 1000: True for i in range(100)}
+    answer = {"results": [{"flagged": False}, {"flagged": True, "categories": categories}]}
+    reasons, first = moderation._flagged(answer)
+    assert first == 1
+    assert len(reasons) == moderation.MAX_REASONS
+    assert all(len(r) == moderation.REASON_CHARS for r in reasons)
