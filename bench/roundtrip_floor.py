@@ -151,7 +151,7 @@ class FixedChat(chat_pb2_grpc.ChatServiceServicer):
         the per-message floor of `streams.py`)."""
         first, middle, last = self.chunks
         yield first
-        for _ in range(max(request.request.max_tokens, 2) - 1):
+        for _ in range(max(request.request.parameters.max_tokens, 2) - 1):
             yield middle
         yield last
 

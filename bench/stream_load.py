@@ -16,7 +16,7 @@ import uvloop
 from paced import request
 from roundtrip_load import process_cpu
 
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 CONCURRENCY = 8
 MODEL = "fake-echo"
@@ -91,7 +91,9 @@ def _grpc(port: int, chunks: int) -> Opener:
         stub = chat_pb2_grpc.ChatServiceStub(channel)
         message = message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi")
         inner = chat_pb2.CreateChatCompletionRequest(
-            model=MODEL, messages=[message], max_tokens=chunks
+            model=MODEL,
+            messages=[message],
+            parameters=parameters_pb2.GenerationParameters(max_tokens=chunks),
         )
         req = chat_pb2.StreamChatCompletionRequest(request=inner)
 

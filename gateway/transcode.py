@@ -5,7 +5,8 @@ knows no message by name. Conventions (see `proto/tokenwire/options/v1/json.prot
 keys are field names unless `key` says otherwise; enums print as their
 lower-cased name less the enum's prefix, zero meaning unset; integers are
 JSON numbers; implicit-presence scalars always print, everything else only
-when set (or as `null` when `nullable`). Plans are built once per message
+when set (or as `null` when `nullable`); an `inline` message field's fields
+are keys of its parent's object. Plans are built once per message
 type and cached, since this runs on every request.
 """
 
@@ -15,7 +16,7 @@ import json
 import keyword
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, TypeVar
 
@@ -86,6 +87,8 @@ class Field:
     scalar_or_list: bool
     nullable: bool
     always: bool
+    inline: bool
+    via: str  # the inline message field holding this one ("": the message's own field)
     repeated: bool
     is_message: bool
     map_value: Field | None  # the value field of a map's entries
@@ -114,6 +117,8 @@ def _field(fd: FieldDescriptor) -> Field:
         scalar_or_list=opts.scalar_or_list,
         nullable=opts.nullable,
         always=opts.always,
+        inline=opts.inline,
+        via="",
         repeated=fd.is_repeated,
         is_message=fd.type == FieldDescriptor.TYPE_MESSAGE,
         map_value=map_value,
@@ -135,7 +140,7 @@ class Plan:
     """Per message type: its fields by name and by JSON key, and its output template."""
 
     by_name: dict[str, Field]
-    by_key: dict[str, tuple[Field, ...]]
+    by_key: dict[str, tuple[Field, ...]]  # inline fields' own fields among the message's
     # By descriptor, as `ListFields` gives them: their `name` is a new string per access.
     by_fd: dict[FieldDescriptor, Field]
     template: dict[str, JSON]  # scalar keys printed even when the message leaves them unset
@@ -148,7 +153,7 @@ class Plan:
 def plan(desc: Descriptor) -> Plan:
     fields = [_field(fd) for fd in desc.fields]
     by_key: dict[str, tuple[Field, ...]] = {}
-    for f in fields:
+    for f in _keyed(fields):
         by_key[f.key] = (*by_key.get(f.key, ()), f)
     unwrap = fields[0] if desc.GetOptions().Extensions[json_pb2.unwrap] else None
     fresh = tuple(
@@ -158,6 +163,20 @@ def plan(desc: Descriptor) -> Plan:
     by_name = {f.fd.name: f for f in fields}
     mask = desc.full_name == FIELD_MASK
     return Plan(by_name, by_key, by_fd, _template(fields), fresh, unwrap, mask)
+
+
+def _keyed(fields: list[Field]) -> list[Field]:
+    """The fields a JSON object of the message has keys for: an inline field's own stand in it."""
+    out: list[Field] = []
+    for f in fields:
+        if not f.inline:
+            out.append(f)
+            continue
+        for child in plan(message_type(f.fd)).by_name.values():
+            if child.inline:
+                raise TypeError(f"{child.fd.full_name}: inline fields do not nest")
+            out.append(replace(child, via=f.name))
+    return out
 
 
 def _template(fields: list[Field]) -> dict[str, JSON]:
@@ -264,6 +283,8 @@ def _inline(f: Field, env: dict[str, Any]) -> str | None:
 def _statement(f: Field, env: dict[str, Any]) -> list[str]:
     """Lines setting a field's key when `ListFields` would list the field."""
     a, key = _attr(f.name), repr(f.key)
+    if f.inline:
+        return [f"if msg.HasField({f.name!r}): out.update({_one(f, a, env)})"]
     if f.is_map:
         return [f"v = {a}", f"if v: out[{key}] = {_bind(env, 'M', f.render)}(v)"]
     if f.repeated:
@@ -412,6 +433,8 @@ def _kind(fd: FieldDescriptor, raw: bool, is_map: bool) -> str:
 
 
 def _set(f: Field, msg: Message, value: JSON, param: str) -> None:
+    if f.via:
+        msg = getattr(msg, f.via)
     if f.map_value is not None:
         _set_map(f.map_value, getattr(msg, f.name), value, param)
     elif f.repeated:

@@ -17,7 +17,7 @@ from server.runtime import app
 from server.runtime.config import Config
 from tests.conftest import sdk, user_turn
 from tests.openai_schema import validate
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 pytestmark = pytest.mark.local_model
 
@@ -136,9 +136,7 @@ async def test_same_seed_same_text_over_rest_and_grpc(
     )
     request = chat_pb2.CreateChatCompletionRequest(
         model=MODEL,
-        max_tokens=12,
-        seed=42,
-        temperature=0.9,
+        parameters=parameters_pb2.GenerationParameters(max_tokens=12, seed=42, temperature=0.9),
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text=PROMPT)],
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{local_service.grpc_port}") as channel:

@@ -21,7 +21,7 @@ from server.runtime import app
 from server.runtime.config import Config
 from tests.conftest import sdk, user_turn
 from tests.openai_schema import validate
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 pytestmark = pytest.mark.local_model
 
@@ -128,16 +128,20 @@ async def test_auto_over_grpc_and_the_sdk_agree(
     request = chat_pb2.CreateChatCompletionRequest(
         model=MODEL,
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text=QUESTION_TEXT)],
-        tools=[
-            message_pb2.Tool(
-                type=message_pb2.TOOL_TYPE_FUNCTION,
-                function=message_pb2.FunctionDefinition(name=name, parameters=json.dumps(schema)),
-            )
-            for name, schema in SCHEMAS.items()
-        ],
-        tool_choice_mode=message_pb2.TOOL_CHOICE_MODE_AUTO,
-        temperature=0,
-        logit_bias={"44": 100.0},
+        parameters=parameters_pb2.GenerationParameters(
+            tools=[
+                message_pb2.Tool(
+                    type=message_pb2.TOOL_TYPE_FUNCTION,
+                    function=message_pb2.FunctionDefinition(
+                        name=name, parameters=json.dumps(schema)
+                    ),
+                )
+                for name, schema in SCHEMAS.items()
+            ],
+            tool_choice_mode=message_pb2.TOOL_CHOICE_MODE_AUTO,
+            temperature=0,
+            logit_bias={"44": 100.0},
+        ),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{local_service.grpc_port}") as channel:
         unary = await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(request)

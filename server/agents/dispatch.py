@@ -123,7 +123,7 @@ class AgentDispatch:
         limits = Limits.of(agent.limits)
         user = request.user if request.HasField("user") and request.user else None
         tools = await self.toolbox.for_run(
-            agent, Scope(organization, user, session_id), limits, request.tools
+            agent, Scope(organization, user, session_id), limits, request.parameters.tools
         )
         run = loop.Run(
             agent=agent.name,
@@ -211,10 +211,10 @@ def step_base(
         cleared.ClearField(name)
     base.model, base.session_id = agent.model, session_id
     if agent.models:
-        del base.models[:]
-        base.models.extend(agent.models)
+        del base.parameters.models[:]
+        base.parameters.models.extend(agent.models)
     if agent.HasField("provider"):
-        base.provider.CopyFrom(agent.provider)
+        base.parameters.provider.CopyFrom(agent.provider)
     if agent.HasField("template"):
         base.template = agent.template
         base.variables.update(agent.variables)

@@ -56,7 +56,7 @@ class Run:
         request = chat_pb2.CreateChatCompletionRequest()
         request.CopyFrom(self.base)
         request.messages.extend(self.messages)
-        request.tools.extend(self.tools.definitions())
+        request.parameters.tools.extend(self.tools.definitions())
         return request
 
     def step_call(self, step: int) -> CallInfo:

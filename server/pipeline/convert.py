@@ -17,7 +17,7 @@ from typing import Any
 from gateway.transcode import enum_names
 from server.errors import InvalidRequest
 from server.providers import base
-from tokenwire.chat.v1 import chat_pb2, message_pb2
+from tokenwire.chat.v1 import chat_pb2, message_pb2, parameters_pb2
 
 # Enum values by their OpenAI names (ROLE_USER: "user"), as the gateway prints them.
 _ROLES = enum_names(message_pb2.Role.DESCRIPTOR).by_number
@@ -55,7 +55,9 @@ def generation_request(
     r: chat_pb2.CreateChatCompletionRequest, provider_model: str, streamed: bool = True
 ) -> base.GenerationRequest:
     """The provider's view of `r`, after checking every value is in range."""
-    given = {fd.name: value for fd, value in r.ListFields()}  # read once, not a HasField each
+    p = r.parameters
+    # Read once, not a HasField each; the parameters' names are the request's own.
+    given = {fd.name: value for fd, value in (*r.ListFields(), *p.ListFields())}
     _check_ranges(r, given)
     return base.GenerationRequest(
         model=provider_model,
@@ -68,14 +70,14 @@ def generation_request(
         n=given.get("n", 1),
         frequency_penalty=given.get("frequency_penalty"),
         presence_penalty=given.get("presence_penalty"),
-        logit_bias=_logit_bias(r) if "logit_bias" in given else {},
+        logit_bias=_logit_bias(p) if "logit_bias" in given else {},
         logprobs=given.get("logprobs", False),
         top_logprobs=given.get("top_logprobs"),
-        response_format=_response_format(r),
+        response_format=_response_format(p),
         tools=tuple(_tool(t, i) for i, t in enumerate(given.get("tools", ()))),
-        tool_choice=_tool_choice(r),
+        tool_choice=_tool_choice(p),
         parallel_tool_calls=given.get("parallel_tool_calls"),
-        reasoning_effort=_EFFORTS.get(r.reasoning_effort or r.reasoning.effort),
+        reasoning_effort=_EFFORTS.get(p.reasoning_effort or p.reasoning.effort),
         user=given.get("user"),
         streamed=streamed,
     )
@@ -131,7 +133,7 @@ def _check_ranges(r: chat_pb2.CreateChatCompletionRequest, given: dict[str, Any]
                 f"Invalid value for '{name}': {value:g} is not in [{low:g}, {high:g}].",
                 param=name,
             )
-    if len(r.stop) > 4:
+    if len(r.parameters.stop) > 4:
         raise InvalidRequest("'stop' takes at most 4 sequences.", param="stop")
     if "top_logprobs" in given and not r.logprobs:
         raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
@@ -222,7 +224,7 @@ def _cache_control(p: message_pb2.ContentPart, param: str) -> base.CacheControl:
     return base.CacheControl(c.type, c.ttl if c.HasField("ttl") else None)
 
 
-def _logit_bias(r: chat_pb2.CreateChatCompletionRequest) -> dict[int, float]:
+def _logit_bias(r: parameters_pb2.GenerationParameters) -> dict[int, float]:
     out: dict[int, float] = {}
     for key, bias in r.logit_bias.items():
         if not key.lstrip("-").isdigit():
@@ -235,7 +237,7 @@ def _logit_bias(r: chat_pb2.CreateChatCompletionRequest) -> dict[int, float]:
     return out
 
 
-def _response_format(r: chat_pb2.CreateChatCompletionRequest) -> base.ResponseFormat | None:
+def _response_format(r: parameters_pb2.GenerationParameters) -> base.ResponseFormat | None:
     if not r.HasField("response_format"):
         return None
     f = r.response_format
@@ -301,7 +303,7 @@ def _json_text(text: str, param: str) -> None:
         raise InvalidRequest(f"'{param}' must be a JSON object.", param=param)
 
 
-def _tool_choice(r: chat_pb2.CreateChatCompletionRequest) -> base.ToolChoice | None:
+def _tool_choice(r: parameters_pb2.GenerationParameters) -> base.ToolChoice | None:
     which = r.WhichOneof("tool_choice")
     if which == "tool_choice_mode":
         mode = _TOOL_CHOICE.get(r.tool_choice_mode)

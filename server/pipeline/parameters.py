@@ -62,9 +62,20 @@ def _key(fd: FieldDescriptor) -> str:
     return fd.GetOptions().Extensions[json_pb2.json].key or fd.name
 
 
+@cache
+def _inline(fd: FieldDescriptor) -> bool:
+    return fd.GetOptions().Extensions[json_pb2.json].inline
+
+
 def given(request: Message) -> tuple[str, ...]:
-    """Names of the parameters the request sets, as clients write them."""
-    return _names(tuple([fd for fd, _ in request.ListFields()]))
+    """Names of the parameters the request sets, as clients write them (`parameters`' own)."""
+    fields: list[FieldDescriptor] = []
+    for fd, value in request.ListFields():
+        if _inline(fd):
+            fields.extend(inner for inner, _ in value.ListFields())
+        else:
+            fields.append(fd)
+    return _names(tuple(fields))
 
 
 @lru_cache(maxsize=1024)  # requests set few combinations of fields; bounded all the same
@@ -77,8 +88,8 @@ def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
     for name in given(request):
         if name in NOT_IMPLEMENTED:
             raise _unsupported(name)
-    if request.HasField("provider"):
-        for name in given(request.provider):
+    if request.parameters.HasField("provider"):
+        for name in given(request.parameters.provider):
             if name not in PROVIDER_FIELDS_HANDLED:
                 raise _unsupported(f"provider.{name}")
 

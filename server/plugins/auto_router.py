@@ -30,9 +30,9 @@ def choose(
     request = ctx.request
     fitting = [e for model in _allowed(ctx, plugin, catalog) for e in catalog.endpoints(model)]
     prompt = transforms.estimate_tokens(convert.messages(request.messages))
-    reserve = request.max_completion_tokens or request.max_tokens
+    reserve = request.parameters.max_completion_tokens or request.parameters.max_tokens
     prefs = routing_pb2.ProviderPreferences()
-    prefs.CopyFrom(request.provider)
+    prefs.CopyFrom(request.parameters.provider)
     fitting = [e for e in fitting if _fits(e, prompt + reserve) and _serves(ctx, prefs, e)]
     if not fitting:
         raise InvalidRequest(

@@ -94,12 +94,12 @@ def _fill(out: chat_pb2.Healing, verdict: Verdict, *, with_text: bool) -> None:
 
 def healer(request: chat_pb2.CreateChatCompletionRequest) -> Healer | None:
     """A healer when the request asks for JSON output, else None (nothing to heal)."""
-    kind = request.response_format.type
+    kind = request.parameters.response_format.type
     if kind == message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT:
         return Healer(None)
     if kind != message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA:
         return None
-    text = request.response_format.json_schema.schema
+    text = request.parameters.response_format.json_schema.schema
     if json_depth(text) > MAX_JSON_DEPTH:
         raise InvalidRequest(f"'{_SCHEMA_PARAM}' is nested too deeply.", param=_SCHEMA_PARAM)
     try:

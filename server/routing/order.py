@@ -29,8 +29,8 @@ def candidates(
     `require_parameters` such endpoints are skipped (400 naming them if none is left).
     """
     models = models_of(request, default_model or catalog.default_model)
-    if request.HasField("provider"):
-        out = _by_preferences(request.provider, models, catalog, stats, missing)
+    if request.parameters.HasField("provider"):
+        out = _by_preferences(request.parameters.provider, models, catalog, stats, missing)
     else:  # no preferences: every endpoint in configured order, as `_by_preferences` keeps
         out = [e for model in models for e in catalog.endpoints(model)]
     if not out:
@@ -98,10 +98,11 @@ def _nothing_left(
 
 def models_of(request: chat_pb2.CreateChatCompletionRequest, default: str | None) -> list[str]:
     """`model` first, then the `models` fallbacks, each once; the default when neither."""
-    if not request.model and request.models:
-        return list(dict.fromkeys(request.models))
+    fallbacks = request.parameters.models
+    if not request.model and fallbacks:
+        return list(dict.fromkeys(fallbacks))
     first = request.model or default or ""
-    return list(dict.fromkeys([first, *request.models]))
+    return list(dict.fromkeys([first, *fallbacks]))
 
 
 def excluded_by(prefs: Prefs, e: Endpoint) -> str | None:

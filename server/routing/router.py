@@ -84,7 +84,7 @@ class Router:
     def plan(self, ctx: RequestContext) -> list[Endpoint]:
         """The candidates in order; refuses bad requests before anything is sent."""
         request = ctx.request
-        transforms.check(request.transforms)
+        transforms.check(request.parameters.transforms)
         default = ctx.principal.default_model or self.catalog.default_model
         plan = order.candidates(
             request,
@@ -153,7 +153,7 @@ class Router:
         if converted.model != e.upstream_model:
             converted = replace(converted, model=e.upstream_model)
         request = convert.without(converted, dropped)
-        if e.context_length and "middle-out" in ctx.request.transforms:
+        if e.context_length and "middle-out" in ctx.request.parameters.transforms:
             budget = e.context_length - (request.max_tokens or 0)
             messages = request.messages
             if len(messages) > convert.OFFLOAD_MESSAGES:  # as slow as converting them

@@ -52,7 +52,7 @@ def expand(request: chat_pb2.CreateChatCompletionRequest, template: Template) ->
     del request.messages[:]
     request.messages.extend(slots.render(m, values) for m in template.messages)
     request.messages.extend(own)
-    defaults.apply(request, defaults.as_request(template.parameters))
+    defaults.apply(request.parameters, template.parameters)
     if not request.model and template.HasField("model"):
         request.model = template.model
     request.ClearField("template")

@@ -11,8 +11,8 @@ import uuid
 
 from server.errors import InvalidRequest
 from server.pipeline import convert
-from server.templates import defaults, slots
-from tokenwire.chat.v1 import message_pb2
+from server.templates import slots
+from tokenwire.chat.v1 import chat_pb2, message_pb2, parameters_pb2
 from tokenwire.templates.v1 import templates_pb2
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
@@ -81,8 +81,8 @@ def _short(value: str, param: str) -> None:
         raise InvalidRequest(f"'{param}' is longer than {MAX_TEXT} characters.", param=param)
 
 
-def _parameters(parameters: templates_pb2.TemplateParameters) -> None:
-    probe = defaults.as_request(parameters)
+def _parameters(parameters: parameters_pb2.GenerationParameters) -> None:
+    probe = chat_pb2.CreateChatCompletionRequest(parameters=parameters)
     probe.messages.add(role=message_pb2.ROLE_USER, content_text="probe")
     try:
         convert.generation_request(probe, "probe")

@@ -16,6 +16,14 @@ from tokenwire.chat.v1 import chat_pb2, message_pb2, models_pb2, routing_pb2
 from tokenwire.templates.v1 import templates_pb2
 
 Request = chat_pb2.CreateChatCompletionRequest
+
+
+def field_of(request: Request, name: str) -> object:
+    """A request field by its JSON name, its `parameters`' own included."""
+    own = name in Request.DESCRIPTOR.fields_by_name
+    return getattr(request if own else request.parameters, name)
+
+
 JSON = Any
 MODEL = "gpt-4o-mini"
 
@@ -297,6 +305,15 @@ def test_round_trip_gives_back_the_same_json(sent: dict[str, JSON]) -> None:
     assert typed(round_trip(sent)) == typed(expected_round_trip(sent))
 
 
+def test_generation_parameters_are_the_request_own_keys_in_json() -> None:
+    request = from_json(body(temperature=0.5, tools=[], models=["b"], stream=True), Request)
+    assert request.parameters.temperature == 0.5 and list(request.parameters.models) == ["b"]
+    printed = to_json(request)
+    assert (printed["temperature"], printed["models"], printed["stream"]) == (0.5, ["b"], True)
+    assert "parameters" not in printed
+    assert not from_json(body(), Request).HasField("parameters")  # none given, none set
+
+
 @pytest.mark.parametrize(
     ("sent", "path"),
     [
@@ -337,7 +354,7 @@ def test_raw_integers_beyond_64_bits_survive() -> None:
 
 @pytest.mark.parametrize(("stop", "expected"), [("\n", ["\n"]), (["\n\n", "END"], ["\n\n", "END"])])
 def test_stop_string_or_list_becomes_a_repeated_field(stop: JSON, expected: list[str]) -> None:
-    assert list(from_json(body(stop=stop), Request).stop) == expected
+    assert list(from_json(body(stop=stop), Request).parameters.stop) == expected
 
 
 def test_string_content_sets_content_text() -> None:
@@ -398,19 +415,19 @@ def test_every_role_and_its_fields() -> None:
 )
 def test_tool_choice_keyword(mode: str, expected: int) -> None:
     request = from_json(body(tool_choice=mode), Request)
-    assert request.WhichOneof("tool_choice") == "tool_choice_mode"
-    assert request.tool_choice_mode == expected
+    assert request.parameters.WhichOneof("tool_choice") == "tool_choice_mode"
+    assert request.parameters.tool_choice_mode == expected
 
 
 def test_tool_choice_named_function() -> None:
     request = from_json(TOOL_CHOICES[3], Request)
-    assert request.WhichOneof("tool_choice") == "tool_choice_named"
-    assert request.tool_choice_named.type == message_pb2.TOOL_TYPE_FUNCTION
-    assert request.tool_choice_named.function.name == "get_weather"
+    assert request.parameters.WhichOneof("tool_choice") == "tool_choice_named"
+    assert request.parameters.tool_choice_named.type == message_pb2.TOOL_TYPE_FUNCTION
+    assert request.parameters.tool_choice_named.function.name == "get_weather"
 
 
 def test_tool_definition_keeps_parameters_as_json_text() -> None:
-    function = from_json(ALL_ROLES, Request).tools[0].function
+    function = from_json(ALL_ROLES, Request).parameters.tools[0].function
     assert (function.name, function.description, function.strict) == (
         "get_weather",
         "Forecast for a US zip code.",
@@ -430,54 +447,70 @@ def test_tool_definition_keeps_parameters_as_json_text() -> None:
     ids=["text", "json_object", "json_schema"],
 )
 def test_response_format_type(sent: dict[str, JSON], expected: int) -> None:
-    assert from_json(sent, Request).response_format.type == expected
+    assert from_json(sent, Request).parameters.response_format.type == expected
 
 
 def test_response_format_json_schema() -> None:
-    json_schema = from_json(RESPONSE_FORMATS[2], Request).response_format.json_schema
+    json_schema = from_json(RESPONSE_FORMATS[2], Request).parameters.response_format.json_schema
     assert (json_schema.name, json_schema.strict) == ("report", True)
     assert json_schema.schema.startswith('{"type":"object","properties":{"zeta":')
 
 
 def test_sampling_parameters() -> None:
     r = from_json(SAMPLING, Request)
-    assert (r.temperature, r.top_p) == (0.7, 0.9)
-    assert (r.frequency_penalty, r.presence_penalty) == (0.5, -0.5)
-    assert (r.max_tokens, r.max_completion_tokens, r.n, r.top_logprobs) == (128, 256, 2, 5)
-    assert r.seed == 9007199254740993
-    assert (r.logprobs, r.parallel_tool_calls, r.stream, r.store) == (True, False, True, False)
+    assert (r.parameters.temperature, r.parameters.top_p) == (0.7, 0.9)
+    assert (r.parameters.frequency_penalty, r.parameters.presence_penalty) == (0.5, -0.5)
+    assert (r.parameters.max_tokens, r.parameters.max_completion_tokens, r.n, r.top_logprobs) == (
+        128,
+        256,
+        2,
+        5,
+    )
+    assert r.parameters.seed == 9007199254740993
+    assert (r.logprobs, r.parameters.parallel_tool_calls, r.stream, r.store) == (
+        True,
+        False,
+        True,
+        False,
+    )
     assert r.stream_options.include_usage is True
-    assert dict(r.logit_bias) == {"50256": -100.0, "15496": 5.0}
+    assert dict(r.parameters.logit_bias) == {"50256": -100.0, "15496": 5.0}
     assert dict(r.metadata) == {"team": "search", "env": "prod"}
-    assert r.reasoning_effort == message_pb2.REASONING_EFFORT_LOW
+    assert r.parameters.reasoning_effort == message_pb2.REASONING_EFFORT_LOW
     assert (r.prediction.type, r.prediction.content) == (
         message_pb2.PREDICTION_TYPE_CONTENT,
         "71°F",
     )
-    assert (r.service_tier, r.verbosity) == (chat_pb2.SERVICE_TIER_AUTO, message_pb2.VERBOSITY_LOW)
+    assert (r.service_tier, r.parameters.verbosity) == (
+        chat_pb2.SERVICE_TIER_AUTO,
+        message_pb2.VERBOSITY_LOW,
+    )
     assert list(r.modalities) == [chat_pb2.MODALITY_TEXT]
 
 
 def test_seed_extensions() -> None:
     r = from_json(EXTENSIONS, Request)
-    assert list(r.models) == ["openai/gpt-4o", "anthropic/claude-3.5-sonnet"]
-    assert (r.route, r.session_id, r.template) == (
+    assert list(r.parameters.models) == ["openai/gpt-4o", "anthropic/claude-3.5-sonnet"]
+    assert (r.parameters.route, r.session_id, r.template) == (
         routing_pb2.ROUTE_FALLBACK,
         "sess-42",
         "support-triage",
     )
     assert dict(r.variables) == {"customer": "Ada", "tier": "gold"}
-    assert list(r.transforms) == ["middle-out"]
+    assert list(r.parameters.transforms) == ["middle-out"]
     assert [(p.id, p.max_results) for p in r.plugins] == [("web", 3), ("file-parser", 0)]
     assert json.loads(r.plugins[1].pdf) == {"engine": "pdf-text", "pages": [1, 2]}
-    assert (r.reasoning.effort, r.reasoning.max_tokens) == (message_pb2.REASONING_EFFORT_HIGH, 2048)
-    assert r.reasoning.HasField("exclude") and not r.reasoning.exclude
+    assert (r.parameters.reasoning.effort, r.parameters.reasoning.max_tokens) == (
+        message_pb2.REASONING_EFFORT_HIGH,
+        2048,
+    )
+    assert r.parameters.reasoning.HasField("exclude") and not r.parameters.reasoning.exclude
     assert (r.trace.trace_id, r.trace.span_name) == ("t-1", "chat")
     assert not r.trace.HasField("trace_name")
 
 
 def test_provider_preferences() -> None:
-    p = from_json(EXTENSIONS, Request).provider
+    p = from_json(EXTENSIONS, Request).parameters.provider
     assert (list(p.order), list(p.ignore)) == (["openai", "together"], ["azure"])
     assert (p.allow_fallbacks, p.require_parameters, p.zdr) == (False, True, True)
     assert p.sort == routing_pb2.PROVIDER_SORT_PRICE
@@ -491,7 +524,7 @@ def test_provider_preferences() -> None:
 
 
 def test_preferred_min_throughput_as_percentiles() -> None:
-    p = from_json(THROUGHPUT_PERCENTILES, Request).provider
+    p = from_json(THROUGHPUT_PERCENTILES, Request).parameters.provider
     assert p.WhichOneof("preferred_min_throughput") == "preferred_min_throughput_percentiles"
     percentiles = p.preferred_min_throughput_percentiles
     assert (percentiles.p50, percentiles.p90) == (100.0, 20.0)
@@ -577,6 +610,7 @@ def test_body_that_is_not_an_object() -> None:
         ),
         (body(provider={"order_by": "price"}), "provider.order_by"),
         (body(foo=None), "foo"),  # unknown even when null
+        (body(parameters={"temperature": 1}), "parameters"),  # inline: its fields stand alone
     ],
 )
 def test_unknown_key_is_refused_by_name(sent: dict[str, JSON], param: str) -> None:
@@ -652,7 +686,7 @@ def test_fractional_number_for_an_integer_is_refused(field: str, value: float) -
 @pytest.mark.parametrize(("field", "value"), [("n", 16.0), ("max_tokens", 1e3), ("seed", -4.0)])
 def test_integral_float_is_accepted_as_an_integer(field: str, value: float) -> None:
     request = from_json(body(**{field: value}), Request)
-    assert getattr(request, field) == int(value)
+    assert field_of(request, field) == int(value)
     printed = to_json(request)[field]
     assert type(printed) is int and printed == int(value)
 
@@ -686,7 +720,7 @@ def test_integer_out_of_range_is_refused(sent: dict[str, JSON], param: str) -> N
     ],
 )
 def test_integer_at_the_edge_of_its_range_is_accepted(field: str, value: int) -> None:
-    assert getattr(from_json(body(**{field: value}), Request), field) == value
+    assert field_of(from_json(body(**{field: value}), Request), field) == value
 
 
 def test_integer_too_large_for_a_double_is_refused() -> None:
@@ -725,9 +759,9 @@ def test_null_inside_nested_objects_means_unset() -> None:
     )
     request = from_json(sent, Request)
     assert not request.messages[0].HasField("name")
-    assert request.provider.sort == routing_pb2.PROVIDER_SORT_UNSPECIFIED
-    assert not request.provider.max_price.HasField("prompt")
-    assert request.provider.max_price.completion == 1.0
+    assert request.parameters.provider.sort == routing_pb2.PROVIDER_SORT_UNSPECIFIED
+    assert not request.parameters.provider.max_price.HasField("prompt")
+    assert request.parameters.provider.max_price.completion == 1.0
 
 
 # ---------------------------------------------------------------- responses

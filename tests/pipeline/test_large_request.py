@@ -20,7 +20,7 @@ import pytest
 from server.pipeline import convert, transforms
 from server.providers.fake import FakeProvider
 from server.runtime import app
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 # Over the server's bound on messages; long enough that middle-out drops half of them.
 MESSAGES = convert.OFFLOAD_MESSAGES + 64
@@ -42,7 +42,7 @@ async def over_rest(service: app.Service, body: dict[str, Any]) -> int:
 async def over_grpc(service: app.Service, body: dict[str, Any]) -> int:
     request = chat_pb2.CreateChatCompletionRequest(
         model=body["model"],
-        transforms=body["transforms"],
+        parameters=parameters_pb2.GenerationParameters(transforms=body["transforms"]),
         messages=[
             message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text=m["content"])
             for m in body["messages"]

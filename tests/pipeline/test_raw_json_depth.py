@@ -13,7 +13,7 @@ import pytest
 
 from server.pipeline.convert import MAX_JSON_DEPTH, json_depth
 from server.runtime import app
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 PARAM = "tools[0].function.parameters"
 
@@ -29,7 +29,7 @@ def request(parameters: str) -> chat_pb2.CreateChatCompletionRequest:
     return chat_pb2.CreateChatCompletionRequest(
         model="fake-echo",
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi")],
-        tools=[message_pb2.Tool(function=function)],
+        parameters=parameters_pb2.GenerationParameters(tools=[message_pb2.Tool(function=function)]),
     )
 
 
@@ -54,8 +54,8 @@ async def test_grpc_refuses_a_deep_json_schema(channel: grpc.aio.Channel) -> Non
         json_schema=message_pb2.JsonSchema(name="s", schema=nested(990)),
     )
     r = request("")
-    r.ClearField("tools")
-    r.response_format.CopyFrom(fmt)
+    r.parameters.ClearField("tools")
+    r.parameters.response_format.CopyFrom(fmt)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await chat_pb2_grpc.ChatServiceStub(channel).CreateChatCompletion(r)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -18,7 +18,7 @@ from server.usage.query import UsageFilter
 from server.usage.store import UsageStore
 from tests.conftest import StartService, sdk, user_turn
 from tests.observability.scrape import scrape, value
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, routing_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2, routing_pb2
 
 LONG = "word " * 400  # ~500 tokens by tokenwire's estimate: more than tiny's context
 TOOL = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
@@ -102,14 +102,16 @@ async def test_grpc_auto_streams_from_the_chosen_model(start_service: StartServi
     request = chat_pb2.CreateChatCompletionRequest(
         model="auto",
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi there")],
-        provider=routing_pb2.ProviderPreferences(max_price=routing_pb2.MaxPrice(prompt=0.05)),
+        parameters=parameters_pb2.GenerationParameters(
+            provider=routing_pb2.ProviderPreferences(max_price=routing_pb2.MaxPrice(prompt=0.05))
+        ),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         stub = chat_pb2_grpc.ChatServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateChatCompletion(request)  # every model costs more
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        request.provider.max_price.prompt = 2.0
+        request.parameters.provider.max_price.prompt = 2.0
         call = stub.StreamChatCompletion(chat_pb2.StreamChatCompletionRequest(request=request))
         chunks = [r.chunk async for r in call]
     assert {c.model for c in chunks} == {"tiny"}

@@ -16,7 +16,7 @@ from server.providers import base
 from server.providers.fake import FakeConfig, FakeProvider
 from tests.conftest import StartService, sdk, user_turn
 from tests.openai_schema import validate
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, routing_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2, routing_pb2
 
 SCHEMA = {
     "type": "object",
@@ -187,9 +187,11 @@ def grpc_request(stream: bool = False) -> chat_pb2.CreateChatCompletionRequest:
     return chat_pb2.CreateChatCompletionRequest(
         model="fake-echo",
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="trip")],
-        response_format=message_pb2.ResponseFormat(
-            type=message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
-            json_schema=message_pb2.JsonSchema(name="trip", schema=json.dumps(SCHEMA)),
+        parameters=parameters_pb2.GenerationParameters(
+            response_format=message_pb2.ResponseFormat(
+                type=message_pb2.RESPONSE_FORMAT_TYPE_JSON_SCHEMA,
+                json_schema=message_pb2.JsonSchema(name="trip", schema=json.dumps(SCHEMA)),
+            )
         ),
         plugins=[routing_pb2.Plugin(id="response-healing")],
     )

@@ -15,7 +15,7 @@ from server.errors import InvalidRequest, NotFound, UnsupportedParameter
 from server.providers.fake import FakeProvider
 from tests.conftest import StartService
 from tests.routing.test_routing import ABC, ask, endpoint, plan
-from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, routing_pb2
+from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2, routing_pb2
 
 DENY = routing_pb2.DATA_COLLECTION_DENY
 PRICE = routing_pb2.MaxPrice(prompt=1.0)
@@ -82,7 +82,9 @@ async def test_grpc_says_invalid_argument(start_service: StartService) -> None:
     request = chat_pb2.CreateChatCompletionRequest(
         model="fake-echo",
         messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi")],
-        provider=routing_pb2.ProviderPreferences(only=["nobody"]),
+        parameters=parameters_pb2.GenerationParameters(
+            provider=routing_pb2.ProviderPreferences(only=["nobody"])
+        ),
     )
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.grpc_port}") as channel:
         with pytest.raises(grpc.aio.AioRpcError) as caught:

@@ -38,8 +38,9 @@ from server.routing.router import RetryPolicy, Router, exhausted
 from server.routing.stats import Stats
 from server.runtime import compose
 from server.runtime.config import load
+from tests.chat_requests import GENERATION, chat_request
 from tests.limits.clock import Clock
-from tokenwire.chat.v1 import chat_pb2, message_pb2, routing_pb2
+from tokenwire.chat.v1 import chat_pb2, routing_pb2
 
 Prefs = routing_pb2.ProviderPreferences
 
@@ -53,17 +54,11 @@ def endpoint(name: str, model: str = "m", **attrs: Any) -> Endpoint:
 
 def ask(model: str = "m", *, models: tuple[str, ...] = (), **params: Any) -> Any:
     """A request for `model`; keyword arguments that are not request fields are preferences."""
-    fields = chat_pb2.CreateChatCompletionRequest.DESCRIPTOR.fields_by_name
-    prefs = {k: params.pop(k) for k in list(params) if k not in fields}
-    user = message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text="hi")
-    request = chat_pb2.CreateChatCompletionRequest(
-        model=model,
-        models=models,
-        messages=[user],
-        **params,
-    )
+    own = chat_pb2.CreateChatCompletionRequest.DESCRIPTOR.fields_by_name
+    prefs = {k: params.pop(k) for k in list(params) if k not in own and k not in GENERATION}
+    request = chat_request(model, "hi", models=models, **params)
     if prefs:
-        request.provider.CopyFrom(Prefs(**prefs))
+        request.parameters.provider.CopyFrom(Prefs(**prefs))
     return request
 
 

@@ -12,6 +12,7 @@ from grpc_status import rpc_status
 from server.errors import RateLimited
 from server.providers import base
 from server.providers.fake import FakeConfig, FakeProvider
+from tests.chat_requests import chat_request
 from tests.conftest import StartService
 from tokenwire.chat.v1 import (
     chat_pb2,
@@ -24,11 +25,7 @@ from tokenwire.chat.v1 import (
 
 
 def ask(text: str, **params: object) -> chat_pb2.CreateChatCompletionRequest:
-    return chat_pb2.CreateChatCompletionRequest(
-        model="fake-echo",
-        messages=[message_pb2.ChatMessage(role=message_pb2.ROLE_USER, content_text=text)],
-        **params,  # type: ignore[arg-type]
-    )
+    return chat_request("fake-echo", text, **params)
 
 
 async def test_unary_answers_with_usage(channel: grpc.aio.Channel) -> None:
@@ -120,7 +117,7 @@ async def test_dropped_parameters_are_reported(start_service: StartService) -> N
         response = await stub.CreateChatCompletion(ask("x", temperature=0.5, seed=1, top_p=0.5))
         assert list(response.dropped_parameters) == ["top_p", "seed"]
         strict = ask("x", seed=1)
-        strict.provider.require_parameters = True
+        strict.parameters.provider.require_parameters = True
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateChatCompletion(strict)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from google.protobuf.descriptor import FieldDescriptor
 
 from server.errors import Unprocessable
 from server.templates import defaults, slots
 from tests.templates.stack import user_message
-from tokenwire.chat.v1 import chat_pb2, message_pb2
+from tokenwire.chat.v1 import message_pb2, parameters_pb2
 from tokenwire.templates.v1 import templates_pb2
 
 
@@ -84,17 +83,17 @@ def test_undeclared_variable_is_422_naming_it() -> None:
     assert caught.value.code == "undeclared_variable"
 
 
-def request(**fields: object) -> chat_pb2.CreateChatCompletionRequest:
-    return chat_pb2.CreateChatCompletionRequest(**fields)  # type: ignore[arg-type]
+def request(**fields: object) -> parameters_pb2.GenerationParameters:
+    return parameters_pb2.GenerationParameters(**fields)  # type: ignore[arg-type]
 
 
 def test_request_parameters_override_template_defaults() -> None:
     r = request(temperature=0.0, stop=["END"])
-    d = request(temperature=0.7, top_p=0.5, stop=["x", "y"], seed=3, metadata={"k": "v"})
+    d = request(temperature=0.7, top_p=0.5, stop=["x", "y"], seed=3, logit_bias={"7": 1.0})
     applied = defaults.apply(r, d)
-    assert sorted(applied) == ["metadata", "seed", "top_p"]
+    assert sorted(applied) == ["logit_bias", "seed", "top_p"]
     assert (r.temperature, r.top_p, list(r.stop), r.seed) == (0.0, 0.5, ["END"], 3)
-    assert dict(r.metadata) == {"k": "v"}
+    assert dict(r.logit_bias) == {"7": 1.0}
 
 
 def test_two_spellings_of_one_setting_count_as_set() -> None:
@@ -118,47 +117,14 @@ def test_oneof_members_count_as_one_parameter() -> None:
     assert r.tool_choice_mode == message_pb2.TOOL_CHOICE_MODE_NONE
 
 
-def test_messages_model_and_stream_are_never_defaults() -> None:
-    r = request()
-    defaults.apply(r, request(model="m", stream=True, messages=[user_message("x")]))
-    assert not r.model and not r.HasField("stream") and not r.messages
+# A `TemplateParameters` (templates.v1, before GenerationParameters replaced it) as stored
+# templates hold it: temperature 0.3, stop ["a"], seed 2**40, tool_choice auto, models
+# ["m2"], response_format json_object. Stored templates must keep reading the same.
+STORED_BEFORE = bytes.fromhex("1a026d3221333333333333d33f420161488080808080208201020802900102")
 
 
-def test_template_parameters_are_a_wire_compatible_part_of_the_request() -> None:
-    request_fields = chat_pb2.CreateChatCompletionRequest.DESCRIPTOR.fields_by_number
-    for fd in templates_pb2.TemplateParameters.DESCRIPTOR.fields:
-        twin = request_fields[fd.number]
-        assert (twin.name, twin.type, twin.is_repeated, twin.has_presence) == (
-            fd.name,
-            fd.type,
-            fd.is_repeated,
-            fd.has_presence,
-        )
-        assert _kind(fd) == _kind(twin), fd.name
-        assert fd.GetOptions() == twin.GetOptions(), fd.name
-
-
-def _kind(fd: FieldDescriptor) -> object:
-    """The message or enum a field holds; for a map, its key and value kinds."""
-    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
-        return tuple(_kind(f) for f in fd.message_type.fields)
-    kind = fd.message_type or fd.enum_type
-    return kind.full_name if kind is not None else fd.type
-
-
-def test_parameters_read_as_a_partial_request() -> None:
-    parameters = templates_pb2.TemplateParameters(
-        temperature=0.3,
-        stop=["a"],
-        seed=2**40,
-        tool_choice_mode=message_pb2.TOOL_CHOICE_MODE_AUTO,
-        models=["m2"],
-    )
-    parameters.response_format.type = message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT
-    r = defaults.as_request(parameters)
-    assert (r.temperature, list(r.stop), r.seed, list(r.models)) == (0.3, ["a"], 2**40, ["m2"])
-    assert (
-        r.tool_choice_mode == message_pb2.TOOL_CHOICE_MODE_AUTO
-        and r.response_format.type == parameters.response_format.type
-    )
-    assert not r.model and not r.messages
+def test_parameters_stored_by_earlier_versions_read_the_same() -> None:
+    p = parameters_pb2.GenerationParameters.FromString(STORED_BEFORE)
+    assert (p.temperature, list(p.stop), p.seed, list(p.models)) == (0.3, ["a"], 2**40, ["m2"])
+    assert p.tool_choice_mode == message_pb2.TOOL_CHOICE_MODE_AUTO
+    assert p.response_format.type == message_pb2.RESPONSE_FORMAT_TYPE_JSON_OBJECT

@@ -12,7 +12,7 @@ from server.storage.migrations import migrate
 from server.templates.stage import TemplateStage
 from server.templates.store import MIGRATIONS, TemplateStore
 from tests.templates.stack import context, system_message, user_message
-from tokenwire.chat.v1 import chat_pb2
+from tokenwire.chat.v1 import chat_pb2, parameters_pb2
 from tokenwire.templates.v1 import templates_pb2
 
 SUPPORT = templates_pb2.Template(
@@ -27,7 +27,7 @@ SUPPORT = templates_pb2.Template(
         templates_pb2.TemplateVariable(name="account", default_value="unknown"),
     ],
     model="fake-echo",
-    parameters=templates_pb2.TemplateParameters(temperature=0.2, max_tokens=50, top_p=0.9),
+    parameters=parameters_pb2.GenerationParameters(temperature=0.2, max_tokens=50, top_p=0.9),
 )
 
 
@@ -45,7 +45,7 @@ def ask(text: str, **fields: object) -> chat_pb2.CreateChatCompletionRequest:
 
 async def test_renders_template_first_then_the_requests_messages(store: TemplateStore) -> None:
     request = ask("Why was I billed twice?", template="support", variables={"product": "Rocket"})
-    request.temperature = 1.5
+    request.parameters.temperature = 1.5
     ctx = context(request)
     await TemplateStage(store).before(ctx)
     assert [(m.role, m.content_text) for m in ctx.request.messages] == [
@@ -53,8 +53,11 @@ async def test_renders_template_first_then_the_requests_messages(store: Template
         (3, "My account id is unknown."),
         (3, "Why was I billed twice?"),
     ]
-    assert ctx.request.temperature == 1.5  # the request's own wins
-    assert (ctx.request.max_tokens, ctx.request.top_p) == (50, 0.9)  # defaults fill the rest
+    assert ctx.request.parameters.temperature == 1.5  # the request's own wins
+    assert (ctx.request.parameters.max_tokens, ctx.request.parameters.top_p) == (
+        50,
+        0.9,
+    )  # defaults fill the rest
     assert ctx.request.model == "fake-echo"
     assert not ctx.request.HasField("template") and not ctx.request.variables
     assert (ctx.template, ctx.template_version) == ("support", 1)

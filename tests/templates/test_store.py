@@ -11,7 +11,7 @@ from server.storage.database import Database
 from server.storage.migrations import migrate
 from server.templates.store import MIGRATIONS, TemplateStore
 from tests.templates.stack import system_message, user_message
-from tokenwire.chat.v1 import message_pb2
+from tokenwire.chat.v1 import message_pb2, parameters_pb2
 from tokenwire.templates.v1 import templates_pb2
 
 
@@ -31,7 +31,7 @@ def greeting(name: str = "greet", **fields: object) -> templates_pb2.Template:
             templates_pb2.TemplateVariable(name="tone", default_value="warm"),
         ],
         model="fake-echo",
-        parameters=templates_pb2.TemplateParameters(
+        parameters=parameters_pb2.GenerationParameters(
             temperature=0.25,
             max_tokens=64,
             stop=["END"],
@@ -175,9 +175,9 @@ async def test_pages_by_name(store: TemplateStore) -> None:
         ),
         ({"messages": [message_pb2.ChatMessage(content_text="no role")]}, "messages[0].role"),
         ({"messages": []}, "messages"),
-        ({"parameters": templates_pb2.TemplateParameters(temperature=3)}, None),
+        ({"parameters": parameters_pb2.GenerationParameters(temperature=3)}, None),
         (
-            {"parameters": templates_pb2.TemplateParameters(tools=[message_pb2.Tool()])},
+            {"parameters": parameters_pb2.GenerationParameters(tools=[message_pb2.Tool()])},
             "parameters.tools[0].function.name",
         ),
     ],

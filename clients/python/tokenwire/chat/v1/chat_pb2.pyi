@@ -10,6 +10,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tokenwire.chat.v1 import agent_run_pb2 as _agent_run_pb2
 from tokenwire.chat.v1 import message_pb2 as _message_pb2
+from tokenwire.chat.v1 import parameters_pb2 as _parameters_pb2
 from tokenwire.chat.v1 import routing_pb2 as _routing_pb2
 import builtins as _builtins
 import sys
@@ -180,26 +181,6 @@ class CreateChatCompletionRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
-    class LogitBiasEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.float
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.float = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-    @_typing.final
     class MetadataEntry(_message.Message):
         DESCRIPTOR: _descriptor.Descriptor
 
@@ -241,24 +222,10 @@ class CreateChatCompletionRequest(_message.Message):
 
     MODEL_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
-    MODELS_FIELD_NUMBER: _builtins.int
-    TEMPERATURE_FIELD_NUMBER: _builtins.int
-    TOP_P_FIELD_NUMBER: _builtins.int
-    MAX_TOKENS_FIELD_NUMBER: _builtins.int
-    MAX_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
-    STOP_FIELD_NUMBER: _builtins.int
-    SEED_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
     N_FIELD_NUMBER: _builtins.int
-    FREQUENCY_PENALTY_FIELD_NUMBER: _builtins.int
-    PRESENCE_PENALTY_FIELD_NUMBER: _builtins.int
-    LOGIT_BIAS_FIELD_NUMBER: _builtins.int
     LOGPROBS_FIELD_NUMBER: _builtins.int
     TOP_LOGPROBS_FIELD_NUMBER: _builtins.int
-    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
-    TOOLS_FIELD_NUMBER: _builtins.int
-    TOOL_CHOICE_MODE_FIELD_NUMBER: _builtins.int
-    TOOL_CHOICE_NAMED_FIELD_NUMBER: _builtins.int
-    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
     STREAM_FIELD_NUMBER: _builtins.int
     STREAM_OPTIONS_FIELD_NUMBER: _builtins.int
     USER_FIELD_NUMBER: _builtins.int
@@ -266,19 +233,13 @@ class CreateChatCompletionRequest(_message.Message):
     SESSION_ID_FIELD_NUMBER: _builtins.int
     TEMPLATE_FIELD_NUMBER: _builtins.int
     VARIABLES_FIELD_NUMBER: _builtins.int
-    PROVIDER_FIELD_NUMBER: _builtins.int
-    TRANSFORMS_FIELD_NUMBER: _builtins.int
     PLUGINS_FIELD_NUMBER: _builtins.int
-    REASONING_FIELD_NUMBER: _builtins.int
-    REASONING_EFFORT_FIELD_NUMBER: _builtins.int
     TRACE_FIELD_NUMBER: _builtins.int
-    ROUTE_FIELD_NUMBER: _builtins.int
     MODALITIES_FIELD_NUMBER: _builtins.int
     AUDIO_FIELD_NUMBER: _builtins.int
     PREDICTION_FIELD_NUMBER: _builtins.int
     SERVICE_TIER_FIELD_NUMBER: _builtins.int
     STORE_FIELD_NUMBER: _builtins.int
-    VERBOSITY_FIELD_NUMBER: _builtins.int
     PROMPT_CACHE_KEY_FIELD_NUMBER: _builtins.int
     SAFETY_IDENTIFIER_FIELD_NUMBER: _builtins.int
     WEB_SEARCH_OPTIONS_FIELD_NUMBER: _builtins.int
@@ -290,38 +251,12 @@ class CreateChatCompletionRequest(_message.Message):
     DEBUG_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """Optional. Model id; unset means the server's default model."""
-    temperature: _builtins.float
-    """Optional. Sampling temperature in [0, 2]; unset means provider default."""
-    top_p: _builtins.float
-    """Optional. Nucleus sampling mass in (0, 1]; unset means provider default."""
-    @_builtins.property
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def max_tokens(self) -> _builtins.int:
-        """Optional. Deprecated alias of `max_completion_tokens`."""
-
-    @max_tokens.setter
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def max_tokens(self, value: _builtins.int) -> None:
-        """Optional. Deprecated alias of `max_completion_tokens`."""
-
-    max_completion_tokens: _builtins.int
-    """Optional. Upper bound on generated tokens; unset means the model's limit."""
-    seed: _builtins.int
-    """Optional. Seed for repeatable sampling: same seed and parameters, same text."""
     n: _builtins.int
     """Optional. Number of choices to generate; unset means 1."""
-    frequency_penalty: _builtins.float
-    """Optional. Penalty in [-2, 2] on tokens by how often they appeared."""
-    presence_penalty: _builtins.float
-    """Optional. Penalty in [-2, 2] on tokens that appeared at all."""
     logprobs: _builtins.bool
     """Optional. Whether to return log probabilities of the output tokens."""
     top_logprobs: _builtins.int
     """Optional. How many most likely tokens to return per position, in [0, 20]."""
-    tool_choice_mode: _message_pb2.ToolChoiceMode.ValueType
-    """`none`, `auto` or `required`."""
-    parallel_tool_calls: _builtins.bool
-    """Optional. Whether the model may call several tools at once; unset means true."""
     stream: _builtins.bool
     """Optional. Stream the answer as chunks (chooses the streaming RPC over REST)."""
     user: _builtins.str
@@ -332,16 +267,10 @@ class CreateChatCompletionRequest(_message.Message):
     """
     template: _builtins.str
     """Optional. Stored prompt template to expand, by name or UUID."""
-    reasoning_effort: _message_pb2.ReasoningEffort.ValueType
-    """Optional. OpenAI's reasoning effort: none, minimal, low, medium, high, xhigh."""
-    route: _routing_pb2.Route.ValueType
-    """Optional. Routing strategy across `models`."""
     service_tier: Global___ServiceTier.ValueType
     """Optional. Processing tier."""
     store: _builtins.bool
     """Optional. Whether the upstream may store the completion."""
-    verbosity: _message_pb2.Verbosity.ValueType
-    """Optional. Verbosity of the answer."""
     prompt_cache_key: _builtins.str
     """Optional. Key for upstream prompt caching."""
     safety_identifier: _builtins.str
@@ -379,28 +308,10 @@ class CreateChatCompletionRequest(_message.Message):
         """Required. The conversation so far, oldest first."""
 
     @_builtins.property
-    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Ordered fallback models tried after `model`."""
-
-    @_builtins.property
-    def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Up to four sequences that end generation; a string or a list."""
-
-    @_builtins.property
-    def logit_bias(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Optional. Token id (as a string) to bias in [-100, 100] added to its logit."""
-
-    @_builtins.property
-    def response_format(self) -> _message_pb2.ResponseFormat:
-        """Optional. Output format: text, any JSON object, or JSON matching a schema."""
-
-    @_builtins.property
-    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Tool]:
-        """Optional. Tools the model may call."""
-
-    @_builtins.property
-    def tool_choice_named(self) -> _message_pb2.NamedToolChoice:
-        """A specific function the model must call."""
+    def parameters(self) -> _parameters_pb2.GenerationParameters:
+        """Optional. How to generate and route the answer. In JSON its fields are
+        the request's own (`temperature`, `tools`, `models`…), as in OpenAI's API.
+        """
 
     @_builtins.property
     def stream_options(self) -> _message_pb2.StreamOptions:
@@ -415,20 +326,8 @@ class CreateChatCompletionRequest(_message.Message):
         """Optional. Values for the template's `{{slot}}` placeholders."""
 
     @_builtins.property
-    def provider(self) -> _routing_pb2.ProviderPreferences:
-        """Optional. Routing preferences among the providers serving the model."""
-
-    @_builtins.property
-    def transforms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Prompt transforms applied before inference, e.g. `middle-out`."""
-
-    @_builtins.property
     def plugins(self) -> _containers.RepeatedCompositeFieldContainer[_routing_pb2.Plugin]:
         """Optional. Plugins to enable for this request."""
-
-    @_builtins.property
-    def reasoning(self) -> _message_pb2.Reasoning:
-        """Optional. Reasoning configuration for models that think before answering."""
 
     @_builtins.property
     def trace(self) -> _routing_pb2.Trace:
@@ -455,24 +354,10 @@ class CreateChatCompletionRequest(_message.Message):
         *,
         model: _builtins.str = ...,
         messages: _abc.Iterable[_message_pb2.ChatMessage] | None = ...,
-        models: _abc.Iterable[_builtins.str] | None = ...,
-        temperature: _builtins.float | None = ...,
-        top_p: _builtins.float | None = ...,
-        max_tokens: _builtins.int | None = ...,
-        max_completion_tokens: _builtins.int | None = ...,
-        stop: _abc.Iterable[_builtins.str] | None = ...,
-        seed: _builtins.int | None = ...,
+        parameters: _parameters_pb2.GenerationParameters | None = ...,
         n: _builtins.int | None = ...,
-        frequency_penalty: _builtins.float | None = ...,
-        presence_penalty: _builtins.float | None = ...,
-        logit_bias: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         logprobs: _builtins.bool | None = ...,
         top_logprobs: _builtins.int | None = ...,
-        response_format: _message_pb2.ResponseFormat | None = ...,
-        tools: _abc.Iterable[_message_pb2.Tool] | None = ...,
-        tool_choice_mode: _message_pb2.ToolChoiceMode.ValueType = ...,
-        tool_choice_named: _message_pb2.NamedToolChoice | None = ...,
-        parallel_tool_calls: _builtins.bool | None = ...,
         stream: _builtins.bool | None = ...,
         stream_options: _message_pb2.StreamOptions | None = ...,
         user: _builtins.str | None = ...,
@@ -480,19 +365,13 @@ class CreateChatCompletionRequest(_message.Message):
         session_id: _builtins.str | None = ...,
         template: _builtins.str | None = ...,
         variables: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
-        provider: _routing_pb2.ProviderPreferences | None = ...,
-        transforms: _abc.Iterable[_builtins.str] | None = ...,
         plugins: _abc.Iterable[_routing_pb2.Plugin] | None = ...,
-        reasoning: _message_pb2.Reasoning | None = ...,
-        reasoning_effort: _message_pb2.ReasoningEffort.ValueType = ...,
         trace: _routing_pb2.Trace | None = ...,
-        route: _routing_pb2.Route.ValueType = ...,
         modalities: _abc.Iterable[Global___Modality.ValueType] | None = ...,
         audio: _message_pb2.AudioOutput | None = ...,
         prediction: _message_pb2.Prediction | None = ...,
         service_tier: Global___ServiceTier.ValueType = ...,
         store: _builtins.bool | None = ...,
-        verbosity: _message_pb2.Verbosity.ValueType = ...,
         prompt_cache_key: _builtins.str | None = ...,
         safety_identifier: _builtins.str | None = ...,
         web_search_options: _builtins.str = ...,
@@ -503,64 +382,36 @@ class CreateChatCompletionRequest(_message.Message):
         moderation: _builtins.str = ...,
         debug: Global___Debug | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "debug", b"debug", "frequency_penalty", b"frequency_penalty", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "safety_identifier", b"safety_identifier", "seed", b"seed", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "user", b"user"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_n", b"_n", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_user", b"_user", "audio", b"audio", "debug", b"debug", "logprobs", b"logprobs", "n", b"n", "parameters", b"parameters", "prediction", b"prediction", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_retention", b"prompt_cache_retention", "safety_identifier", b"safety_identifier", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "template", b"template", "top_logprobs", b"top_logprobs", "trace", b"trace", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_logprobs", b"_logprobs", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_n", b"_n", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_seed", b"_seed", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_temperature", b"_temperature", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_top_p", b"_top_p", "_user", b"_user", "audio", b"audio", "debug", b"debug", "frequency_penalty", b"frequency_penalty", "function_call", b"function_call", "functions", b"functions", "logit_bias", b"logit_bias", "logprobs", b"logprobs", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "models", b"models", "moderation", b"moderation", "n", b"n", "parallel_tool_calls", b"parallel_tool_calls", "plugins", b"plugins", "prediction", b"prediction", "presence_penalty", b"presence_penalty", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "safety_identifier", b"safety_identifier", "seed", b"seed", "service_tier", b"service_tier", "session_id", b"session_id", "stop", b"stop", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "temperature", b"temperature", "template", b"template", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_logprobs", b"top_logprobs", "top_p", b"top_p", "trace", b"trace", "transforms", b"transforms", "user", b"user", "variables", b"variables", "verbosity", b"verbosity", "web_search_options", b"web_search_options"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs", "_n", b"_n", "_prompt_cache_key", b"_prompt_cache_key", "_prompt_cache_retention", b"_prompt_cache_retention", "_safety_identifier", b"_safety_identifier", "_session_id", b"_session_id", "_store", b"_store", "_stream", b"_stream", "_template", b"_template", "_top_logprobs", b"_top_logprobs", "_user", b"_user", "audio", b"audio", "debug", b"debug", "function_call", b"function_call", "functions", b"functions", "logprobs", b"logprobs", "messages", b"messages", "metadata", b"metadata", "modalities", b"modalities", "model", b"model", "moderation", b"moderation", "n", b"n", "parameters", b"parameters", "plugins", b"plugins", "prediction", b"prediction", "prompt_cache_key", b"prompt_cache_key", "prompt_cache_options", b"prompt_cache_options", "prompt_cache_retention", b"prompt_cache_retention", "safety_identifier", b"safety_identifier", "service_tier", b"service_tier", "session_id", b"session_id", "store", b"store", "stream", b"stream", "stream_options", b"stream_options", "template", b"template", "top_logprobs", b"top_logprobs", "trace", b"trace", "user", b"user", "variables", b"variables", "web_search_options", b"web_search_options"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
-    _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
     _WhichOneofReturnType__logprobs: _TypeAlias = _typing.Literal["logprobs"]  # noqa: Y015
     _WhichOneofArgType__logprobs: _TypeAlias = _typing.Literal["_logprobs", b"_logprobs"]  # noqa: Y015
-    _WhichOneofReturnType__max_completion_tokens: _TypeAlias = _typing.Literal["max_completion_tokens"]  # noqa: Y015
-    _WhichOneofArgType__max_completion_tokens: _TypeAlias = _typing.Literal["_max_completion_tokens", b"_max_completion_tokens"]  # noqa: Y015
-    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
-    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
     _WhichOneofReturnType__n: _TypeAlias = _typing.Literal["n"]  # noqa: Y015
     _WhichOneofArgType__n: _TypeAlias = _typing.Literal["_n", b"_n"]  # noqa: Y015
-    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
-    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
-    _WhichOneofReturnType__presence_penalty: _TypeAlias = _typing.Literal["presence_penalty"]  # noqa: Y015
-    _WhichOneofArgType__presence_penalty: _TypeAlias = _typing.Literal["_presence_penalty", b"_presence_penalty"]  # noqa: Y015
     _WhichOneofReturnType__prompt_cache_key: _TypeAlias = _typing.Literal["prompt_cache_key"]  # noqa: Y015
     _WhichOneofArgType__prompt_cache_key: _TypeAlias = _typing.Literal["_prompt_cache_key", b"_prompt_cache_key"]  # noqa: Y015
     _WhichOneofReturnType__prompt_cache_retention: _TypeAlias = _typing.Literal["prompt_cache_retention"]  # noqa: Y015
     _WhichOneofArgType__prompt_cache_retention: _TypeAlias = _typing.Literal["_prompt_cache_retention", b"_prompt_cache_retention"]  # noqa: Y015
     _WhichOneofReturnType__safety_identifier: _TypeAlias = _typing.Literal["safety_identifier"]  # noqa: Y015
     _WhichOneofArgType__safety_identifier: _TypeAlias = _typing.Literal["_safety_identifier", b"_safety_identifier"]  # noqa: Y015
-    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
-    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
     _WhichOneofReturnType__session_id: _TypeAlias = _typing.Literal["session_id"]  # noqa: Y015
     _WhichOneofArgType__session_id: _TypeAlias = _typing.Literal["_session_id", b"_session_id"]  # noqa: Y015
     _WhichOneofReturnType__store: _TypeAlias = _typing.Literal["store"]  # noqa: Y015
     _WhichOneofArgType__store: _TypeAlias = _typing.Literal["_store", b"_store"]  # noqa: Y015
     _WhichOneofReturnType__stream: _TypeAlias = _typing.Literal["stream"]  # noqa: Y015
     _WhichOneofArgType__stream: _TypeAlias = _typing.Literal["_stream", b"_stream"]  # noqa: Y015
-    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
-    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
     _WhichOneofReturnType__template: _TypeAlias = _typing.Literal["template"]  # noqa: Y015
     _WhichOneofArgType__template: _TypeAlias = _typing.Literal["_template", b"_template"]  # noqa: Y015
     _WhichOneofReturnType__top_logprobs: _TypeAlias = _typing.Literal["top_logprobs"]  # noqa: Y015
     _WhichOneofArgType__top_logprobs: _TypeAlias = _typing.Literal["_top_logprobs", b"_top_logprobs"]  # noqa: Y015
-    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
-    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
     _WhichOneofReturnType__user: _TypeAlias = _typing.Literal["user"]  # noqa: Y015
     _WhichOneofArgType__user: _TypeAlias = _typing.Literal["_user", b"_user"]  # noqa: Y015
-    _WhichOneofReturnType_tool_choice: _TypeAlias = _typing.Literal["tool_choice_mode", "tool_choice_named"]  # noqa: Y015
-    _WhichOneofArgType_tool_choice: _TypeAlias = _typing.Literal["tool_choice", b"tool_choice"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_penalty) -> _WhichOneofReturnType__frequency_penalty | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__logprobs) -> _WhichOneofReturnType__logprobs | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_completion_tokens) -> _WhichOneofReturnType__max_completion_tokens | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__n) -> _WhichOneofReturnType__n | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_penalty) -> _WhichOneofReturnType__presence_penalty | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__prompt_cache_key) -> _WhichOneofReturnType__prompt_cache_key | None: ...
     @_typing.overload
@@ -568,25 +419,17 @@ class CreateChatCompletionRequest(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__safety_identifier) -> _WhichOneofReturnType__safety_identifier | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__session_id) -> _WhichOneofReturnType__session_id | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__store) -> _WhichOneofReturnType__store | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__stream) -> _WhichOneofReturnType__stream | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__template) -> _WhichOneofReturnType__template | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__top_logprobs) -> _WhichOneofReturnType__top_logprobs | None: ...
     @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
-    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__user) -> _WhichOneofReturnType__user | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_tool_choice) -> _WhichOneofReturnType_tool_choice | None: ...
 
 Global___CreateChatCompletionRequest: _TypeAlias = CreateChatCompletionRequest  # noqa: Y015
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftokenwire/options/v1/json.proto\x12\x14tokenwire.options.v1\x1a google/protobuf/descriptor.proto\"\x89\x01\n\tJsonField\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x10\n\x03raw\x18\x02 \x01(\x08R\x03raw\x12$\n\x0escalar_or_list\x18\x03 \x01(\x08R\x0cscalarOrList\x12\x1a\n\x08nullable\x18\x04 \x01(\x08R\x08nullable\x12\x16\n\x06\x61lways\x18\x05 \x01(\x08R\x06\x61lways:T\n\x04json\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1f.tokenwire.options.v1.JsonFieldR\x04json:9\n\x06unwrap\x12\x1f.google.protobuf.MessageOptions\x18\xd2\x86\x03 \x01(\x08R\x06unwrapb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftokenwire/options/v1/json.proto\x12\x14tokenwire.options.v1\x1a google/protobuf/descriptor.proto\"\xa1\x01\n\tJsonField\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x10\n\x03raw\x18\x02 \x01(\x08R\x03raw\x12$\n\x0escalar_or_list\x18\x03 \x01(\x08R\x0cscalarOrList\x12\x1a\n\x08nullable\x18\x04 \x01(\x08R\x08nullable\x12\x16\n\x06\x61lways\x18\x05 \x01(\x08R\x06\x61lways\x12\x16\n\x06inline\x18\x06 \x01(\x08R\x06inline:T\n\x04json\x12\x1d.google.protobuf.FieldOptions\x18\xd1\x86\x03 \x01(\x0b\x32\x1f.tokenwire.options.v1.JsonFieldR\x04json:9\n\x06unwrap\x12\x1f.google.protobuf.MessageOptions\x18\xd2\x86\x03 \x01(\x08R\x06unwrapb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenwire.options.v1.json_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JSONFIELD']._serialized_start=92
-  _globals['_JSONFIELD']._serialized_end=229
+  _globals['_JSONFIELD']._serialized_end=253
 # @@protoc_insertion_point(module_scope)

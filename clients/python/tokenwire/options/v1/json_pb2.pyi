@@ -36,6 +36,7 @@ class JsonField(_message.Message):
     SCALAR_OR_LIST_FIELD_NUMBER: _builtins.int
     NULLABLE_FIELD_NUMBER: _builtins.int
     ALWAYS_FIELD_NUMBER: _builtins.int
+    INLINE_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     """Optional. The JSON key when it differs from the field name. Several members
     of one oneof may share a key: the JSON value's type picks the member.
@@ -50,6 +51,10 @@ class JsonField(_message.Message):
     """Optional. The field prints as `null` when unset instead of being omitted."""
     always: _builtins.bool
     """Optional. The repeated or message field prints even when empty (`choices: []`, `delta: {}`)."""
+    inline: _builtins.bool
+    """Optional. The message field's own fields stand in its parent's JSON
+    object, as if declared there (OpenAI's flat sampling parameters).
+    """
     def __init__(
         self,
         *,
@@ -58,10 +63,11 @@ class JsonField(_message.Message):
         scalar_or_list: _builtins.bool = ...,
         nullable: _builtins.bool = ...,
         always: _builtins.bool = ...,
+        inline: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["always", b"always", "key", b"key", "nullable", b"nullable", "raw", b"raw", "scalar_or_list", b"scalar_or_list"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["always", b"always", "inline", b"inline", "key", b"key", "nullable", b"nullable", "raw", b"raw", "scalar_or_list", b"scalar_or_list"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,12 +26,12 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from tokenwire.chat.v1 import message_pb2 as tokenwire_dot_chat_dot_v1_dot_message__pb2
-from tokenwire.chat.v1 import routing_pb2 as tokenwire_dot_chat_dot_v1_dot_routing__pb2
+from tokenwire.chat.v1 import parameters_pb2 as tokenwire_dot_chat_dot_v1_dot_parameters__pb2
 from tokenwire.options.v1 import json_pb2 as tokenwire_dot_options_dot_v1_dot_json__pb2
 from tokenwire.options.v1 import schema_pb2 as tokenwire_dot_options_dot_v1_dot_schema__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tokenwire/templates/v1/templates.proto\x12\x16tokenwire.templates.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1ftokenwire/chat/v1/message.proto\x1a\x1ftokenwire/chat/v1/routing.proto\x1a\x1ftokenwire/options/v1/json.proto\x1a!tokenwire/options/v1/schema.proto\"\xdd\x04\n\x08Template\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1c\n\x06object\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12@\n\x04name\x18\x03 \x01(\tB,\xe2\x41\x01\x01\x9a\xb5\x18$B\"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$R\x04name\x12\x1e\n\x07version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x07version\x12@\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x08\x42\x0c^[^\\u0000]*$H\x00R\x0b\x64\x65scription\x88\x01\x01\x12G\n\x08messages\x18\x06 \x03(\x0b\x32\x1e.tokenwire.chat.v1.ChatMessageB\x0b\xe2\x41\x01\x01\x9a\xb5\x18\x03\x38\x80\x02R\x08messages\x12R\n\tvariables\x18\x07 \x03(\x0b\x32(.tokenwire.templates.v1.TemplateVariableB\n\xe2\x41\x01\x01\x9a\xb5\x18\x02\x38@R\tvariables\x12&\n\x05model\x18\x08 \x01(\tB\x0b\xe2\x41\x01\x01\x9a\xb5\x18\x03(\x80\x08H\x01R\x05model\x88\x01\x01\x12P\n\nparameters\x18\t \x01(\x0b\x32*.tokenwire.templates.v1.TemplateParametersB\x04\xe2\x41\x01\x01R\nparameters\x12#\n\ncreated_at\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03R\tcreatedAt\x12#\n\nupdated_at\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\tupdatedAtB\x0e\n\x0c_descriptionB\x08\n\x06_model\"\xdb\x01\n\x10TemplateVariable\x12;\n\x04name\x18\x01 \x01(\tB\'\xe2\x41\x01\x02\x9a\xb5\x18\x1f\x42\x1d^[A-Za-z_][A-Za-z0-9_]{0,63}$R\x04name\x12;\n\rdefault_value\x18\x02 \x01(\tB\x11\xe2\x41\x01\x01\x8a\xb5\x18\t\n\x07\x64\x65\x66\x61ultH\x00R\x0c\x64\x65\x66\x61ultValue\x88\x01\x01\x12+\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01H\x01R\x0b\x64\x65scription\x88\x01\x01\x42\x10\n\x0e_default_valueB\x0e\n\x0c_description\"\x90\r\n\x12TemplateParameters\x12\x1c\n\x06models\x18\x03 \x03(\tB\x04\xe2\x41\x01\x01R\x06models\x12\x41\n\x0btemperature\x18\x04 \x01(\x01\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\x00\x00\x11\x00\x00\x00\x00\x00\x00\x00@H\x01R\x0btemperature\x88\x01\x01\x12\x34\n\x05top_p\x18\x05 \x01(\x01\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\x00\x00\x11\x00\x00\x00\x00\x00\x00\xf0?H\x02R\x04topP\x88\x01\x01\x12\x37\n\nmax_tokens\x18\x06 \x01(\x05\x42\x13\x18\x01\xe2\x41\x01\x01\x9a\xb5\x18\t\t\x00\x00\x00\x00\x00\x00\xf0?H\x03R\tmaxTokens\x88\x01\x01\x12J\n\x15max_completion_tokens\x18\x07 \x01(\x05\x42\x11\xe2\x41\x01\x01\x9a\xb5\x18\t\t\x00\x00\x00\x00\x00\x00\xf0?H\x04R\x13maxCompletionTokens\x88\x01\x01\x12$\n\x04stop\x18\x08 \x03(\tB\x10\xe2\x41\x01\x01\x8a\xb5\x18\x02\x18\x01\x9a\xb5\x18\x02\x38\x04R\x04stop\x12\x1d\n\x04seed\x18\t \x01(\x03\x42\x04\xe2\x41\x01\x01H\x05R\x04seed\x88\x01\x01\x12L\n\x11\x66requency_penalty\x18\x0b \x01(\x01\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\x00\xc0\x11\x00\x00\x00\x00\x00\x00\x00@H\x06R\x10\x66requencyPenalty\x88\x01\x01\x12J\n\x10presence_penalty\x18\x0c \x01(\x01\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\x00\xc0\x11\x00\x00\x00\x00\x00\x00\x00@H\x07R\x0fpresencePenalty\x88\x01\x01\x12\x80\x01\n\nlogit_bias\x18\r \x03(\x0b\x32\x39.tokenwire.templates.v1.TemplateParameters.LogitBiasEntryB&\xe2\x41\x01\x01\x9a\xb5\x18\x1e\t\x00\x00\x00\x00\x00\x00Y\xc0\x11\x00\x00\x00\x00\x00\x00Y@B\n^-?[0-9]+$R\tlogitBias\x12P\n\x0fresponse_format\x18\x10 \x01(\x0b\x32!.tokenwire.chat.v1.ResponseFormatB\x04\xe2\x41\x01\x01R\x0eresponseFormat\x12\x33\n\x05tools\x18\x11 \x03(\x0b\x32\x17.tokenwire.chat.v1.ToolB\x04\xe2\x41\x01\x01R\x05tools\x12\x64\n\x10tool_choice_mode\x18\x12 \x01(\x0e\x32!.tokenwire.chat.v1.ToolChoiceModeB\x15\xe2\x41\x01\x01\x8a\xb5\x18\r\n\x0btool_choiceH\x00R\x0etoolChoiceMode\x12g\n\x11tool_choice_named\x18\x13 \x01(\x0b\x32\".tokenwire.chat.v1.NamedToolChoiceB\x15\xe2\x41\x01\x01\x8a\xb5\x18\r\n\x0btool_choiceH\x00R\x0ftoolChoiceNamed\x12\x39\n\x13parallel_tool_calls\x18\x14 \x01(\x08\x42\x04\xe2\x41\x01\x01H\x08R\x11parallelToolCalls\x88\x01\x01\x12H\n\x08provider\x18\x1c \x01(\x0b\x32&.tokenwire.chat.v1.ProviderPreferencesB\x04\xe2\x41\x01\x01R\x08provider\x12\x36\n\ntransforms\x18\x1d \x03(\tB\x16\xe2\x41\x01\x01\x9a\xb5\x18\x0e\x42\x0c^middle-out$R\ntransforms\x12@\n\treasoning\x18\x1f \x01(\x0b\x32\x1c.tokenwire.chat.v1.ReasoningB\x04\xe2\x41\x01\x01R\treasoning\x12S\n\x10reasoning_effort\x18  \x01(\x0e\x32\".tokenwire.chat.v1.ReasoningEffortB\x04\xe2\x41\x01\x01R\x0freasoningEffort\x12\x34\n\x05route\x18\" \x01(\x0e\x32\x18.tokenwire.chat.v1.RouteB\x04\xe2\x41\x01\x01R\x05route\x12@\n\tverbosity\x18( \x01(\x0e\x32\x1c.tokenwire.chat.v1.VerbosityB\x04\xe2\x41\x01\x01R\tverbosity\x1a<\n\x0eLogitBiasEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\x42\r\n\x0btool_choiceB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\r\n\x0b_max_tokensB\x18\n\x16_max_completion_tokensB\x07\n\x05_seedB\x14\n\x12_frequency_penaltyB\x13\n\x11_presence_penaltyB\x16\n\x14_parallel_tool_calls\"[\n\x15\x43reateTemplateRequest\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x02R\x08template\"\\\n\x16\x43reateTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"g\n\x12GetTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\x12#\n\x07version\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00R\x07version\x88\x01\x01\x42\n\n\x08_version\"Y\n\x13GetTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"\x82\x01\n\x14ListTemplatesRequest\x12\x35\n\x05limit\x18\x01 \x01(\x05\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00Y@H\x00R\x05limit\x88\x01\x01\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01H\x01R\x05\x61\x66ter\x88\x01\x01\x42\x08\n\x06_limitB\x08\n\x06_after\"\x98\x01\n\x15ListTemplatesResponse\x12\x1c\n\x06object\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12@\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32 .tokenwire.templates.v1.TemplateB\n\xe2\x41\x01\x03\x8a\xb5\x18\x02(\x01R\x04\x64\x61ta\x12\x1f\n\x08has_more\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x07hasMore\"\xba\x02\n\x15UpdateTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\x12@\n\x07\x63hanges\x18\x02 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x02R\x07\x63hanges\x12\xbc\x01\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x7f\xe2\x41\x01\x01\x9a\xb5\x18wBu^((name|description|messages|variables|model|parameters)(,(name|description|messages|variables|model|parameters))*)?$R\nupdateMask\"\\\n\x16UpdateTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"9\n\x15\x44\x65leteTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\"l\n\x16\x44\x65leteTemplateResponse\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1c\n\x06object\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x1e\n\x07\x64\x65leted\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x07\x64\x65leted2\xbd\x06\n\x0fTemplateService\x12\x9a\x01\n\x0e\x43reateTemplate\x12-.tokenwire.templates.v1.CreateTemplateRequest\x1a..tokenwire.templates.v1.CreateTemplateResponse\")\x82\xd3\xe4\x93\x02#\"\r/v1/templates:\x08templateb\x08template\x12\x92\x01\n\x0bGetTemplate\x12*.tokenwire.templates.v1.GetTemplateRequest\x1a+.tokenwire.templates.v1.GetTemplateResponse\"*\x82\xd3\xe4\x93\x02$\x12\x18/v1/templates/{template}b\x08template\x12\x83\x01\n\rListTemplates\x12,.tokenwire.templates.v1.ListTemplatesRequest\x1a-.tokenwire.templates.v1.ListTemplatesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/templates\x12\xd3\x01\n\x0eUpdateTemplate\x12-.tokenwire.templates.v1.UpdateTemplateRequest\x1a..tokenwire.templates.v1.UpdateTemplateResponse\"b\x82\xd3\xe4\x93\x02\\2\x18/v1/templates/{template}:\x07\x63hangesZ-\"\x18/v1/templates/{template}:\x07\x63hangesb\x08templateb\x08template\x12\x91\x01\n\x0e\x44\x65leteTemplate\x12-.tokenwire.templates.v1.DeleteTemplateRequest\x1a..tokenwire.templates.v1.DeleteTemplateResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/templates/{template}\x1a\x08\xa2\xb5\x18\x04\n\x02\x01\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&tokenwire/templates/v1/templates.proto\x12\x16tokenwire.templates.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1ftokenwire/chat/v1/message.proto\x1a\"tokenwire/chat/v1/parameters.proto\x1a\x1ftokenwire/options/v1/json.proto\x1a!tokenwire/options/v1/schema.proto\"\xda\x04\n\x08Template\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1c\n\x06object\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12@\n\x04name\x18\x03 \x01(\tB,\xe2\x41\x01\x01\x9a\xb5\x18$B\"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$R\x04name\x12\x1e\n\x07version\x18\x04 \x01(\x05\x42\x04\xe2\x41\x01\x03R\x07version\x12@\n\x0b\x64\x65scription\x18\x05 \x01(\tB\x19\xe2\x41\x01\x01\x9a\xb5\x18\x11(\x80\x08\x42\x0c^[^\\u0000]*$H\x00R\x0b\x64\x65scription\x88\x01\x01\x12G\n\x08messages\x18\x06 \x03(\x0b\x32\x1e.tokenwire.chat.v1.ChatMessageB\x0b\xe2\x41\x01\x01\x9a\xb5\x18\x03\x38\x80\x02R\x08messages\x12R\n\tvariables\x18\x07 \x03(\x0b\x32(.tokenwire.templates.v1.TemplateVariableB\n\xe2\x41\x01\x01\x9a\xb5\x18\x02\x38@R\tvariables\x12&\n\x05model\x18\x08 \x01(\tB\x0b\xe2\x41\x01\x01\x9a\xb5\x18\x03(\x80\x08H\x01R\x05model\x88\x01\x01\x12M\n\nparameters\x18\t \x01(\x0b\x32\'.tokenwire.chat.v1.GenerationParametersB\x04\xe2\x41\x01\x01R\nparameters\x12#\n\ncreated_at\x18\n \x01(\x03\x42\x04\xe2\x41\x01\x03R\tcreatedAt\x12#\n\nupdated_at\x18\x0b \x01(\x03\x42\x04\xe2\x41\x01\x03R\tupdatedAtB\x0e\n\x0c_descriptionB\x08\n\x06_model\"\xdb\x01\n\x10TemplateVariable\x12;\n\x04name\x18\x01 \x01(\tB\'\xe2\x41\x01\x02\x9a\xb5\x18\x1f\x42\x1d^[A-Za-z_][A-Za-z0-9_]{0,63}$R\x04name\x12;\n\rdefault_value\x18\x02 \x01(\tB\x11\xe2\x41\x01\x01\x8a\xb5\x18\t\n\x07\x64\x65\x66\x61ultH\x00R\x0c\x64\x65\x66\x61ultValue\x88\x01\x01\x12+\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01H\x01R\x0b\x64\x65scription\x88\x01\x01\x42\x10\n\x0e_default_valueB\x0e\n\x0c_description\"[\n\x15\x43reateTemplateRequest\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x02R\x08template\"\\\n\x16\x43reateTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"g\n\x12GetTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\x12#\n\x07version\x18\x02 \x01(\x05\x42\x04\xe2\x41\x01\x01H\x00R\x07version\x88\x01\x01\x42\n\n\x08_version\"Y\n\x13GetTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"\x82\x01\n\x14ListTemplatesRequest\x12\x35\n\x05limit\x18\x01 \x01(\x05\x42\x1a\xe2\x41\x01\x01\x9a\xb5\x18\x12\t\x00\x00\x00\x00\x00\x00\xf0?\x11\x00\x00\x00\x00\x00\x00Y@H\x00R\x05limit\x88\x01\x01\x12\x1f\n\x05\x61\x66ter\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01H\x01R\x05\x61\x66ter\x88\x01\x01\x42\x08\n\x06_limitB\x08\n\x06_after\"\x98\x01\n\x15ListTemplatesResponse\x12\x1c\n\x06object\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12@\n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32 .tokenwire.templates.v1.TemplateB\n\xe2\x41\x01\x03\x8a\xb5\x18\x02(\x01R\x04\x64\x61ta\x12\x1f\n\x08has_more\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x07hasMore\"\xba\x02\n\x15UpdateTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\x12@\n\x07\x63hanges\x18\x02 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x02R\x07\x63hanges\x12\xbc\x01\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x7f\xe2\x41\x01\x01\x9a\xb5\x18wBu^((name|description|messages|variables|model|parameters)(,(name|description|messages|variables|model|parameters))*)?$R\nupdateMask\"\\\n\x16UpdateTemplateResponse\x12\x42\n\x08template\x18\x01 \x01(\x0b\x32 .tokenwire.templates.v1.TemplateB\x04\xe2\x41\x01\x03R\x08template\"9\n\x15\x44\x65leteTemplateRequest\x12 \n\x08template\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x08template\"l\n\x16\x44\x65leteTemplateResponse\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x03R\x02id\x12\x1c\n\x06object\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03R\x06object\x12\x1e\n\x07\x64\x65leted\x18\x03 \x01(\x08\x42\x04\xe2\x41\x01\x03R\x07\x64\x65leted2\xbd\x06\n\x0fTemplateService\x12\x9a\x01\n\x0e\x43reateTemplate\x12-.tokenwire.templates.v1.CreateTemplateRequest\x1a..tokenwire.templates.v1.CreateTemplateResponse\")\x82\xd3\xe4\x93\x02#\"\r/v1/templates:\x08templateb\x08template\x12\x92\x01\n\x0bGetTemplate\x12*.tokenwire.templates.v1.GetTemplateRequest\x1a+.tokenwire.templates.v1.GetTemplateResponse\"*\x82\xd3\xe4\x93\x02$\x12\x18/v1/templates/{template}b\x08template\x12\x83\x01\n\rListTemplates\x12,.tokenwire.templates.v1.ListTemplatesRequest\x1a-.tokenwire.templates.v1.ListTemplatesResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/templates\x12\xd3\x01\n\x0eUpdateTemplate\x12-.tokenwire.templates.v1.UpdateTemplateRequest\x1a..tokenwire.templates.v1.UpdateTemplateResponse\"b\x82\xd3\xe4\x93\x02\\2\x18/v1/templates/{template}:\x07\x63hangesZ-\"\x18/v1/templates/{template}:\x07\x63hangesb\x08templateb\x08template\x12\x91\x01\n\x0e\x44\x65leteTemplate\x12-.tokenwire.templates.v1.DeleteTemplateRequest\x1a..tokenwire.templates.v1.DeleteTemplateResponse\" \x82\xd3\xe4\x93\x02\x1a*\x18/v1/templates/{template}\x1a\x08\xa2\xb5\x18\x04\n\x02\x01\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,50 +66,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATEVARIABLE'].fields_by_name['default_value']._serialized_options = b'\342A\001\001\212\265\030\t\n\007default'
   _globals['_TEMPLATEVARIABLE'].fields_by_name['description']._loaded_options = None
   _globals['_TEMPLATEVARIABLE'].fields_by_name['description']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS_LOGITBIASENTRY']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS_LOGITBIASENTRY']._serialized_options = b'8\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['models']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['models']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['temperature']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['temperature']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\000\000\021\000\000\000\000\000\000\000@'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['top_p']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['top_p']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\000\000\021\000\000\000\000\000\000\360?'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['max_tokens']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['max_tokens']._serialized_options = b'\030\001\342A\001\001\232\265\030\t\t\000\000\000\000\000\000\360?'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['max_completion_tokens']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['max_completion_tokens']._serialized_options = b'\342A\001\001\232\265\030\t\t\000\000\000\000\000\000\360?'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['stop']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['stop']._serialized_options = b'\342A\001\001\212\265\030\002\030\001\232\265\030\0028\004'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['seed']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['seed']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['frequency_penalty']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['frequency_penalty']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\000\300\021\000\000\000\000\000\000\000@'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['presence_penalty']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['presence_penalty']._serialized_options = b'\342A\001\001\232\265\030\022\t\000\000\000\000\000\000\000\300\021\000\000\000\000\000\000\000@'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['logit_bias']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['logit_bias']._serialized_options = b'\342A\001\001\232\265\030\036\t\000\000\000\000\000\000Y\300\021\000\000\000\000\000\000Y@B\n^-?[0-9]+$'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['response_format']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['response_format']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tools']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tools']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tool_choice_mode']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tool_choice_mode']._serialized_options = b'\342A\001\001\212\265\030\r\n\013tool_choice'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tool_choice_named']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['tool_choice_named']._serialized_options = b'\342A\001\001\212\265\030\r\n\013tool_choice'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['parallel_tool_calls']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['parallel_tool_calls']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['provider']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['provider']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['transforms']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['transforms']._serialized_options = b'\342A\001\001\232\265\030\016B\014^middle-out$'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['reasoning']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['reasoning']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['reasoning_effort']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['reasoning_effort']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['route']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['route']._serialized_options = b'\342A\001\001'
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['verbosity']._loaded_options = None
-  _globals['_TEMPLATEPARAMETERS'].fields_by_name['verbosity']._serialized_options = b'\342A\001\001'
   _globals['_CREATETEMPLATEREQUEST'].fields_by_name['template']._loaded_options = None
   _globals['_CREATETEMPLATEREQUEST'].fields_by_name['template']._serialized_options = b'\342A\001\002'
   _globals['_CREATETEMPLATERESPONSE'].fields_by_name['template']._loaded_options = None
@@ -158,34 +114,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TEMPLATESERVICE'].methods_by_name['UpdateTemplate']._serialized_options = b'\202\323\344\223\002\\2\030/v1/templates/{template}:\007changesZ-\"\030/v1/templates/{template}:\007changesb\010templateb\010template'
   _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplate']._loaded_options = None
   _globals['_TEMPLATESERVICE'].methods_by_name['DeleteTemplate']._serialized_options = b'\202\323\344\223\002\032*\030/v1/templates/{template}'
-  _globals['_TEMPLATE']._serialized_start=298
+  _globals['_TEMPLATE']._serialized_start=301
   _globals['_TEMPLATE']._serialized_end=903
   _globals['_TEMPLATEVARIABLE']._serialized_start=906
   _globals['_TEMPLATEVARIABLE']._serialized_end=1125
-  _globals['_TEMPLATEPARAMETERS']._serialized_start=1128
-  _globals['_TEMPLATEPARAMETERS']._serialized_end=2808
-  _globals['_TEMPLATEPARAMETERS_LOGITBIASENTRY']._serialized_start=2590
-  _globals['_TEMPLATEPARAMETERS_LOGITBIASENTRY']._serialized_end=2650
-  _globals['_CREATETEMPLATEREQUEST']._serialized_start=2810
-  _globals['_CREATETEMPLATEREQUEST']._serialized_end=2901
-  _globals['_CREATETEMPLATERESPONSE']._serialized_start=2903
-  _globals['_CREATETEMPLATERESPONSE']._serialized_end=2995
-  _globals['_GETTEMPLATEREQUEST']._serialized_start=2997
-  _globals['_GETTEMPLATEREQUEST']._serialized_end=3100
-  _globals['_GETTEMPLATERESPONSE']._serialized_start=3102
-  _globals['_GETTEMPLATERESPONSE']._serialized_end=3191
-  _globals['_LISTTEMPLATESREQUEST']._serialized_start=3194
-  _globals['_LISTTEMPLATESREQUEST']._serialized_end=3324
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=3327
-  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=3479
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=3482
-  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=3796
-  _globals['_UPDATETEMPLATERESPONSE']._serialized_start=3798
-  _globals['_UPDATETEMPLATERESPONSE']._serialized_end=3890
-  _globals['_DELETETEMPLATEREQUEST']._serialized_start=3892
-  _globals['_DELETETEMPLATEREQUEST']._serialized_end=3949
-  _globals['_DELETETEMPLATERESPONSE']._serialized_start=3951
-  _globals['_DELETETEMPLATERESPONSE']._serialized_end=4059
-  _globals['_TEMPLATESERVICE']._serialized_start=4062
-  _globals['_TEMPLATESERVICE']._serialized_end=4891
+  _globals['_CREATETEMPLATEREQUEST']._serialized_start=1127
+  _globals['_CREATETEMPLATEREQUEST']._serialized_end=1218
+  _globals['_CREATETEMPLATERESPONSE']._serialized_start=1220
+  _globals['_CREATETEMPLATERESPONSE']._serialized_end=1312
+  _globals['_GETTEMPLATEREQUEST']._serialized_start=1314
+  _globals['_GETTEMPLATEREQUEST']._serialized_end=1417
+  _globals['_GETTEMPLATERESPONSE']._serialized_start=1419
+  _globals['_GETTEMPLATERESPONSE']._serialized_end=1508
+  _globals['_LISTTEMPLATESREQUEST']._serialized_start=1511
+  _globals['_LISTTEMPLATESREQUEST']._serialized_end=1641
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_start=1644
+  _globals['_LISTTEMPLATESRESPONSE']._serialized_end=1796
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_start=1799
+  _globals['_UPDATETEMPLATEREQUEST']._serialized_end=2113
+  _globals['_UPDATETEMPLATERESPONSE']._serialized_start=2115
+  _globals['_UPDATETEMPLATERESPONSE']._serialized_end=2207
+  _globals['_DELETETEMPLATEREQUEST']._serialized_start=2209
+  _globals['_DELETETEMPLATEREQUEST']._serialized_end=2266
+  _globals['_DELETETEMPLATERESPONSE']._serialized_start=2268
+  _globals['_DELETETEMPLATERESPONSE']._serialized_end=2376
+  _globals['_TEMPLATESERVICE']._serialized_start=2379
+  _globals['_TEMPLATESERVICE']._serialized_end=3208
 # @@protoc_insertion_point(module_scope)

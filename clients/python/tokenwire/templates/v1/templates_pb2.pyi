@@ -9,7 +9,7 @@ from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
 from tokenwire.chat.v1 import message_pb2 as _message_pb2
-from tokenwire.chat.v1 import routing_pb2 as _routing_pb2
+from tokenwire.chat.v1 import parameters_pb2 as _parameters_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -18,11 +18,6 @@ if sys.version_info >= (3, 11):
     from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
-
-if sys.version_info >= (3, 13):
-    from warnings import deprecated as _deprecated
-else:
-    from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -72,7 +67,7 @@ class Template(_message.Message):
         """Optional. The variables the placeholders name, with optional defaults."""
 
     @_builtins.property
-    def parameters(self) -> Global___TemplateParameters:
+    def parameters(self) -> _parameters_pb2.GenerationParameters:
         """Optional. Default request parameters: a request gets each one it leaves unset."""
 
     def __init__(
@@ -86,7 +81,7 @@ class Template(_message.Message):
         messages: _abc.Iterable[_message_pb2.ChatMessage] | None = ...,
         variables: _abc.Iterable[Global___TemplateVariable] | None = ...,
         model: _builtins.str | None = ...,
-        parameters: Global___TemplateParameters | None = ...,
+        parameters: _parameters_pb2.GenerationParameters | None = ...,
         created_at: _builtins.int = ...,
         updated_at: _builtins.int = ...,
     ) -> None: ...
@@ -141,194 +136,6 @@ class TemplateVariable(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__description) -> _WhichOneofReturnType__description | None: ...
 
 Global___TemplateVariable: _TypeAlias = TemplateVariable  # noqa: Y015
-
-@_typing.final
-class TemplateParameters(_message.Message):
-    """The chat request parameters a template may default. Each field has the
-    name, number and type of its `tokenwire.chat.v1.CreateChatCompletionRequest`
-    counterpart, so these parameters are read as a partial request (a field
-    added here must keep that number); what a template cannot default (model,
-    messages, stream, session_id, template, variables, metadata, user…) is left out.
-    """
-
-    DESCRIPTOR: _descriptor.Descriptor
-
-    @_typing.final
-    class LogitBiasEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        value: _builtins.float
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: _builtins.float = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-    MODELS_FIELD_NUMBER: _builtins.int
-    TEMPERATURE_FIELD_NUMBER: _builtins.int
-    TOP_P_FIELD_NUMBER: _builtins.int
-    MAX_TOKENS_FIELD_NUMBER: _builtins.int
-    MAX_COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
-    STOP_FIELD_NUMBER: _builtins.int
-    SEED_FIELD_NUMBER: _builtins.int
-    FREQUENCY_PENALTY_FIELD_NUMBER: _builtins.int
-    PRESENCE_PENALTY_FIELD_NUMBER: _builtins.int
-    LOGIT_BIAS_FIELD_NUMBER: _builtins.int
-    RESPONSE_FORMAT_FIELD_NUMBER: _builtins.int
-    TOOLS_FIELD_NUMBER: _builtins.int
-    TOOL_CHOICE_MODE_FIELD_NUMBER: _builtins.int
-    TOOL_CHOICE_NAMED_FIELD_NUMBER: _builtins.int
-    PARALLEL_TOOL_CALLS_FIELD_NUMBER: _builtins.int
-    PROVIDER_FIELD_NUMBER: _builtins.int
-    TRANSFORMS_FIELD_NUMBER: _builtins.int
-    REASONING_FIELD_NUMBER: _builtins.int
-    REASONING_EFFORT_FIELD_NUMBER: _builtins.int
-    ROUTE_FIELD_NUMBER: _builtins.int
-    VERBOSITY_FIELD_NUMBER: _builtins.int
-    temperature: _builtins.float
-    """Optional. Sampling temperature in [0, 2]."""
-    top_p: _builtins.float
-    """Optional. Nucleus sampling mass in (0, 1]."""
-    @_builtins.property
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def max_tokens(self) -> _builtins.int:
-        """Optional. Deprecated alias of `max_completion_tokens`."""
-
-    @max_tokens.setter
-    @_deprecated("""This field has been marked as deprecated using proto field options.""")
-    def max_tokens(self, value: _builtins.int) -> None:
-        """Optional. Deprecated alias of `max_completion_tokens`."""
-
-    max_completion_tokens: _builtins.int
-    """Optional. Upper bound on generated tokens."""
-    seed: _builtins.int
-    """Optional. Seed for repeatable sampling."""
-    frequency_penalty: _builtins.float
-    """Optional. Penalty in [-2, 2] on tokens by how often they appeared."""
-    presence_penalty: _builtins.float
-    """Optional. Penalty in [-2, 2] on tokens that appeared at all."""
-    tool_choice_mode: _message_pb2.ToolChoiceMode.ValueType
-    """`none`, `auto` or `required`."""
-    parallel_tool_calls: _builtins.bool
-    """Optional. Whether the model may call several tools at once."""
-    reasoning_effort: _message_pb2.ReasoningEffort.ValueType
-    """Optional. OpenAI's reasoning effort."""
-    route: _routing_pb2.Route.ValueType
-    """Optional. Routing strategy across `models`."""
-    verbosity: _message_pb2.Verbosity.ValueType
-    """Optional. Verbosity of the answer."""
-    @_builtins.property
-    def models(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Ordered fallback models tried after the request's model."""
-
-    @_builtins.property
-    def stop(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Up to four sequences that end generation; a string or a list."""
-
-    @_builtins.property
-    def logit_bias(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
-        """Optional. Token id (as a string) to bias in [-100, 100]."""
-
-    @_builtins.property
-    def response_format(self) -> _message_pb2.ResponseFormat:
-        """Optional. Output format: text, any JSON object, or JSON matching a schema."""
-
-    @_builtins.property
-    def tools(self) -> _containers.RepeatedCompositeFieldContainer[_message_pb2.Tool]:
-        """Optional. Tools the model may call."""
-
-    @_builtins.property
-    def tool_choice_named(self) -> _message_pb2.NamedToolChoice:
-        """A specific function the model must call."""
-
-    @_builtins.property
-    def provider(self) -> _routing_pb2.ProviderPreferences:
-        """Optional. Routing preferences among the providers serving the model."""
-
-    @_builtins.property
-    def transforms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Optional. Prompt transforms applied before inference, e.g. `middle-out`."""
-
-    @_builtins.property
-    def reasoning(self) -> _message_pb2.Reasoning:
-        """Optional. Reasoning configuration."""
-
-    def __init__(
-        self,
-        *,
-        models: _abc.Iterable[_builtins.str] | None = ...,
-        temperature: _builtins.float | None = ...,
-        top_p: _builtins.float | None = ...,
-        max_tokens: _builtins.int | None = ...,
-        max_completion_tokens: _builtins.int | None = ...,
-        stop: _abc.Iterable[_builtins.str] | None = ...,
-        seed: _builtins.int | None = ...,
-        frequency_penalty: _builtins.float | None = ...,
-        presence_penalty: _builtins.float | None = ...,
-        logit_bias: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
-        response_format: _message_pb2.ResponseFormat | None = ...,
-        tools: _abc.Iterable[_message_pb2.Tool] | None = ...,
-        tool_choice_mode: _message_pb2.ToolChoiceMode.ValueType = ...,
-        tool_choice_named: _message_pb2.NamedToolChoice | None = ...,
-        parallel_tool_calls: _builtins.bool | None = ...,
-        provider: _routing_pb2.ProviderPreferences | None = ...,
-        transforms: _abc.Iterable[_builtins.str] | None = ...,
-        reasoning: _message_pb2.Reasoning | None = ...,
-        reasoning_effort: _message_pb2.ReasoningEffort.ValueType = ...,
-        route: _routing_pb2.Route.ValueType = ...,
-        verbosity: _message_pb2.Verbosity.ValueType = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "response_format", b"response_format", "seed", b"seed", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "top_p", b"top_p"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty", "_max_completion_tokens", b"_max_completion_tokens", "_max_tokens", b"_max_tokens", "_parallel_tool_calls", b"_parallel_tool_calls", "_presence_penalty", b"_presence_penalty", "_seed", b"_seed", "_temperature", b"_temperature", "_top_p", b"_top_p", "frequency_penalty", b"frequency_penalty", "logit_bias", b"logit_bias", "max_completion_tokens", b"max_completion_tokens", "max_tokens", b"max_tokens", "models", b"models", "parallel_tool_calls", b"parallel_tool_calls", "presence_penalty", b"presence_penalty", "provider", b"provider", "reasoning", b"reasoning", "reasoning_effort", b"reasoning_effort", "response_format", b"response_format", "route", b"route", "seed", b"seed", "stop", b"stop", "temperature", b"temperature", "tool_choice", b"tool_choice", "tool_choice_mode", b"tool_choice_mode", "tool_choice_named", b"tool_choice_named", "tools", b"tools", "top_p", b"top_p", "transforms", b"transforms", "verbosity", b"verbosity"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType__frequency_penalty: _TypeAlias = _typing.Literal["frequency_penalty"]  # noqa: Y015
-    _WhichOneofArgType__frequency_penalty: _TypeAlias = _typing.Literal["_frequency_penalty", b"_frequency_penalty"]  # noqa: Y015
-    _WhichOneofReturnType__max_completion_tokens: _TypeAlias = _typing.Literal["max_completion_tokens"]  # noqa: Y015
-    _WhichOneofArgType__max_completion_tokens: _TypeAlias = _typing.Literal["_max_completion_tokens", b"_max_completion_tokens"]  # noqa: Y015
-    _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
-    _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
-    _WhichOneofReturnType__parallel_tool_calls: _TypeAlias = _typing.Literal["parallel_tool_calls"]  # noqa: Y015
-    _WhichOneofArgType__parallel_tool_calls: _TypeAlias = _typing.Literal["_parallel_tool_calls", b"_parallel_tool_calls"]  # noqa: Y015
-    _WhichOneofReturnType__presence_penalty: _TypeAlias = _typing.Literal["presence_penalty"]  # noqa: Y015
-    _WhichOneofArgType__presence_penalty: _TypeAlias = _typing.Literal["_presence_penalty", b"_presence_penalty"]  # noqa: Y015
-    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
-    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
-    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
-    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
-    _WhichOneofReturnType__top_p: _TypeAlias = _typing.Literal["top_p"]  # noqa: Y015
-    _WhichOneofArgType__top_p: _TypeAlias = _typing.Literal["_top_p", b"_top_p"]  # noqa: Y015
-    _WhichOneofReturnType_tool_choice: _TypeAlias = _typing.Literal["tool_choice_mode", "tool_choice_named"]  # noqa: Y015
-    _WhichOneofArgType_tool_choice: _TypeAlias = _typing.Literal["tool_choice", b"tool_choice"]  # noqa: Y015
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__frequency_penalty) -> _WhichOneofReturnType__frequency_penalty | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_completion_tokens) -> _WhichOneofReturnType__max_completion_tokens | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_tokens) -> _WhichOneofReturnType__max_tokens | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__parallel_tool_calls) -> _WhichOneofReturnType__parallel_tool_calls | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__presence_penalty) -> _WhichOneofReturnType__presence_penalty | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType__top_p) -> _WhichOneofReturnType__top_p | None: ...
-    @_typing.overload
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_tool_choice) -> _WhichOneofReturnType_tool_choice | None: ...
-
-Global___TemplateParameters: _TypeAlias = TemplateParameters  # noqa: Y015
 
 @_typing.final
 class CreateTemplateRequest(_message.Message):

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/options/v1/json.proto.
  */
 export const file_tokenwire_options_v1_json: GenFile = /*@__PURE__*/
-  fileDesc("Ch90b2tlbndpcmUvb3B0aW9ucy92MS9qc29uLnByb3RvEhR0b2tlbndpcmUub3B0aW9ucy52MSJfCglKc29uRmllbGQSCwoDa2V5GAEgASgJEgsKA3JhdxgCIAEoCBIWCg5zY2FsYXJfb3JfbGlzdBgDIAEoCBIQCghudWxsYWJsZRgEIAEoCBIOCgZhbHdheXMYBSABKAg6VAoEanNvbhIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMY0YYDIAEoCzIfLnRva2Vud2lyZS5vcHRpb25zLnYxLkpzb25GaWVsZFIEanNvbjo5CgZ1bndyYXASHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMY0oYDIAEoCFIGdW53cmFwYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("Ch90b2tlbndpcmUvb3B0aW9ucy92MS9qc29uLnByb3RvEhR0b2tlbndpcmUub3B0aW9ucy52MSJvCglKc29uRmllbGQSCwoDa2V5GAEgASgJEgsKA3JhdxgCIAEoCBIWCg5zY2FsYXJfb3JfbGlzdBgDIAEoCBIQCghudWxsYWJsZRgEIAEoCBIOCgZhbHdheXMYBSABKAgSDgoGaW5saW5lGAYgASgIOlQKBGpzb24SHS5nb29nbGUucHJvdG9idWYuRmllbGRPcHRpb25zGNGGAyABKAsyHy50b2tlbndpcmUub3B0aW9ucy52MS5Kc29uRmllbGRSBGpzb246OQoGdW53cmFwEh8uZ29vZ2xlLnByb3RvYnVmLk1lc3NhZ2VPcHRpb25zGNKGAyABKAhSBnVud3JhcGIGcHJvdG8z", [file_google_protobuf_descriptor]);
 
 /**
  * How the gateway renders a field where proto3 JSON and OpenAI JSON disagree.
@@ -62,6 +62,14 @@ export type JsonField = Message<"tokenwire.options.v1.JsonField"> & {
    * @generated from field: bool always = 5;
    */
   always: boolean;
+
+  /**
+   * Optional. The message field's own fields stand in its parent's JSON
+   * object, as if declared there (OpenAI's flat sampling parameters).
+   *
+   * @generated from field: bool inline = 6;
+   */
+  inline: boolean;
 };
 
 /**

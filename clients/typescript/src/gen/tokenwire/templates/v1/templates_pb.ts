@@ -8,10 +8,10 @@ import { file_google_api_annotations } from "../../../google/api/annotations_pb.
 import { file_google_api_field_behavior } from "../../../google/api/field_behavior_pb.js";
 import type { FieldMask } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_field_mask } from "@bufbuild/protobuf/wkt";
-import type { ChatMessage, NamedToolChoice, Reasoning, ReasoningEffort, ResponseFormat, Tool, ToolChoiceMode, Verbosity } from "../../chat/v1/message_pb.js";
+import type { ChatMessage } from "../../chat/v1/message_pb.js";
 import { file_tokenwire_chat_v1_message } from "../../chat/v1/message_pb.js";
-import type { ProviderPreferences, Route } from "../../chat/v1/routing_pb.js";
-import { file_tokenwire_chat_v1_routing } from "../../chat/v1/routing_pb.js";
+import type { GenerationParameters } from "../../chat/v1/parameters_pb.js";
+import { file_tokenwire_chat_v1_parameters } from "../../chat/v1/parameters_pb.js";
 import { file_tokenwire_options_v1_json } from "../../options/v1/json_pb.js";
 import { file_tokenwire_options_v1_schema } from "../../options/v1/schema_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file tokenwire/templates/v1/templates.proto.
  */
 export const file_tokenwire_templates_v1_templates: GenFile = /*@__PURE__*/
-  fileDesc("CiZ0b2tlbndpcmUvdGVtcGxhdGVzL3YxL3RlbXBsYXRlcy5wcm90bxIWdG9rZW53aXJlLnRlbXBsYXRlcy52MSL3AwoIVGVtcGxhdGUSEAoCaWQYASABKAlCBOJBAQMSFAoGb2JqZWN0GAIgASgJQgTiQQEDEjoKBG5hbWUYAyABKAlCLOJBAQGatRgkQiJeW0EtWmEtejAtOV1bQS1aYS16MC05Xy4tXXswLDEyN30kEhUKB3ZlcnNpb24YBCABKAVCBOJBAQMSMwoLZGVzY3JpcHRpb24YBSABKAlCGeJBAQGatRgRKIAIQgxeW15cdTAwMDBdKiRIAIgBARI9CghtZXNzYWdlcxgGIAMoCzIeLnRva2Vud2lyZS5jaGF0LnYxLkNoYXRNZXNzYWdlQgviQQEBmrUYAziAAhJHCgl2YXJpYWJsZXMYByADKAsyKC50b2tlbndpcmUudGVtcGxhdGVzLnYxLlRlbXBsYXRlVmFyaWFibGVCCuJBAQGatRgCOEASHwoFbW9kZWwYCCABKAlCC+JBAQGatRgDKIAISAGIAQESRAoKcGFyYW1ldGVycxgJIAEoCzIqLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVQYXJhbWV0ZXJzQgTiQQEBEhgKCmNyZWF0ZWRfYXQYCiABKANCBOJBAQMSGAoKdXBkYXRlZF9hdBgLIAEoA0IE4kEBA0IOCgxfZGVzY3JpcHRpb25CCAoGX21vZGVsIroBChBUZW1wbGF0ZVZhcmlhYmxlEjUKBG5hbWUYASABKAlCJ+JBAQKatRgfQh1eW0EtWmEtel9dW0EtWmEtejAtOV9dezAsNjN9JBItCg1kZWZhdWx0X3ZhbHVlGAIgASgJQhHiQQEBirUYCQoHZGVmYXVsdEgAiAEBEh4KC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEBSAGIAQFCEAoOX2RlZmF1bHRfdmFsdWVCDgoMX2Rlc2NyaXB0aW9uIv8KChJUZW1wbGF0ZVBhcmFtZXRlcnMSFAoGbW9kZWxzGAMgAygJQgTiQQEBEjQKC3RlbXBlcmF0dXJlGAQgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAAAAQEgBiAEBEi4KBXRvcF9wGAUgASgBQhriQQEBmrUYEgkAAAAAAAAAABEAAAAAAADwP0gCiAEBEiwKCm1heF90b2tlbnMYBiABKAVCExgB4kEBAZq1GAkJAAAAAAAA8D9IA4gBARI1ChVtYXhfY29tcGxldGlvbl90b2tlbnMYByABKAVCEeJBAQGatRgJCQAAAAAAAPA/SASIAQESHgoEc3RvcBgIIAMoCUIQ4kEBAYq1GAIYAZq1GAI4BBIXCgRzZWVkGAkgASgDQgTiQQEBSAWIAQESOgoRZnJlcXVlbmN5X3BlbmFsdHkYCyABKAFCGuJBAQGatRgSCQAAAAAAAADAEQAAAAAAAABASAaIAQESOQoQcHJlc2VuY2VfcGVuYWx0eRgMIAEoAUIa4kEBAZq1GBIJAAAAAAAAAMARAAAAAAAAAEBIB4gBARJ1Cgpsb2dpdF9iaWFzGA0gAygLMjkudG9rZW53aXJlLnRlbXBsYXRlcy52MS5UZW1wbGF0ZVBhcmFtZXRlcnMuTG9naXRCaWFzRW50cnlCJuJBAQGatRgeCQAAAAAAAFnAEQAAAAAAAFlAQgpeLT9bMC05XSskEkAKD3Jlc3BvbnNlX2Zvcm1hdBgQIAEoCzIhLnRva2Vud2lyZS5jaGF0LnYxLlJlc3BvbnNlRm9ybWF0QgTiQQEBEiwKBXRvb2xzGBEgAygLMhcudG9rZW53aXJlLmNoYXQudjEuVG9vbEIE4kEBARJUChB0b29sX2Nob2ljZV9tb2RlGBIgASgOMiEudG9rZW53aXJlLmNoYXQudjEuVG9vbENob2ljZU1vZGVCFeJBAQGKtRgNCgt0b29sX2Nob2ljZUgAElYKEXRvb2xfY2hvaWNlX25hbWVkGBMgASgLMiIudG9rZW53aXJlLmNoYXQudjEuTmFtZWRUb29sQ2hvaWNlQhXiQQEBirUYDQoLdG9vbF9jaG9pY2VIABImChNwYXJhbGxlbF90b29sX2NhbGxzGBQgASgIQgTiQQEBSAiIAQESPgoIcHJvdmlkZXIYHCABKAsyJi50b2tlbndpcmUuY2hhdC52MS5Qcm92aWRlclByZWZlcmVuY2VzQgTiQQEBEioKCnRyYW5zZm9ybXMYHSADKAlCFuJBAQGatRgOQgxebWlkZGxlLW91dCQSNQoJcmVhc29uaW5nGB8gASgLMhwudG9rZW53aXJlLmNoYXQudjEuUmVhc29uaW5nQgTiQQEBEkIKEHJlYXNvbmluZ19lZmZvcnQYICABKA4yIi50b2tlbndpcmUuY2hhdC52MS5SZWFzb25pbmdFZmZvcnRCBOJBAQESLQoFcm91dGUYIiABKA4yGC50b2tlbndpcmUuY2hhdC52MS5Sb3V0ZUIE4kEBARI1Cgl2ZXJib3NpdHkYKCABKA4yHC50b2tlbndpcmUuY2hhdC52MS5WZXJib3NpdHlCBOJBAQEaMAoOTG9naXRCaWFzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4AUINCgt0b29sX2Nob2ljZUIOCgxfdGVtcGVyYXR1cmVCCAoGX3RvcF9wQg0KC19tYXhfdG9rZW5zQhgKFl9tYXhfY29tcGxldGlvbl90b2tlbnNCBwoFX3NlZWRCFAoSX2ZyZXF1ZW5jeV9wZW5hbHR5QhMKEV9wcmVzZW5jZV9wZW5hbHR5QhYKFF9wYXJhbGxlbF90b29sX2NhbGxzIlEKFUNyZWF0ZVRlbXBsYXRlUmVxdWVzdBI4Cgh0ZW1wbGF0ZRgBIAEoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCBOJBAQIiUgoWQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRI4Cgh0ZW1wbGF0ZRgBIAEoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCBOJBAQMiVAoSR2V0VGVtcGxhdGVSZXF1ZXN0EhYKCHRlbXBsYXRlGAEgASgJQgTiQQECEhoKB3ZlcnNpb24YAiABKAVCBOJBAQFIAIgBAUIKCghfdmVyc2lvbiJPChNHZXRUZW1wbGF0ZVJlc3BvbnNlEjgKCHRlbXBsYXRlGAEgASgLMiAudG9rZW53aXJlLnRlbXBsYXRlcy52MS5UZW1wbGF0ZUIE4kEBAyJ0ChRMaXN0VGVtcGxhdGVzUmVxdWVzdBIuCgVsaW1pdBgBIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAAAAWUBIAIgBARIYCgVhZnRlchgCIAEoCUIE4kEBAUgBiAEBQggKBl9saW1pdEIICgZfYWZ0ZXIigQEKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIUCgZvYmplY3QYASABKAlCBOJBAQMSOgoEZGF0YRgCIAMoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCCuJBAQOKtRgCKAESFgoIaGFzX21vcmUYAyABKAhCBOJBAQMimwIKFVVwZGF0ZVRlbXBsYXRlUmVxdWVzdBIWCgh0ZW1wbGF0ZRgBIAEoCUIE4kEBAhI3CgdjaGFuZ2VzGAIgASgLMiAudG9rZW53aXJlLnRlbXBsYXRlcy52MS5UZW1wbGF0ZUIE4kEBAhKwAQoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQn/iQQEBmrUYd0J1XigobmFtZXxkZXNjcmlwdGlvbnxtZXNzYWdlc3x2YXJpYWJsZXN8bW9kZWx8cGFyYW1ldGVycykoLChuYW1lfGRlc2NyaXB0aW9ufG1lc3NhZ2VzfHZhcmlhYmxlc3xtb2RlbHxwYXJhbWV0ZXJzKSkqKT8kIlIKFlVwZGF0ZVRlbXBsYXRlUmVzcG9uc2USOAoIdGVtcGxhdGUYASABKAsyIC50b2tlbndpcmUudGVtcGxhdGVzLnYxLlRlbXBsYXRlQgTiQQEDIi8KFURlbGV0ZVRlbXBsYXRlUmVxdWVzdBIWCgh0ZW1wbGF0ZRgBIAEoCUIE4kEBAiJXChZEZWxldGVUZW1wbGF0ZVJlc3BvbnNlEhAKAmlkGAEgASgJQgTiQQEDEhQKBm9iamVjdBgCIAEoCUIE4kEBAxIVCgdkZWxldGVkGAMgASgIQgTiQQEDMr0GCg9UZW1wbGF0ZVNlcnZpY2USmgEKDkNyZWF0ZVRlbXBsYXRlEi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaLi50b2tlbndpcmUudGVtcGxhdGVzLnYxLkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2UiKYLT5JMCIzoIdGVtcGxhdGViCHRlbXBsYXRlIg0vdjEvdGVtcGxhdGVzEpIBCgtHZXRUZW1wbGF0ZRIqLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuR2V0VGVtcGxhdGVSZXF1ZXN0GisudG9rZW53aXJlLnRlbXBsYXRlcy52MS5HZXRUZW1wbGF0ZVJlc3BvbnNlIiqC0+STAiRiCHRlbXBsYXRlEhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX0SgwEKDUxpc3RUZW1wbGF0ZXMSLC50b2tlbndpcmUudGVtcGxhdGVzLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0Gi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3RlbXBsYXRlcxLTAQoOVXBkYXRlVGVtcGxhdGUSLS50b2tlbndpcmUudGVtcGxhdGVzLnYxLlVwZGF0ZVRlbXBsYXRlUmVxdWVzdBouLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVXBkYXRlVGVtcGxhdGVSZXNwb25zZSJigtPkkwJcOgdjaGFuZ2VzWi06B2NoYW5nZXNiCHRlbXBsYXRlIhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX1iCHRlbXBsYXRlMhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX0SkQEKDkRlbGV0ZVRlbXBsYXRlEi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaLi50b2tlbndpcmUudGVtcGxhdGVzLnYxLkRlbGV0ZVRlbXBsYXRlUmVzcG9uc2UiIILT5JMCGioYL3YxL3RlbXBsYXRlcy97dGVtcGxhdGV9GgiitRgECgIBAmIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_field_mask, file_tokenwire_chat_v1_message, file_tokenwire_chat_v1_routing, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
+  fileDesc("CiZ0b2tlbndpcmUvdGVtcGxhdGVzL3YxL3RlbXBsYXRlcy5wcm90bxIWdG9rZW53aXJlLnRlbXBsYXRlcy52MSL0AwoIVGVtcGxhdGUSEAoCaWQYASABKAlCBOJBAQMSFAoGb2JqZWN0GAIgASgJQgTiQQEDEjoKBG5hbWUYAyABKAlCLOJBAQGatRgkQiJeW0EtWmEtejAtOV1bQS1aYS16MC05Xy4tXXswLDEyN30kEhUKB3ZlcnNpb24YBCABKAVCBOJBAQMSMwoLZGVzY3JpcHRpb24YBSABKAlCGeJBAQGatRgRKIAIQgxeW15cdTAwMDBdKiRIAIgBARI9CghtZXNzYWdlcxgGIAMoCzIeLnRva2Vud2lyZS5jaGF0LnYxLkNoYXRNZXNzYWdlQgviQQEBmrUYAziAAhJHCgl2YXJpYWJsZXMYByADKAsyKC50b2tlbndpcmUudGVtcGxhdGVzLnYxLlRlbXBsYXRlVmFyaWFibGVCCuJBAQGatRgCOEASHwoFbW9kZWwYCCABKAlCC+JBAQGatRgDKIAISAGIAQESQQoKcGFyYW1ldGVycxgJIAEoCzInLnRva2Vud2lyZS5jaGF0LnYxLkdlbmVyYXRpb25QYXJhbWV0ZXJzQgTiQQEBEhgKCmNyZWF0ZWRfYXQYCiABKANCBOJBAQMSGAoKdXBkYXRlZF9hdBgLIAEoA0IE4kEBA0IOCgxfZGVzY3JpcHRpb25CCAoGX21vZGVsIroBChBUZW1wbGF0ZVZhcmlhYmxlEjUKBG5hbWUYASABKAlCJ+JBAQKatRgfQh1eW0EtWmEtel9dW0EtWmEtejAtOV9dezAsNjN9JBItCg1kZWZhdWx0X3ZhbHVlGAIgASgJQhHiQQEBirUYCQoHZGVmYXVsdEgAiAEBEh4KC2Rlc2NyaXB0aW9uGAMgASgJQgTiQQEBSAGIAQFCEAoOX2RlZmF1bHRfdmFsdWVCDgoMX2Rlc2NyaXB0aW9uIlEKFUNyZWF0ZVRlbXBsYXRlUmVxdWVzdBI4Cgh0ZW1wbGF0ZRgBIAEoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCBOJBAQIiUgoWQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRI4Cgh0ZW1wbGF0ZRgBIAEoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCBOJBAQMiVAoSR2V0VGVtcGxhdGVSZXF1ZXN0EhYKCHRlbXBsYXRlGAEgASgJQgTiQQECEhoKB3ZlcnNpb24YAiABKAVCBOJBAQFIAIgBAUIKCghfdmVyc2lvbiJPChNHZXRUZW1wbGF0ZVJlc3BvbnNlEjgKCHRlbXBsYXRlGAEgASgLMiAudG9rZW53aXJlLnRlbXBsYXRlcy52MS5UZW1wbGF0ZUIE4kEBAyJ0ChRMaXN0VGVtcGxhdGVzUmVxdWVzdBIuCgVsaW1pdBgBIAEoBUIa4kEBAZq1GBIJAAAAAAAA8D8RAAAAAAAAWUBIAIgBARIYCgVhZnRlchgCIAEoCUIE4kEBAUgBiAEBQggKBl9saW1pdEIICgZfYWZ0ZXIigQEKFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRIUCgZvYmplY3QYASABKAlCBOJBAQMSOgoEZGF0YRgCIAMoCzIgLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVGVtcGxhdGVCCuJBAQOKtRgCKAESFgoIaGFzX21vcmUYAyABKAhCBOJBAQMimwIKFVVwZGF0ZVRlbXBsYXRlUmVxdWVzdBIWCgh0ZW1wbGF0ZRgBIAEoCUIE4kEBAhI3CgdjaGFuZ2VzGAIgASgLMiAudG9rZW53aXJlLnRlbXBsYXRlcy52MS5UZW1wbGF0ZUIE4kEBAhKwAQoLdXBkYXRlX21hc2sYAyABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrQn/iQQEBmrUYd0J1XigobmFtZXxkZXNjcmlwdGlvbnxtZXNzYWdlc3x2YXJpYWJsZXN8bW9kZWx8cGFyYW1ldGVycykoLChuYW1lfGRlc2NyaXB0aW9ufG1lc3NhZ2VzfHZhcmlhYmxlc3xtb2RlbHxwYXJhbWV0ZXJzKSkqKT8kIlIKFlVwZGF0ZVRlbXBsYXRlUmVzcG9uc2USOAoIdGVtcGxhdGUYASABKAsyIC50b2tlbndpcmUudGVtcGxhdGVzLnYxLlRlbXBsYXRlQgTiQQEDIi8KFURlbGV0ZVRlbXBsYXRlUmVxdWVzdBIWCgh0ZW1wbGF0ZRgBIAEoCUIE4kEBAiJXChZEZWxldGVUZW1wbGF0ZVJlc3BvbnNlEhAKAmlkGAEgASgJQgTiQQEDEhQKBm9iamVjdBgCIAEoCUIE4kEBAxIVCgdkZWxldGVkGAMgASgIQgTiQQEDMr0GCg9UZW1wbGF0ZVNlcnZpY2USmgEKDkNyZWF0ZVRlbXBsYXRlEi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaLi50b2tlbndpcmUudGVtcGxhdGVzLnYxLkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2UiKYLT5JMCIzoIdGVtcGxhdGViCHRlbXBsYXRlIg0vdjEvdGVtcGxhdGVzEpIBCgtHZXRUZW1wbGF0ZRIqLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuR2V0VGVtcGxhdGVSZXF1ZXN0GisudG9rZW53aXJlLnRlbXBsYXRlcy52MS5HZXRUZW1wbGF0ZVJlc3BvbnNlIiqC0+STAiRiCHRlbXBsYXRlEhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX0SgwEKDUxpc3RUZW1wbGF0ZXMSLC50b2tlbndpcmUudGVtcGxhdGVzLnYxLkxpc3RUZW1wbGF0ZXNSZXF1ZXN0Gi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5MaXN0VGVtcGxhdGVzUmVzcG9uc2UiFYLT5JMCDxINL3YxL3RlbXBsYXRlcxLTAQoOVXBkYXRlVGVtcGxhdGUSLS50b2tlbndpcmUudGVtcGxhdGVzLnYxLlVwZGF0ZVRlbXBsYXRlUmVxdWVzdBouLnRva2Vud2lyZS50ZW1wbGF0ZXMudjEuVXBkYXRlVGVtcGxhdGVSZXNwb25zZSJigtPkkwJcOgdjaGFuZ2VzWi06B2NoYW5nZXNiCHRlbXBsYXRlIhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX1iCHRlbXBsYXRlMhgvdjEvdGVtcGxhdGVzL3t0ZW1wbGF0ZX0SkQEKDkRlbGV0ZVRlbXBsYXRlEi0udG9rZW53aXJlLnRlbXBsYXRlcy52MS5EZWxldGVUZW1wbGF0ZVJlcXVlc3QaLi50b2tlbndpcmUudGVtcGxhdGVzLnYxLkRlbGV0ZVRlbXBsYXRlUmVzcG9uc2UiIILT5JMCGioYL3YxL3RlbXBsYXRlcy97dGVtcGxhdGV9GgiitRgECgIBAmIGcHJvdG8z", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_field_mask, file_tokenwire_chat_v1_message, file_tokenwire_chat_v1_parameters, file_tokenwire_options_v1_json, file_tokenwire_options_v1_schema]);
 
 /**
  * One version of a stored prompt template.
@@ -89,9 +89,9 @@ export type Template = Message<"tokenwire.templates.v1.Template"> & {
   /**
    * Optional. Default request parameters: a request gets each one it leaves unset.
    *
-   * @generated from field: tokenwire.templates.v1.TemplateParameters parameters = 9;
+   * @generated from field: tokenwire.chat.v1.GenerationParameters parameters = 9;
    */
-  parameters?: TemplateParameters | undefined;
+  parameters?: GenerationParameters | undefined;
 
   /**
    * Output only. Unix time in seconds when the template was created.
@@ -151,181 +151,6 @@ export const TemplateVariableSchema: GenMessage<TemplateVariable> = /*@__PURE__*
   messageDesc(file_tokenwire_templates_v1_templates, 1);
 
 /**
- * The chat request parameters a template may default. Each field has the
- * name, number and type of its `tokenwire.chat.v1.CreateChatCompletionRequest`
- * counterpart, so these parameters are read as a partial request (a field
- * added here must keep that number); what a template cannot default (model,
- * messages, stream, session_id, template, variables, metadata, user…) is left out.
- *
- * @generated from message tokenwire.templates.v1.TemplateParameters
- */
-export type TemplateParameters = Message<"tokenwire.templates.v1.TemplateParameters"> & {
-  /**
-   * Optional. Ordered fallback models tried after the request's model.
-   *
-   * @generated from field: repeated string models = 3;
-   */
-  models: string[];
-
-  /**
-   * Optional. Sampling temperature in [0, 2].
-   *
-   * @generated from field: optional double temperature = 4;
-   */
-  temperature?: number | undefined;
-
-  /**
-   * Optional. Nucleus sampling mass in (0, 1].
-   *
-   * @generated from field: optional double top_p = 5;
-   */
-  topP?: number | undefined;
-
-  /**
-   * Optional. Deprecated alias of `max_completion_tokens`.
-   *
-   * @generated from field: optional int32 max_tokens = 6 [deprecated = true];
-   * @deprecated
-   */
-  maxTokens?: number | undefined;
-
-  /**
-   * Optional. Upper bound on generated tokens.
-   *
-   * @generated from field: optional int32 max_completion_tokens = 7;
-   */
-  maxCompletionTokens?: number | undefined;
-
-  /**
-   * Optional. Up to four sequences that end generation; a string or a list.
-   *
-   * @generated from field: repeated string stop = 8;
-   */
-  stop: string[];
-
-  /**
-   * Optional. Seed for repeatable sampling.
-   *
-   * @generated from field: optional int64 seed = 9;
-   */
-  seed?: bigint | undefined;
-
-  /**
-   * Optional. Penalty in [-2, 2] on tokens by how often they appeared.
-   *
-   * @generated from field: optional double frequency_penalty = 11;
-   */
-  frequencyPenalty?: number | undefined;
-
-  /**
-   * Optional. Penalty in [-2, 2] on tokens that appeared at all.
-   *
-   * @generated from field: optional double presence_penalty = 12;
-   */
-  presencePenalty?: number | undefined;
-
-  /**
-   * Optional. Token id (as a string) to bias in [-100, 100].
-   *
-   * @generated from field: map<string, double> logit_bias = 13;
-   */
-  logitBias: { [key: string]: number };
-
-  /**
-   * Optional. Output format: text, any JSON object, or JSON matching a schema.
-   *
-   * @generated from field: tokenwire.chat.v1.ResponseFormat response_format = 16;
-   */
-  responseFormat?: ResponseFormat | undefined;
-
-  /**
-   * Optional. Tools the model may call.
-   *
-   * @generated from field: repeated tokenwire.chat.v1.Tool tools = 17;
-   */
-  tools: Tool[];
-
-  /**
-   * Optional. Whether and which tool the model must call.
-   *
-   * @generated from oneof tokenwire.templates.v1.TemplateParameters.tool_choice
-   */
-  toolChoice: {
-    /**
-     * `none`, `auto` or `required`.
-     *
-     * @generated from field: tokenwire.chat.v1.ToolChoiceMode tool_choice_mode = 18;
-     */
-    value: ToolChoiceMode;
-    case: "toolChoiceMode";
-  } | {
-    /**
-     * A specific function the model must call.
-     *
-     * @generated from field: tokenwire.chat.v1.NamedToolChoice tool_choice_named = 19;
-     */
-    value: NamedToolChoice;
-    case: "toolChoiceNamed";
-  } | { case: undefined; value?: undefined };
-
-  /**
-   * Optional. Whether the model may call several tools at once.
-   *
-   * @generated from field: optional bool parallel_tool_calls = 20;
-   */
-  parallelToolCalls?: boolean | undefined;
-
-  /**
-   * Optional. Routing preferences among the providers serving the model.
-   *
-   * @generated from field: tokenwire.chat.v1.ProviderPreferences provider = 28;
-   */
-  provider?: ProviderPreferences | undefined;
-
-  /**
-   * Optional. Prompt transforms applied before inference, e.g. `middle-out`.
-   *
-   * @generated from field: repeated string transforms = 29;
-   */
-  transforms: string[];
-
-  /**
-   * Optional. Reasoning configuration.
-   *
-   * @generated from field: tokenwire.chat.v1.Reasoning reasoning = 31;
-   */
-  reasoning?: Reasoning | undefined;
-
-  /**
-   * Optional. OpenAI's reasoning effort.
-   *
-   * @generated from field: tokenwire.chat.v1.ReasoningEffort reasoning_effort = 32;
-   */
-  reasoningEffort: ReasoningEffort;
-
-  /**
-   * Optional. Routing strategy across `models`.
-   *
-   * @generated from field: tokenwire.chat.v1.Route route = 34;
-   */
-  route: Route;
-
-  /**
-   * Optional. Verbosity of the answer.
-   *
-   * @generated from field: tokenwire.chat.v1.Verbosity verbosity = 40;
-   */
-  verbosity: Verbosity;
-};
-
-/**
- * Describes the message tokenwire.templates.v1.TemplateParameters.
- * Use `create(TemplateParametersSchema)` to create a new message.
- */
-export const TemplateParametersSchema: GenMessage<TemplateParameters> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 2);
-
-/**
  * Creates a template.
  *
  * @generated from message tokenwire.templates.v1.CreateTemplateRequest
@@ -344,7 +169,7 @@ export type CreateTemplateRequest = Message<"tokenwire.templates.v1.CreateTempla
  * Use `create(CreateTemplateRequestSchema)` to create a new message.
  */
 export const CreateTemplateRequestSchema: GenMessage<CreateTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 3);
+  messageDesc(file_tokenwire_templates_v1_templates, 2);
 
 /**
  * The created template.
@@ -365,7 +190,7 @@ export type CreateTemplateResponse = Message<"tokenwire.templates.v1.CreateTempl
  * Use `create(CreateTemplateResponseSchema)` to create a new message.
  */
 export const CreateTemplateResponseSchema: GenMessage<CreateTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 4);
+  messageDesc(file_tokenwire_templates_v1_templates, 3);
 
 /**
  * Gets a template.
@@ -393,7 +218,7 @@ export type GetTemplateRequest = Message<"tokenwire.templates.v1.GetTemplateRequ
  * Use `create(GetTemplateRequestSchema)` to create a new message.
  */
 export const GetTemplateRequestSchema: GenMessage<GetTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 5);
+  messageDesc(file_tokenwire_templates_v1_templates, 4);
 
 /**
  * The template asked for.
@@ -414,7 +239,7 @@ export type GetTemplateResponse = Message<"tokenwire.templates.v1.GetTemplateRes
  * Use `create(GetTemplateResponseSchema)` to create a new message.
  */
 export const GetTemplateResponseSchema: GenMessage<GetTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 6);
+  messageDesc(file_tokenwire_templates_v1_templates, 5);
 
 /**
  * Lists templates.
@@ -442,7 +267,7 @@ export type ListTemplatesRequest = Message<"tokenwire.templates.v1.ListTemplates
  * Use `create(ListTemplatesRequestSchema)` to create a new message.
  */
 export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 7);
+  messageDesc(file_tokenwire_templates_v1_templates, 6);
 
 /**
  * A page of templates.
@@ -477,7 +302,7 @@ export type ListTemplatesResponse = Message<"tokenwire.templates.v1.ListTemplate
  * Use `create(ListTemplatesResponseSchema)` to create a new message.
  */
 export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 8);
+  messageDesc(file_tokenwire_templates_v1_templates, 7);
 
 /**
  * Writes a new version of a template.
@@ -518,7 +343,7 @@ export type UpdateTemplateRequest = Message<"tokenwire.templates.v1.UpdateTempla
  * Use `create(UpdateTemplateRequestSchema)` to create a new message.
  */
 export const UpdateTemplateRequestSchema: GenMessage<UpdateTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 9);
+  messageDesc(file_tokenwire_templates_v1_templates, 8);
 
 /**
  * The new version.
@@ -539,7 +364,7 @@ export type UpdateTemplateResponse = Message<"tokenwire.templates.v1.UpdateTempl
  * Use `create(UpdateTemplateResponseSchema)` to create a new message.
  */
 export const UpdateTemplateResponseSchema: GenMessage<UpdateTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 10);
+  messageDesc(file_tokenwire_templates_v1_templates, 9);
 
 /**
  * Deletes a template.
@@ -560,7 +385,7 @@ export type DeleteTemplateRequest = Message<"tokenwire.templates.v1.DeleteTempla
  * Use `create(DeleteTemplateRequestSchema)` to create a new message.
  */
 export const DeleteTemplateRequestSchema: GenMessage<DeleteTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 11);
+  messageDesc(file_tokenwire_templates_v1_templates, 10);
 
 /**
  * The deletion.
@@ -595,7 +420,7 @@ export type DeleteTemplateResponse = Message<"tokenwire.templates.v1.DeleteTempl
  * Use `create(DeleteTemplateResponseSchema)` to create a new message.
  */
 export const DeleteTemplateResponseSchema: GenMessage<DeleteTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tokenwire_templates_v1_templates, 12);
+  messageDesc(file_tokenwire_templates_v1_templates, 11);
 
 /**
  * Stored prompt templates with `{{slot}}` placeholders, scoped to the caller's
