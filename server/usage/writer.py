@@ -60,6 +60,7 @@ class UsageWriter:
         self._prefix = os.urandom(8).hex()
         self._count = itertools.count()
         self.dropped = 0  # rows lost for good (metrics read it)
+        self._unjournaled: set[str] = set()  # uids of queued rows the full journal refused
 
     @property
     def queued(self) -> int:
@@ -74,6 +75,7 @@ class UsageWriter:
                 self.dropped += 1
                 return
             log.warning("usage journal full: request %s's usage is in memory only", row[0])
+            self._unjournaled.add(row[-1])
         self._queue.append(row)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.ensure_future(self._write())
@@ -116,6 +118,7 @@ class UsageWriter:
                 await self._company()
             batch, self._queue = self._queue, []
             if self._backlog and self._journal is not None:
+                self._settle(batch, stored=False)
                 continue  # the database is away: the rows wait in the journal's open segment
             segment = self._journal.seal_when_full() if self._journal is not None else None
             try:
@@ -123,10 +126,23 @@ class UsageWriter:
             except StorageUnavailable as e:
                 if segment is None and self._journal is not None:
                     segment = self._journal.seal()  # the batch's rows are in the open segment
+                self._settle(batch, stored=False)
                 self._unreachable(segment, batch, e)
             else:
+                self._settle(batch, stored=True)
                 if segment is not None and self._journal is not None:
                     self._journal.discard(segment)
+
+    def _settle(self, batch: list[list[Any]], *, stored: bool) -> None:
+        """Rows only in memory (the journal was full) are lost when their batch is not stored:
+        counted and logged, never silently."""
+        if not self._unjournaled:
+            return
+        lost = [row[0] for row in batch if row[-1] in self._unjournaled]
+        self._unjournaled.difference_update(row[-1] for row in batch)
+        if lost and not stored:
+            log.error("usage journal full and database away: lost %d requests' usage", len(lost))
+            self.dropped += len(lost)
 
     async def _company(self) -> None:
         """Let a few rows gather before writing (unless a flush is waiting): each INSERT

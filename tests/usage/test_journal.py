@@ -15,6 +15,7 @@ import orjson
 from server.errors import StorageUnavailable
 from server.storage.database import Database
 from server.storage.migrations import migrate
+from server.usage import rows
 from server.usage.journal import Journal, Segment, read_rows
 from server.usage.migrations import MIGRATIONS as USAGE
 from server.usage.query import UsageFilter
@@ -133,6 +134,31 @@ async def test_rows_parked_when_the_process_stopped_are_written_at_the_next_star
     ]
     await again.aclose()
     assert not journal.exists()  # nothing left behind
+
+
+async def test_rows_the_full_journal_refused_are_counted_lost_when_the_database_is_away(
+    database: Database, tmp_path: Path
+) -> None:
+    """A journal with room for one row, a database away: the row journaled is parked, the two
+    kept in memory only cannot be kept anywhere, and say so."""
+    await migrate(database, USAGE)
+    journal = Journal(tmp_path / "journal", max_bytes=len(orjson.dumps(row_of("req_0"))) + 1)
+    away = UsageStore(cast(Database, _Unreachable(database)), journal)
+    for i in range(3):
+        await away.record(record(request_id=f"req_{i}"))
+    await away.flush()
+    assert away.backlog() == (0, 2)
+    await away.aclose()
+    again = UsageStore(database, Journal(tmp_path / "journal"))
+    await again.recover()
+    await asyncio.wait_for(again.drain(), timeout=10)
+    assert [r.request_id for r in await again.records(UsageFilter(), 10)] == ["req_0"]
+    await again.aclose()
+
+
+def row_of(request_id: str) -> list[object]:
+    """The journal line of a record, as the writer makes it (uid of the same length)."""
+    return rows.row(record(request_id=request_id), "0" * 17)
 
 
 class _Unreachable:
