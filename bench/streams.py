@@ -25,7 +25,11 @@ from a separate load process, rounds interleaved, medians reported:
   tokenwire `--workers 1` and `2` and straight: requests/s (and its ratio to
   direct), p99, timeouts (no answer within 10 s).
 
-    .venv/bin/python bench/streams.py [--quick] [--tokenwire "CMD"]
+    .venv/bin/python bench/streams.py [--quick] [--tokenwire "CMD"] [--only per-chunk ...]
+        [--compare "CMD"]
+
+`--compare` starts a second one-worker tokenwire (another tree, say) and adds its rows to
+the per-chunk table, measured in the same rounds: a change's before and after in one run.
 """
 
 from __future__ import annotations
@@ -101,9 +105,12 @@ class Processes:
     grpc: int  # of the one-worker tokenwire
     serving: dict[int, tuple[int, ...]]  # PIDs doing tokenwire's work, by worker count
     tree: dict[int, tuple[int, ...]]  # every tokenwire PID (the supervisor too)
+    compared: tuple[int, int, int] | None  # `--compare`'s REST and gRPC ports and its PID
 
 
-def start(servers: Servers, tokenwire: Sequence[str], tmp: Path) -> Processes:
+def start(
+    servers: Servers, tokenwire: Sequence[str], tmp: Path, compare: Sequence[str] = ()
+) -> Processes:
     here = Path(__file__).parent
     _, m = servers.start(
         "fast upstream",
@@ -132,7 +139,13 @@ def start(servers: Servers, tokenwire: Sequence[str], tmp: Path) -> Processes:
         rest[workers] = int(m.group(2))
         serving[workers] = serving_pids(serve.pid, workers)
         tree[workers] = tuple(sorted({serve.pid, *serving[workers]}))
-    return Processes(fast, paced_port, floor_port, floor.pid, rest, grpc, serving, tree)
+    compared = None
+    if compare:
+        argv = [*compare, "serve", "--config", str(config), "--http-port", "0"]
+        argv += ["--grpc-port", "0", "--log-level", "warning"]
+        other, m = servers.start("compared", argv, rf"gRPC on {PORT}, HTTP on http://{PORT}/v1")
+        compared = (int(m.group(2)), int(m.group(1)), other.pid)
+    return Processes(fast, paced_port, floor_port, floor.pid, rest, grpc, serving, tree, compared)
 
 
 def run(pool: Executor, servers: Servers, fn: Callable[..., T], *args: Any) -> T:
@@ -153,6 +166,10 @@ def per_chunk(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dic
         "gRPC → tokenwire": ("grpc", p.grpc, p.serving[1]),
         "floor: bare grpc.aio, fixed chunks": ("grpc", p.floor, (p.floor_pid,)),
     }
+    if p.compared is not None:
+        rest, grpc, pid = p.compared
+        paths["REST/SSE → compared"] = ("rest", rest, (pid,))
+        paths["gRPC → compared"] = ("grpc", grpc, (pid,))
     out = {}
     for name, (kind, port, pids) in paths.items():
         cpu = {
@@ -278,12 +295,24 @@ def med(rounds: Rounds, key: str) -> float:
 
 
 def report(plan: Plan, chunks: Rounds, ratio: Rounds, pace: Rounds, load_: Rounds) -> str:
-    rows = [[name, f"{med(chunks, name):.1f}"] for name in chunks[0]]
-    parts = ["## CPU per streamed chunk (200-chunk streams less 20-chunk ones)\n\n"
-             + markdown(["path", "µs per chunk"], rows)]  # fmt: skip
-    rows = [[k, f"{med(ratio, k):,.2f}"] for k in ratio[0]]
-    parts.append("## Through tokenwire vs straight to the fast upstream, REST, one worker\n\n"
-                 + markdown(["measure", "value"], rows))  # fmt: skip
+    """The tables of the scenarios that ran (one that did not has no rounds)."""
+    parts = []
+    if chunks:
+        rows = [[name, f"{med(chunks, name):.1f}"] for name in chunks[0]]
+        parts.append("## CPU per streamed chunk (200-chunk streams less 20-chunk ones)\n\n"
+                     + markdown(["path", "µs per chunk"], rows))  # fmt: skip
+    if ratio:
+        rows = [[k, f"{med(ratio, k):,.2f}"] for k in ratio[0]]
+        parts.append("## Through tokenwire vs straight to the fast upstream, REST, one worker\n\n"
+                     + markdown(["measure", "value"], rows))  # fmt: skip
+    if pace:
+        parts.append(_paced_table(plan, pace))
+    if load_:
+        parts.append(_sustained_table(plan, load_))
+    return "\n\n".join(parts)
+
+
+def _paced_table(plan: Plan, pace: Rounds) -> str:
     rows = []
     for n in plan.paced:
         for name in ("direct", "tokenwire"):
@@ -299,8 +328,11 @@ def report(plan: Plan, chunks: Rounds, ratio: Rounds, pace: Rounds, load_: Round
     headers = ["streams", "path", "first frame p50 ms", "p99 ms", "frame delay p50 ms",
                "p99 ms", "frames > 100 ms", "errors", "peak RSS summed MiB",
                "peak PSS MiB"]  # fmt: skip
-    parts.append("## Paced streams (64 frames, 20 ms apart), tokenwire --workers 2\n\n"
-                 + markdown(headers, rows))  # fmt: skip
+    return ("## Paced streams (64 frames, 20 ms apart), tokenwire --workers 2\n\n"
+            + markdown(headers, rows))  # fmt: skip
+
+
+def _sustained_table(plan: Plan, load_: Rounds) -> str:
     rows = []
     for c in plan.sustained:
         direct = med(load_, f"{c} direct rps")
@@ -310,8 +342,15 @@ def report(plan: Plan, chunks: Rounds, ratio: Rounds, pace: Rounds, load_: Round
                          f"{med(load_, f'{c} {name} p99'):.1f}",
                          f"{med(load_, f'{c} {name} timeouts'):.0f}"])  # fmt: skip
     headers = ["c", "path", "req/s", "ratio to direct", "p99 ms", "timeouts"]
-    parts.append("## Sustained load, 20 ms upstream, whole answers\n\n" + markdown(headers, rows))
-    return "\n\n".join(parts)
+    return "## Sustained load, 20 ms upstream, whole answers\n\n" + markdown(headers, rows)
+
+
+STEPS = {  # in the report's order
+    "per-chunk": per_chunk,
+    "ratios": ratios,
+    "paced": paced_rows,
+    "sustained": sustained_rows,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -319,32 +358,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true", help="shorter runs, one round: a smoke run")
     p.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick 1)")
     p.add_argument("--tokenwire", default=str(Path(sys.executable).parent / "tokenwire"))
+    p.add_argument("--only", action="append", choices=list(STEPS), help="run just these scenarios")
+    p.add_argument("--compare", default="", help="a second tokenwire for the per-chunk table")
     args = p.parse_args(argv)
+    steps = {name: step for name, step in STEPS.items() if name in (args.only or STEPS)}
     plan = make_plan(args.quick)
     if args.rounds:
         plan = Plan(args.rounds, *list(plan.__dict__.values())[1:])
     started = time.monotonic()
-    chunks: Rounds = []
-    ratio: Rounds = []
-    pace: Rounds = []
-    load_: Rounds = []
+    results: dict[str, Rounds] = {name: [] for name in STEPS}
     context = multiprocessing.get_context("spawn")
     with (
         tempfile.TemporaryDirectory() as tmp,
         Servers() as servers,
         ProcessPoolExecutor(1, mp_context=context) as pool,
     ):
-        procs = start(servers, shlex.split(args.tokenwire), Path(tmp))
+        procs = start(servers, shlex.split(args.tokenwire), Path(tmp), shlex.split(args.compare))
         for r in range(plan.rounds):
-            for name, step, into in (
-                ("per chunk", per_chunk, chunks),
-                ("ratios", ratios, ratio),
-                ("paced", paced_rows, pace),
-                ("sustained", sustained_rows, load_),
-            ):
+            for name, step in steps.items():
+                into = results[name]
                 into.append(step(pool, servers, procs, plan))
                 print(f"[round {r + 1}/{plan.rounds}] {name}: {into[-1]}", file=sys.stderr)
-    print(report(plan, chunks, ratio, pace, load_))
+    print(report(plan, *results.values()))
     print(f"\n(took {time.monotonic() - started:.0f} s)", file=sys.stderr)
 
 
