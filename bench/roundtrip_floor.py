@@ -11,8 +11,11 @@ with `--upstream URL` each unary call first POSTs the benchmark's request to
 URL with a session made as tokenwire's providers make theirs
 (`server.providers.http.session.new_session`) and reads the whole answer,
 the least a gRPC server that calls an upstream can do (`upstream.py` measures
-it beside tokenwire). Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once
-listening and runs until SIGTERM.
+it beside tokenwire); and each stream asks URL for a stream of `max_tokens`
+chunks and writes a fixed message per JSON event read, as the events arrive,
+the least a gRPC server relaying a stream can do (`streams.py`'s relay floor).
+Each prints `floor: <kind> on 127.0.0.1:<port>` on stderr once listening and
+runs until SIGTERM.
 """
 
 from __future__ import annotations
@@ -164,31 +167,44 @@ HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 
 
 class CallingChat(FixedChat):
-    """Each unary call first makes one upstream call, as tokenwire's provider would."""
+    """Each call first makes one upstream call, as tokenwire's provider would; a stream
+    relays the upstream's, a fixed message per event."""
 
     def __init__(self, upstream: str) -> None:
         super().__init__()
         self.upstream = upstream
         self.session: aiohttp.ClientSession | None = None  # made inside the running loop
 
+    async def _post(self, body: bytes) -> aiohttp.ClientResponse:
+        if self.session is None:
+            self.session = new_session()
+        return await self.session.post(
+            self.upstream, data=body, headers=HEADERS, timeout=UPSTREAM_LIMITS,
+            allow_redirects=False,
+        )  # fmt: skip
+
     async def CreateChatCompletion(
         self, request: chat_pb2.CreateChatCompletionRequest, context: Any
     ) -> chat_pb2.CreateChatCompletionResponse:
-        if self.session is None:
-            self.session = new_session()
-        answer = await self.session.post(
-            self.upstream,
-            data=load.BODY,
-            headers=HEADERS,
-            timeout=UPSTREAM_LIMITS,
-            allow_redirects=False,
-        )
+        answer = await self._post(load.BODY)
         try:
             while await answer.content.readany():
                 pass
         finally:
             answer.close()
         return self.response
+
+    async def StreamChatCompletion(
+        self, request: chat_pb2.StreamChatCompletionRequest, context: Any
+    ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
+        body = load.STREAM_BODY[:-1] + b', "max_tokens": %d}' % request.request.max_tokens
+        answer = await self._post(body)
+        try:
+            while data := await answer.content.readany():
+                for _ in range(data.count(b"data: {")):  # an event split across reads: rare
+                    yield self.chunks[1]
+        finally:
+            answer.close()
 
 
 async def serve_grpc(upstream: str | None) -> None:

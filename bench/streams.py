@@ -9,7 +9,9 @@ from a separate load process, rounds interleaved, medians reported:
 
 - per chunk: tokenwire's CPU for streams of 200 content chunks less that for
   streams of 20, over 180 (REST/SSE and gRPC, 8 at a time); the floor is the
-  same for a bare grpc.aio server streaming fixed messages;
+  same for a bare grpc.aio server streaming fixed messages, and the relay floor
+  for one writing a fixed message per event of the fast upstream's stream as
+  it reads them (its writes wait on the upstream, as tokenwire's do);
 - streamed and non-streamed requests/s at c=16 through tokenwire (REST, one
   worker), as a ratio of the same calls straight to the fast upstream, and
   REST's added p99 at c=1;
@@ -101,6 +103,8 @@ class Processes:
     paced: int
     floor: int
     floor_pid: int
+    relay: int  # the relay floor's port
+    relay_pid: int
     rest: dict[int, int]  # by worker count
     grpc: int  # of the one-worker tokenwire
     serving: dict[int, tuple[int, ...]]  # PIDs doing tokenwire's work, by worker count
@@ -126,6 +130,10 @@ def start(
         "gRPC floor", [sys.executable, str(here / "roundtrip_floor.py"), "grpc"], PORT
     )
     floor_port = int(m.group(1))
+    upstream = f"http://127.0.0.1:{fast}/v1/chat/completions"
+    argv = [sys.executable, str(here / "roundtrip_floor.py"), "grpc", "--upstream", upstream]
+    relay, m = servers.start("gRPC relay floor", argv, PORT)
+    relay_port = int(m.group(1))
     config = tmp / "tokenwire.toml"
     config.write_text(CONFIG.format(data_dir=tmp, fast=fast, paced=paced_port))
     rest, serving, tree, grpc = {}, {}, {}, 0
@@ -145,7 +153,10 @@ def start(
         argv += ["--grpc-port", "0", "--log-level", "warning"]
         other, m = servers.start("compared", argv, rf"gRPC on {PORT}, HTTP on http://{PORT}/v1")
         compared = (int(m.group(2)), int(m.group(1)), other.pid)
-    return Processes(fast, paced_port, floor_port, floor.pid, rest, grpc, serving, tree, compared)
+    return Processes(
+        fast, paced_port, floor_port, floor.pid, relay_port, relay.pid, rest, grpc, serving,
+        tree, compared,
+    )  # fmt: skip
 
 
 def run(pool: Executor, servers: Servers, fn: Callable[..., T], *args: Any) -> T:
@@ -159,19 +170,28 @@ def run(pool: Executor, servers: Servers, fn: Callable[..., T], *args: Any) -> T
 LONG, SHORT = 200, 20
 
 
-def per_chunk(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dict[str, float]:
-    """CPU µs per chunk of each path, this round."""
+def per_chunk(
+    pool: Executor, servers: Servers, p: Processes, plan: Plan, r: int
+) -> dict[str, float]:
+    """CPU µs per chunk of each path, this round (odd rounds take the paths in reverse, so
+    that none always runs in the same place)."""
     paths = {
         "REST/SSE → tokenwire": ("rest", p.rest[1], p.serving[1]),
         "gRPC → tokenwire": ("grpc", p.grpc, p.serving[1]),
         "floor: bare grpc.aio, fixed chunks": ("grpc", p.floor, (p.floor_pid,)),
-    }
+        "relay floor: bare grpc.aio, a fixed chunk per upstream event": (
+            "grpc", p.relay, (p.relay_pid,),
+        ),
+    }  # fmt: skip
     if p.compared is not None:
         rest, grpc, pid = p.compared
         paths["REST/SSE → compared"] = ("rest", rest, (pid,))
         paths["gRPC → compared"] = ("grpc", grpc, (pid,))
+    order = list(paths.items())
+    if r % 2:
+        order.reverse()
     out = {}
-    for name, (kind, port, pids) in paths.items():
+    for name, (kind, port, pids) in order:
         cpu = {
             k: run(
                 pool, servers, stream_load.cpu_per_stream, kind, port, k, plan.chunk_streams, pids
@@ -179,13 +199,13 @@ def per_chunk(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dic
             for k in (SHORT, LONG)
         }
         out[name] = (cpu[LONG] - cpu[SHORT]) / (LONG - SHORT)
-    return out
+    return {name: out[name] for name in paths}  # the table's order
 
 
 # --- throughput ratios at c=16 ------------------------------------------------------------
 
 
-def ratios(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dict[str, float]:
+def ratios(pool: Executor, servers: Servers, p: Processes, plan: Plan, r: int) -> dict[str, float]:
     def job(kind: load.Kind, port: int, c: int, n: int) -> load.Outcome:
         return run(pool, servers, load.run, load.Job(kind, port, c, n, n // 10, 20.0))
 
@@ -208,7 +228,9 @@ def ratios(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dict[s
 # --- paced streams and sustained load -----------------------------------------------------
 
 
-def paced_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dict[str, float]:
+def paced_rows(
+    pool: Executor, servers: Servers, p: Processes, plan: Plan, r: int
+) -> dict[str, float]:
     out = {}
     for n in plan.paced:
         for name, port in (("direct", p.paced), ("tokenwire", p.rest[2])):
@@ -227,7 +249,9 @@ def paced_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> di
     return out
 
 
-def sustained_rows(pool: Executor, servers: Servers, p: Processes, plan: Plan) -> dict[str, float]:
+def sustained_rows(
+    pool: Executor, servers: Servers, p: Processes, plan: Plan, r: int
+) -> dict[str, float]:
     out = {}
     for c in plan.sustained:
         for name, port in (("direct", p.paced), ("1 worker", p.rest[1]), ("2 workers", p.rest[2])):
@@ -377,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for r in range(plan.rounds):
             for name, step in steps.items():
                 into = results[name]
-                into.append(step(pool, servers, procs, plan))
+                into.append(step(pool, servers, procs, plan, r))
                 print(f"[round {r + 1}/{plan.rounds}] {name}: {into[-1]}", file=sys.stderr)
     print(report(plan, *results.values()))
     print(f"\n(took {time.monotonic() - started:.0f} s)", file=sys.stderr)
