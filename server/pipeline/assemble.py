@@ -75,14 +75,20 @@ class ChunkWriter:
         # them, and parsing the whole message is cheaper than building a chunk and then
         # copying it into a message (`StreamChatCompletionResponse(chunk=…)` copies).
         self._head = chat_pb2.StreamChatCompletionResponse(chunk=head).SerializeToString()
+        # A delta's chunk holds one choice: parsed with the rest, cheaper than adding it
+        # (~0.15 µs of a streamed chunk's ~1 µs here; bench/streams.py, per chunk).
+        head.choices.add()
+        self._with_choice = chat_pb2.StreamChatCompletionResponse(chunk=head).SerializeToString()
 
     def _message(self) -> chat_pb2.StreamChatCompletionResponse:
         return chat_pb2.StreamChatCompletionResponse.FromString(self._head)
 
     def delta(self, d: base.Delta) -> chat_pb2.StreamChatCompletionResponse:
-        message = self._message()
+        message = chat_pb2.StreamChatCompletionResponse.FromString(self._with_choice)
         chunk = message.chunk
-        choice = chunk.choices.add(index=d.choice)
+        choice = chunk.choices[0]
+        if d.choice:
+            choice.index = d.choice
         if d.choice not in self._started:
             self._started.add(d.choice)
             choice.delta.role = message_pb2.ROLE_ASSISTANT
