@@ -197,7 +197,8 @@ class CallingChat(FixedChat):
     async def StreamChatCompletion(
         self, request: chat_pb2.StreamChatCompletionRequest, context: Any
     ) -> AsyncIterator[chat_pb2.StreamChatCompletionResponse]:
-        body = load.STREAM_BODY[:-1] + b', "max_tokens": %d}' % request.request.max_tokens
+        tokens = request.request.parameters.max_tokens
+        body = load.STREAM_BODY[:-1] + b', "max_tokens": %d}' % tokens
         answer = await self._post(body)
         try:
             while data := await answer.content.readany():
