@@ -1,11 +1,15 @@
-"""A gRPC load generator in C: nghttp2's h2load sending tokenwire's unary RPC.
+"""A gRPC load generator in C: nghttp2's h2load sending tokenwire's RPCs.
 
 A grpc.aio client spends ~0.6 ms of CPU per call, as much as a third of what
 the server it measures gets on these 2 cores; h2load (Debian:
 `apt-get install nghttp2-client`) costs a few µs, as the REST client does.
 `run(job)` sends the same `CreateChatCompletion` as gRPC frames over one
 HTTP/2 connection with `job.concurrency` streams in flight, like one shared
-channel, and returns an `Outcome` as `roundtrip_load.run` does.
+channel, and returns an `Outcome` as `roundtrip_load.run` does. `stream_cpu`
+streams answers of N chunks through `StreamChatCompletion` the same way and
+returns the server's CPU per stream, for `streams.py`'s per-chunk table: there
+a grpc.aio client is as slow per message as the server it measures, so the
+two take turns sleeping and each message costs the server a wake-up.
 
 h2load sees HTTP statuses, not gRPC ones, so a call counts only if it carried
 a response message: the run is checked against the response bytes h2load
@@ -21,11 +25,16 @@ import struct
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import roundtrip_load as load
 
+from tokenwire.chat.v1 import chat_pb2
+
 PATH = "/tokenwire.chat.v1.ChatService/CreateChatCompletion"
+STREAM_PATH = "/tokenwire.chat.v1.ChatService/StreamChatCompletion"
+STREAMS_AT_ONCE = 8  # as stream_load's grpc.aio client
 MIN_RESPONSE = 40  # bytes of a gRPC message carrying a completion: errors carry none
 
 
@@ -39,6 +48,25 @@ def run(job: load.Job) -> load.Outcome:
         body.write_bytes(_frame(load.grpc_request().SerializeToString()))
         _h2load(job, body, job.warmup, None)
         return _measure(job, body, Path(tmp, "log"))
+
+
+def stream_cpu(port: int, chunks: int, count: int, pids: Sequence[int]) -> float:
+    """CPU µs the `pids` spent per streamed answer of `chunks` chunks, after a warm-up."""
+    request = load.grpc_request()
+    request.parameters.max_tokens = chunks
+    job = load.Job("grpc-h2load", port, STREAMS_AT_ONCE, count, 0, 60.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        body = Path(tmp, "request")
+        body.write_bytes(
+            _frame(chat_pb2.StreamChatCompletionRequest(request=request).SerializeToString())
+        )
+        _h2load(job, body, max(count // 10, STREAMS_AT_ONCE), None, STREAM_PATH)
+        before = load.process_cpu(pids)
+        report = _h2load(job, body, count, None, STREAM_PATH)
+        after = load.process_cpu(pids)
+    if errors := _errors(report, count * chunks):  # every chunk a message of its own
+        raise load.BadResponse(errors[0])
+    return sum(b - a for a, b in zip(before, after, strict=True)) / count * 1e6
 
 
 def _frame(message: bytes) -> bytes:
@@ -69,12 +97,12 @@ def _measure(job: load.Job, body: Path, log: Path) -> load.Outcome:
     return out
 
 
-def _h2load(job: load.Job, body: Path, count: int, log: Path | None) -> str:
+def _h2load(job: load.Job, body: Path, count: int, log: Path | None, path: str = PATH) -> str:
     argv = [
         "h2load", f"--requests={count}", "--clients=1",
         f"--max-concurrent-streams={job.concurrency}", f"--data={body}",
         "--header=content-type: application/grpc", "--header=te: trailers",
-        f"http://127.0.0.1:{job.port}{PATH}",
+        f"http://127.0.0.1:{job.port}{path}",
     ]  # fmt: skip
     if log is not None:
         argv.append(f"--log-file={log}")

@@ -1,9 +1,9 @@
 """Long streams for `streams.py`'s per-chunk scenario, run in its load process.
 
 `cpu_per_stream` streams `count` answers of `chunks` content chunks from a
-server (REST/SSE on HTTP/1.1 keep-alive, or gRPC on one grpc.aio channel),
-8 at a time, after a warm-up, and returns the CPU µs the watched processes
-spent per stream.
+server (REST/SSE on HTTP/1.1 keep-alive, gRPC on one grpc.aio channel, or
+gRPC from h2load: `grpc_h2load.stream_cpu`), 8 at a time, after a warm-up,
+and returns the CPU µs the watched processes spent per stream.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
+import grpc_h2load
 import uvloop
 from paced import request
 from roundtrip_load import process_cpu
@@ -25,6 +26,8 @@ MODEL = "fake-echo"
 def cpu_per_stream(kind: str, port: int, chunks: int, count: int, pids: Sequence[int]) -> float:
     if kind == "rest":
         return uvloop.run(_measure(_rest(port, chunks), count, pids))
+    if kind == "grpc-h2load":
+        return grpc_h2load.stream_cpu(port, chunks, count, pids)
     return asyncio.run(_measure(_grpc(port, chunks), count, pids))  # grpc.aio: stock loop
 
 

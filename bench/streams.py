@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import grpc_h2load
 import paced
 import roundtrip_load as load
 import stream_load
@@ -183,6 +184,10 @@ def per_chunk(
             "grpc", p.relay, (p.relay_pid,),
         ),
     }  # fmt: skip
+    if grpc_h2load.available():  # a client in C: see grpc_h2load.stream_cpu
+        paths["gRPC → tokenwire, h2load client"] = ("grpc-h2load", p.grpc, p.serving[1])
+        paths["floor, h2load client"] = ("grpc-h2load", p.floor, (p.floor_pid,))
+        paths["relay floor, h2load client"] = ("grpc-h2load", p.relay, (p.relay_pid,))
     if p.compared is not None:
         rest, grpc, pid = p.compared
         paths["REST/SSE → compared"] = ("rest", rest, (pid,))
