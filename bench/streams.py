@@ -19,8 +19,9 @@ from a separate load process, rounds interleaved, medians reported:
   the run's length, the first of each connection a warm-up) through
   tokenwire `--workers 2` and straight to the upstream: time to the first
   frame, frame delay (from the upstream's send to the client's read, clocks
-  shared), frames later than 100 ms, and tokenwire's peak memory (RSS
-  summed over its processes, and PSS, which counts pages they share once).
+  shared), frames later than 100 ms, and tokenwire's peak memory during the
+  run (RSS summed over its processes, and PSS, which counts pages they share
+  once).
   The load client is one Python process: at 2,048 streams it is itself busy
   (see the direct row);
 - sustained: whole answers from the 20 ms upstream at c=64/256/1,024 through
@@ -239,7 +240,7 @@ def paced_rows(
     out = {}
     for n in plan.paced:
         for name, port in (("direct", p.paced), ("tokenwire", p.rest[2])):
-            with PssPeak(p.tree[2] if name == "tokenwire" else ()) as pss:
+            with MemoryPeak(p.tree[2] if name == "tokenwire" else ()) as memory:
                 got = run(pool, servers, paced.paced_streams, port, n, plan.paced_seconds, 64)
             key = f"{n} {name}"
             out[f"{key} first p50"] = percentile(got.first_ms, 50)
@@ -249,8 +250,8 @@ def paced_rows(
             out[f"{key} stalled"] = sum(ms > 100 for ms in got.frame_ms)
             out[f"{key} frames"] = len(got.frame_ms)
             out[f"{key} errors"] = len(got.errors)
-        out[f"{n} rss"] = sum(_peak_rss_mib(pid) for pid in p.tree[2])
-        out[f"{n} pss"] = pss.peak_mib
+            if name == "tokenwire":
+                out[f"{n} rss"], out[f"{n} pss"] = memory.rss_mib, memory.pss_mib
     return out
 
 
@@ -267,19 +268,22 @@ def sustained_rows(
     return out
 
 
-class PssPeak:
-    """The highest sum of the processes' PSS seen while in use, sampled every 0.2 s.
+class MemoryPeak:
+    """The highest sums of the processes' RSS and PSS seen while in use, sampled every 0.2 s.
 
-    PSS (proportional set size) counts a page the forked workers share with the supervisor
-    once across them, where summed RSS counts it in each: the memory the tree really uses."""
+    Sampled during the scenario, not read from the kernel's high-water mark (VmHWM), which
+    keeps the peak of the process's whole life: every earlier scenario on the same server.
+    PSS (proportional set size) counts a page the processes share once across them, where
+    summed RSS counts it in each: the memory the tree really uses."""
 
     def __init__(self, pids: Sequence[int]) -> None:
         self._pids = tuple(pids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
-        self.peak_mib = 0.0
+        self.rss_mib = 0.0
+        self.pss_mib = 0.0
 
-    def __enter__(self) -> PssPeak:
+    def __enter__(self) -> MemoryPeak:
         if self._pids:
             self._thread.start()
         return self
@@ -291,27 +295,24 @@ class PssPeak:
 
     def _sample(self) -> None:
         while True:
-            now = sum(_pss_mib(pid) for pid in self._pids)
-            self.peak_mib = max(self.peak_mib, now)
+            now = [memory_mib(pid) for pid in self._pids]
+            self.rss_mib = max(self.rss_mib, sum(rss for rss, _ in now))
+            self.pss_mib = max(self.pss_mib, sum(pss for _, pss in now))
             if self._stop.wait(0.2):  # a sampling period, not a synchronisation
                 return
 
 
-def _pss_mib(pid: int) -> float:
+def memory_mib(pid: int) -> tuple[float, float]:
+    """A process's RSS and PSS now, in MiB (zeros once it has ended)."""
+    kib = {"Rss:": 0, "Pss:": 0}
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) / 1024
+            name, *value = line.split()
+            if name in kib:
+                kib[name] = int(value[0])
     except OSError:  # the process has ended
         pass
-    return 0.0
-
-
-def _peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return kib["Rss:"] / 1024, kib["Pss:"] / 1024
 
 
 # --- report -------------------------------------------------------------------------------
