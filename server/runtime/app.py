@@ -15,7 +15,6 @@ import contextlib
 import logging
 import math
 import socket
-import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,13 +305,3 @@ async def serve_http(
     if task.done():
         task.result()
     return http, task, sock.getsockname()[1]
-
-
-def announce(service: Service, config: Config) -> None:
-    announce_ports(config.host, service.grpc_port, service.http_port)
-
-
-def announce_ports(host: str, grpc_port: int | None, http_port: int) -> None:
-    grpc_part = f"gRPC on {host}:{grpc_port}, " if grpc_port else ""
-    line = f"tokenwire: {grpc_part}HTTP on http://{host}:{http_port}/v1"
-    print(line, file=sys.stderr, flush=True)

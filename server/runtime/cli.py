@@ -14,15 +14,17 @@ import gc
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-
-import uvloop
+from typing import TYPE_CHECKING
 
 from server.keys import cli as keys_cli
 from server.observability import logs
-from server.runtime import app, workers
-from server.runtime.compose import StartupRefused
+from server.runtime import workers
+from server.runtime.announce import announce_ports
 from server.runtime.config import Config, load
 from server.usage import cli as usage_cli
+
+if TYPE_CHECKING:
+    from server.runtime import app
 
 EPILOG = """\
 Every option can also come from the environment as TOKENWIRE_<OPTION> (for example
@@ -144,7 +146,7 @@ async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     if not workers.notify_ready():
-        app.announce(service, config)
+        announce_ports(config.host, service.grpc_port, service.http_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -158,6 +160,8 @@ async def _run(config: Config, starter: Callable[[Config], Awaitable[app.Service
 
 async def _offline(args: argparse.Namespace) -> int:
     """`keys` and `usage`: straight against the database, no server needed."""
+    from server.runtime import app
+
     config = load({k: getattr(args, k) for k in ("config", "database_url", "data_dir")})
     db = await app.open_storage(config)
     try:
@@ -173,6 +177,8 @@ def main(argv: list[str] | None = None) -> None:
     workers.follow_supervisor()
     namespace = parser().parse_args(argv)
     if namespace.command in ("keys", "usage"):
+        import uvloop
+
         raise SystemExit(uvloop.run(_offline(namespace)))
     args = vars(namespace)
     command = args.pop("command")
@@ -184,10 +190,21 @@ def main(argv: list[str] | None = None) -> None:
         logs.configure(config.log_level, config.log_format)
     except ValueError as e:
         raise SystemExit(f"tokenwire: {e}") from None
+    if command == "serve" and config.workers > 1:
+        raise SystemExit(workers.supervise(config, argv))
+    _serve(config, command)
+
+
+def _serve(config: Config, command: str) -> None:
+    """Serve in this process. What serving needs is imported here, not at the top: the
+    `--workers` supervisor never serves, and those ~90 MiB would stay in it for nothing."""
+    import uvloop
+
+    from server.runtime import app
+    from server.runtime.compose import StartupRefused
+
     starter = app.start if command == "serve" else app.start_gateway
     try:
-        if command == "serve" and config.workers > 1:
-            raise SystemExit(workers.supervise(config, argv))
         # uvloop: the event loop's own per-request overhead is a fraction of asyncio's
         uvloop.run(_run(config, starter))
     except StartupRefused as e:

@@ -26,18 +26,15 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-import uvloop
-
-from server.keys.store import KeyStore
-from server.runtime import app, compose
+from server.runtime.announce import announce_ports
 from server.runtime.config import Config
 from server.runtime.cpus import physical_cores
-from server.storage.migrations import migrate
 
 log = logging.getLogger("tokenwire.workers")
 
@@ -72,7 +69,8 @@ def follow_supervisor() -> None:
 
 def supervise(config: Config, argv: Sequence[str]) -> int:
     """Run `config.workers` copies of `tokenwire <argv>`; the exit status of the whole."""
-    uvloop.run(_prepare(config))
+    if status := _prepared_apart(config):
+        return status
     if not config.redis_url:
         log.warning("rate limits are counted per worker: set redis_url to share them")
     with _metrics_dir(config) as metrics_dir:
@@ -91,13 +89,48 @@ def _serve(config: Config, argv: Sequence[str]) -> int:
             stopped = pool.stopping  # asked to stop while starting: not a failure
             pool.stop()
             return pool.wait() if stopped else max(pool.wait(), 1)
-    app.announce_ports(ports.host, ports.grpc_port, ports.http_port)
+    announce_ports(ports.host, ports.grpc_port, ports.http_port)
     return pool.wait()
 
 
-async def _prepare(config: Config) -> None:
+def _prepared_apart(config: Config) -> int:
     """Migrate once, before the workers start (each would race the others to it), and
-    refuse here, once, what every worker would refuse (`StartupRefused`)."""
+    refuse here, once, what every worker would refuse; the exit status of that.
+
+    In a child process: preparing imports nearly all of the server (~90 MiB), which would
+    stay in the supervisor for its whole life, though all it does then is wait."""
+    pid = os.fork()  # no thread runs yet: the child is a plain copy
+    if pid == 0:
+        status = 1
+        try:
+            status = _prepare_here(config)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(status)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+def _prepare_here(config: Config) -> int:
+    """In the child: migrate and check; 1, the reason said, when it must refuse."""
+    import uvloop
+
+    from server.runtime.compose import StartupRefused
+
+    try:
+        uvloop.run(_prepare(config))
+    except StartupRefused as e:
+        print(f"tokenwire: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _prepare(config: Config) -> None:
+    from server.keys.store import KeyStore
+    from server.runtime import app, compose
+    from server.storage.migrations import migrate
+
     db = await app.open_storage(config)
     try:
         await migrate(db, compose.MIGRATIONS)
