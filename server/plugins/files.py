@@ -19,9 +19,6 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 
-from pypdf import PdfReader
-from pypdf.errors import PyPdfError
-
 from server.errors import InvalidRequest, TooLarge
 from server.plugins.ocr import Ocr
 from tokenwire.chat.v1 import message_pb2, routing_pb2
@@ -89,6 +86,11 @@ async def parse_files(messages: list[message_pb2.ChatMessage], read: Reader = re
 
 def pdf_text(file_data: str, param: str) -> str:
     """The text of the PDF in `file_data` (a data URL or bare base64), page after page."""
+    # Imported on first use: pypdf (with cryptography) is ~16 MiB in every process that
+    # imports it, most of which never read a PDF (the --workers supervisor, most servers).
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
     data = _decoded(file_data, param)
     try:
         reader = PdfReader(io.BytesIO(data))

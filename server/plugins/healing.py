@@ -15,10 +15,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import json_repair
-from jsonschema import exceptions as schema_errors
-from jsonschema import validators
-
 from server.errors import InvalidRequest
 from server.pipeline.convert import MAX_JSON_DEPTH, json_depth
 from tokenwire.chat.v1 import chat_pb2, message_pb2
@@ -53,6 +49,8 @@ class Healer:
         return Verdict(chat_pb2.HEALING_STATUS_UNHEALABLE, text, problem)
 
     def _repaired(self, text: str, why: str) -> Verdict:
+        import json_repair  # on first use, as jsonschema below: see `_validator`
+
         value = json_repair.repair_json(text, return_objects=True)
         if value == "" or not isinstance(value, dict | list):  # nothing JSON-like in it
             return Verdict(chat_pb2.HEALING_STATUS_UNHEALABLE, text, why)
@@ -66,6 +64,8 @@ class Healer:
         """Why `value` is not an acceptable answer, or None."""
         if self._validator is None:
             return None if isinstance(value, dict) else "not a JSON object"
+        from jsonschema import exceptions as schema_errors
+
         error = schema_errors.best_match(self._validator.iter_errors(value))
         return None if error is None else f"does not match the schema: {error.message}"
 
@@ -112,6 +112,11 @@ def healer(request: chat_pb2.CreateChatCompletionRequest) -> Healer | None:
 
 
 def _validator(schema: dict[str, Any]) -> Any:
+    # Imported on first use: jsonschema and json_repair weigh ~4 MiB in every process that
+    # imports them, most of which never heal an answer (the --workers supervisor included).
+    from jsonschema import exceptions as schema_errors
+    from jsonschema import validators
+
     cls = validators.validator_for(schema)
     try:
         cls.check_schema(schema)
