@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 from server.limits.base import Limiter
 from server.limits.in_process import MemoryLimiter
-from server.limits.redis_limiter import RedisLimiter
 
 
 def build_limiter(
@@ -20,4 +19,7 @@ def build_limiter(
     """Connecting is lazy: an unreachable Redis shows up per request, as fail open/closed."""
     if not redis_url:
         return MemoryLimiter(clock)
+    # Imported only when configured: the redis client is ~9 MiB in each worker.
+    from server.limits.redis_limiter import RedisLimiter
+
     return RedisLimiter.from_url(redis_url, fail_open=fail_open, prefix=prefix, clock=clock)
