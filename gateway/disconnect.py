@@ -54,8 +54,12 @@ class _Watch:
         self._task = asyncio.ensure_future(self._watch())
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        # Let go of the task: cancelled, it keeps its CancelledError, whose traceback holds
+        # `_watch`'s frame and so this watch; a reference back would make a cycle per call
+        # that only the cyclic GC frees, which runs rarely here (server.runtime.cli).
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
 
     async def _watch(self) -> None:
         await wait_disconnect(self._receive)

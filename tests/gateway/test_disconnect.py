@@ -9,10 +9,13 @@ the gateway calls the server: in-process, and the standalone gateway over gRPC.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import orjson
 import pytest
 
+from gateway import disconnect
+from gateway.http import ASGIMessage
 from server.runtime import app, upstreams
 from server.runtime.config import Config
 from tests.conftest import StartService
@@ -63,3 +66,26 @@ async def test_a_client_that_leaves_cancels_its_unary_request(
 
 async def _recorded(service: app.Service) -> bool:
     return len(await records(service)) == 1
+
+
+async def test_a_call_that_outlasts_the_watch_leaves_no_garbage_cycle() -> None:
+    """The watch, once cancelled, is freed by reference counting: the cyclic GC runs
+    rarely in a server (server.runtime.cli), and a cycle per call would pile up."""
+
+    async def receive() -> ASGIMessage:
+        await NEVER.wait()  # the client never leaves
+        raise AssertionError("unreachable")
+
+    async def call() -> int:
+        await asyncio.sleep(disconnect.WATCH_AFTER * 2)  # lasts past the watch's start
+        return 1
+
+    gc.collect()
+    gc.disable()
+    try:
+        assert await disconnect.unless_disconnected(call(), receive) == 1
+        for _ in range(3):  # loop turns: the cancelled watch's task runs to its end
+            await asyncio.sleep(0)
+        assert not [o for o in gc.get_objects() if isinstance(o, disconnect._Watch)]
+    finally:
+        gc.enable()
