@@ -187,7 +187,7 @@ class _JoinedHead:
     Python of an event). Everything else goes to the connection's transport.
     """
 
-    __slots__ = ("_held", "_linger", "_loop", "_transport", "write")
+    __slots__ = ("_chunked", "_held", "_linger", "_loop", "_started", "_transport")
 
     def __init__(
         self,
@@ -199,23 +199,30 @@ class _JoinedHead:
         self._loop = loop
         self._linger = linger  # how the connection ends after a `connection: close` answer
         self._held: list[bytes] | None = None
-        self.write: Callable[[bytes], None] = self._hold  # the first write; then `_join`
+        # Which write comes: a flag, not a bound method kept on self, which would make a
+        # reference cycle per response for the (rarely run) cyclic GC to free.
+        self._started = self._chunked = False
+
+    def write(self, data: bytes) -> None:
+        if self._chunked:  # an event stream: this turn's writes leave together
+            if self._held is None:
+                self._held = [data]
+                self._loop.call_soon(self._flush)
+            else:
+                self._held.append(data)
+        elif self._started:
+            self._join(data)
+        else:
+            self._hold(data)
 
     def _hold(self, data: bytes) -> None:
         self._held = [data]
-        self.write = self._gather if _CHUNKED in data else self._join
+        self._started, self._chunked = True, _CHUNKED in data
         self._loop.call_soon(self._flush)
 
     def _join(self, data: bytes) -> None:
         held, self._held = self._held, None
         self._transport.write(held[0] + data if held is not None else data)
-
-    def _gather(self, data: bytes) -> None:
-        if self._held is None:
-            self._held = [data]
-            self._loop.call_soon(self._flush)
-        else:
-            self._held.append(data)
 
     def _flush(self) -> None:
         held, self._held = self._held, None

@@ -7,6 +7,7 @@ Slow or oversized request heads are refused (408, 431) and malformed ones get
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -258,3 +259,20 @@ async def test_closing_sends_a_held_head_first() -> None:
     transport.close()
     assert recording.writes == [b"HTTP/1.1 500 Internal Server Error\r\n\r\n"]
     assert recording.closed
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\n" + CHUNKED, b"HTTP/1.1 200 OK\r\n\r\n"])
+async def test_a_finished_answer_s_transport_leaves_no_garbage_cycle(head: bytes) -> None:
+    """Freed by reference counting once its response is done: the cyclic GC runs rarely
+    in a server (server.runtime.cli), and a cycle per response would pile up."""
+    gc.collect()
+    gc.disable()
+    try:
+        transport = protocol._JoinedHead(_Recording(), asyncio.get_running_loop())
+        transport.write(head)
+        transport.write(b"body")
+        await _next_turn()
+        del transport
+        assert not [o for o in gc.get_objects() if isinstance(o, protocol._JoinedHead)]
+    finally:
+        gc.enable()
