@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from server.errors import ProviderError, UpstreamTimeout
-from server.providers.http.session import new_session
+
+if TYPE_CHECKING:
+    import aiohttp
 
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
@@ -44,6 +44,12 @@ class Backend:
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """The JSON answer of one call; a failure is a 503 (504 on timeout) naming the plugin."""
+        # Imported on first call: the config imports this module for `BackendConfig`, and
+        # the --workers supervisor, which imports the config, would carry aiohttp (~10 MiB).
+        import aiohttp
+
+        from server.providers.http.session import new_session
+
         if self._session is None:  # made inside the running loop, as aiohttp wants
             self._session = new_session(pool_size=64)
         url = self.config.base_url.rstrip("/") + path
