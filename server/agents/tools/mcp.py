@@ -15,15 +15,14 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx2
-import mcp_types
-from mcp import Client, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
+from typing import TYPE_CHECKING, Any
 
 from server.agents.tools.base import function
 from server.errors import ToolFailed
+
+if TYPE_CHECKING:  # the SDK is imported on first use: ~40 MiB in every process otherwise
+    import mcp_types
+    from mcp import Client
 
 log = logging.getLogger("tokenwire.agents.mcp")
 
@@ -92,6 +91,10 @@ class McpConnection:
 
 
 def _client(target: McpTarget) -> Client:
+    import httpx2
+    from mcp import Client, StdioServerParameters
+    from mcp.client.streamable_http import streamable_http_client
+
     if target.command is not None:
         params = StdioServerParameters(
             command=target.command, args=list(target.args), env=dict(target.env)
@@ -160,6 +163,8 @@ class McpPool:
 
 
 def result_text(result: mcp_types.CallToolResult) -> str:
+    import mcp_types
+
     parts = [b.text for b in result.content if isinstance(b, mcp_types.TextContent)]
     if not parts and result.structured_content is not None:
         return json.dumps(result.structured_content)
