@@ -283,32 +283,26 @@ class _ChunkReader:
         return deltas
 
     def _choice(self, raw: dict[str, Any], part: str) -> Delta | None:
-        """One choice of a chunk (its `delta`) or of a whole answer (its `message`); `None`
-        when it says nothing beyond its index. Runs once per streamed chunk: the usual delta,
-        text alone, takes no helper calls (bench/calls.py --per-chunk)."""
+        """One choice of a chunk (its `delta`) or of a whole answer (its `message`)."""
         index = int(raw.get("index") or 0)
         delta = raw.get(part) or {}
-        content, reasoning, refusal = _texts(delta)
         calls = delta.get("tool_calls")
-        tool_calls = tuple(self._tool_call(index, c) for c in calls) if calls else ()
-        logprobs = _logprobs(raw["logprobs"]) if raw.get("logprobs") else ()
-        finish = _finish(raw["finish_reason"]) if raw.get("finish_reason") else None
-        self.generated_chars += len(content) + len(reasoning) + len(refusal)
-        if finish is not None:
-            self.finished = True
-        elif not (content or reasoning or refusal or tool_calls or logprobs):
-            return None
-        if tool_calls:
-            self.generated_chars += sum(len(c.arguments) for c in tool_calls)
-        return Delta(
-            content=content,
-            reasoning=reasoning,
-            refusal=refusal,
-            tool_calls=tool_calls,
-            logprobs=logprobs,
-            finish_reason=finish,
+        out = Delta(
+            content=_text(delta.get("content")),
+            # Some servers send both names with the same text: take one.
+            reasoning=_text(delta.get("reasoning")) or _text(delta.get("reasoning_content")),
+            refusal=_text(delta.get("refusal")),
+            tool_calls=tuple(self._tool_call(index, c) for c in calls) if calls else (),
+            logprobs=_logprobs(raw.get("logprobs")),
+            finish_reason=_finish(raw.get("finish_reason")),
             choice=index,
         )
+        if out.finish_reason is not None:
+            self.finished = True
+        self.generated_chars += len(out.content) + len(out.reasoning) + len(out.refusal)
+        if calls:
+            self.generated_chars += sum(len(c.arguments) for c in out.tool_calls)
+        return out if _carries(out) else None
 
     def _tool_call(self, choice: int, raw: dict[str, Any]) -> ToolCallDelta:
         calls = self._calls.setdefault(choice, _Calls())
@@ -328,14 +322,16 @@ class _ChunkReader:
         return ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
 
 
-def _texts(delta: dict[str, Any]) -> tuple[str, str, str]:
-    """A delta's content, reasoning and refusal; most deltas hold content alone."""
-    content = delta.get("content")
-    if type(content) is str and len(delta) == 1:
-        return content, "", ""
-    # Some servers send both names of reasoning with the same text: take one.
-    reasoning = _text(delta.get("reasoning")) or _text(delta.get("reasoning_content"))
-    return _text(content), reasoning, _text(delta.get("refusal"))
+def _carries(delta: Delta) -> bool:
+    """Whether a delta says anything beyond its choice index."""
+    return bool(
+        delta.content
+        or delta.reasoning
+        or delta.refusal
+        or delta.tool_calls
+        or delta.logprobs
+        or delta.finish_reason is not None
+    )
 
 
 def _call_index(calls: _Calls, index: object, call_id: str | None) -> int:
