@@ -16,10 +16,10 @@ from functools import cache, lru_cache
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from gateway.transcode import Field, plan
 from server.errors import UnsupportedParameter
 from server.providers.base import BASE_PARAMETERS
 from tokenwire.chat.v1 import chat_pb2
-from tokenwire.options.v1 import json_pb2
 
 # Parameters the pipeline itself acts on (stages, router), whatever the provider.
 HANDLED = frozenset(
@@ -53,25 +53,20 @@ PROVIDER_FIELDS_HANDLED = frozenset(
 
 def json_key(field_name: str, message: type[Message]) -> str:
     """The parameter's name as clients write it (oneof members share one key)."""
-    return _key(message.DESCRIPTOR.fields_by_name[field_name])
+    return _field(message.DESCRIPTOR.fields_by_name[field_name]).key
 
 
 @cache
-def _key(fd: FieldDescriptor) -> str:
-    """Read once per field: the options lookup costs more than the rest of `given`."""
-    return fd.GetOptions().Extensions[json_pb2.json].key or fd.name
-
-
-@cache
-def _inline(fd: FieldDescriptor) -> bool:
-    return fd.GetOptions().Extensions[json_pb2.json].inline
+def _field(fd: FieldDescriptor) -> Field:
+    """The field as the gateway reads it (its JSON key, whether it is inline), found once."""
+    return plan(fd.containing_type).by_fd[fd]
 
 
 def given(request: Message) -> tuple[str, ...]:
     """Names of the parameters the request sets, as clients write them (`parameters`' own)."""
     fields: list[FieldDescriptor] = []
     for fd, value in request.ListFields():
-        if _inline(fd):
+        if _field(fd).inline:
             fields.extend(inner for inner, _ in value.ListFields())
         else:
             fields.append(fd)
@@ -80,7 +75,7 @@ def given(request: Message) -> tuple[str, ...]:
 
 @lru_cache(maxsize=1024)  # requests set few combinations of fields; bounded all the same
 def _names(fields: tuple[FieldDescriptor, ...]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(_key(fd) for fd in fields))
+    return tuple(dict.fromkeys(_field(fd).key for fd in fields))
 
 
 def check_implemented(request: chat_pb2.CreateChatCompletionRequest) -> None:
