@@ -138,11 +138,12 @@ class UsageWriter:
         counted and logged, never silently."""
         if not self._unjournaled:
             return
-        lost = [row[0] for row in batch if row[-1] in self._unjournaled]
-        self._unjournaled.difference_update(row[-1] for row in batch)
+        uids = {row[-1] for row in batch}
+        lost = len(uids & self._unjournaled)
+        self._unjournaled -= uids
         if lost and not stored:
-            log.error("usage journal full and database away: lost %d requests' usage", len(lost))
-            self.dropped += len(lost)
+            log.error("usage journal full and database away: lost %d requests' usage", lost)
+            self.dropped += lost
 
     async def _company(self) -> None:
         """Let a few rows gather before writing (unless a flush is waiting): each INSERT
