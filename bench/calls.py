@@ -36,10 +36,10 @@ import roundtrip_load as load
 import stream_load
 import upstream
 from roundtrip_procs import Server, Servers
+from stream_load import LONG, SHORT
 
 HERE = Path(__file__).resolve().parent
 SERVING = r"gRPC on 127\.0\.0\.1:(\d+), HTTP on http://127\.0\.0\.1:(\d+)/v1"
-SHORT, LONG = 20, 200  # content chunks of the streams `--per-chunk` compares
 Table = dict[tuple[str, int, str], tuple[int, int, float, float, object]]  # pstats' own
 
 

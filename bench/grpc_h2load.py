@@ -34,7 +34,6 @@ from tokenwire.chat.v1 import chat_pb2
 
 PATH = "/tokenwire.chat.v1.ChatService/CreateChatCompletion"
 STREAM_PATH = "/tokenwire.chat.v1.ChatService/StreamChatCompletion"
-STREAMS_AT_ONCE = 8  # as stream_load's grpc.aio client
 MIN_RESPONSE = 40  # bytes of a gRPC message carrying a completion: errors carry none
 
 
@@ -50,17 +49,18 @@ def run(job: load.Job) -> load.Outcome:
         return _measure(job, body, Path(tmp, "log"))
 
 
-def stream_cpu(port: int, chunks: int, count: int, pids: Sequence[int]) -> float:
-    """CPU µs the `pids` spent per streamed answer of `chunks` chunks, after a warm-up."""
+def stream_cpu(port: int, chunks: int, count: int, pids: Sequence[int], at_once: int) -> float:
+    """CPU µs the `pids` spent per streamed answer of `chunks` chunks, `at_once` streams in
+    flight, after a warm-up."""
     request = load.grpc_request()
     request.parameters.max_tokens = chunks
-    job = load.Job("grpc-h2load", port, STREAMS_AT_ONCE, count, 0, 60.0)
+    job = load.Job("grpc-h2load", port, at_once, count, 0, 60.0)
     with tempfile.TemporaryDirectory() as tmp:
         body = Path(tmp, "request")
         body.write_bytes(
             _frame(chat_pb2.StreamChatCompletionRequest(request=request).SerializeToString())
         )
-        _h2load(job, body, max(count // 10, STREAMS_AT_ONCE), None, STREAM_PATH)
+        _h2load(job, body, max(count // 10, at_once), None, STREAM_PATH)
         before = load.process_cpu(pids)
         report = _h2load(job, body, count, None, STREAM_PATH)
         after = load.process_cpu(pids)

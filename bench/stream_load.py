@@ -20,6 +20,7 @@ from roundtrip_load import process_cpu
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2, parameters_pb2
 
 CONCURRENCY = 8
+SHORT, LONG = 20, 200  # content chunks of the streams compared per chunk (streams, calls)
 MODEL = "fake-echo"
 
 
@@ -27,7 +28,7 @@ def cpu_per_stream(kind: str, port: int, chunks: int, count: int, pids: Sequence
     if kind == "rest":
         return uvloop.run(_measure(_rest(port, chunks), count, pids))
     if kind == "grpc-h2load":
-        return grpc_h2load.stream_cpu(port, chunks, count, pids)
+        return grpc_h2load.stream_cpu(port, chunks, count, pids, CONCURRENCY)
     return asyncio.run(_measure(_grpc(port, chunks), count, pids))  # grpc.aio: stock loop
 
 

@@ -57,6 +57,7 @@ import roundtrip_load as load
 import stream_load
 from paced import percentile
 from roundtrip_procs import Servers
+from stream_load import LONG, SHORT
 from upstream import markdown, serving_pids
 
 PORT = r"127\.0\.0\.1:(\d+)"
@@ -168,8 +169,6 @@ def run(pool: Executor, servers: Servers, fn: Callable[..., T], *args: Any) -> T
 
 
 # --- per chunk ----------------------------------------------------------------------------
-
-LONG, SHORT = 200, 20
 
 
 def per_chunk(
