@@ -7,8 +7,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import httpx
 import pytest
 
 from server.runtime.config import Config
+from tests.imports import loaded_after
 from tests.serving import Serving, run_to_exit, serving
 from tokenwire.chat.v1 import chat_pb2, chat_pb2_grpc, message_pb2
 
@@ -94,13 +93,11 @@ def test_the_supervisor_prepares_in_a_child_that_keeps_what_it_imports(tmp_path:
     """Migrating and checking import nearly all of the server; the supervisor, which then
     only waits on its workers, holds none of it (~55 MiB of anonymous memory)."""
     code = (
-        "import sys\nfrom server.runtime import cli, workers\n"
-        "from server.runtime.config import Config\n"
-        f"status = workers._prepared_apart(Config(provider='none', data_dir={str(tmp_path)!r}))\n"
-        f"print(status, [m for m in {SERVING_ONLY!r} if m in sys.modules])"
+        "from server.runtime import cli, workers\nfrom server.runtime.config import Config\n"
+        f"config = Config(provider='none', data_dir={str(tmp_path)!r})\n"
+        "assert workers._prepared_apart(config) == 0"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "0 []", out.stderr
+    assert loaded_after(code, SERVING_ONLY) == []
     with sqlite3.connect(tmp_path / "tokenwire.db") as conn:  # the child migrated it
         assert conn.execute("SELECT count(*) FROM usage_records").fetchone() == (0,)
 
